@@ -1,0 +1,5 @@
+import sys
+
+from named_senderr.cli import main
+
+sys.exit(main())

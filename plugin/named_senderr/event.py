@@ -1,0 +1,143 @@
+"""The one Event that flows through every stage, and its two renderings.
+
+``to_ecs`` is what goes to Elasticsearch/OpenSearch (Elastic Common Schema);
+``to_flat`` is the flat record for stdout, Loki and Fluent peers. Both are
+plain dicts of JSON types, built field by field so the hot path stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from named_senderr.normalize.reasons import hint
+
+ECS_VERSION = "8.17.0"
+DATASET = "bind.send_error"
+
+_ACTIONS = {
+    "error_sending_response": "error-sending-response",
+    "send_failed": "send-failed",
+    "udp_send_failed": "udp-send-failed",
+}
+# Shared, never mutated: every ECS document refers to the same small objects.
+_CATEGORY = ["network"]
+_TYPE = ["connection", "error"]
+_ECS = {"version": ECS_VERSION}
+
+
+@dataclass(slots=True)
+class Event:
+    """A named send error. ``timestamp`` is RFC 3339 UTC or None when the line had none."""
+
+    message_kind: str
+    reason: str
+    reason_text: str
+    message: str
+    original: str
+    timestamp: str | None = None
+    timestamp_valid: bool = True
+    client_ip: str | None = None
+    client_port: int | None = None
+    scope: str | None = None
+    client_ptr: str | None = None
+    qname: str | None = None
+    view: str | None = None
+    signer: str | None = None
+    netmgr_ptr: str | None = None
+    repeat_count: int = 1
+    host: str | None = None
+    program: str | None = None
+    pid: int | None = None
+    category: str | None = None
+    severity: str | None = None
+    priority: int | None = None
+    facility: str | None = None
+    syslog_severity: str | None = None
+    container: str | None = None
+    file: str | None = None
+    offset: int | None = None
+
+
+def to_flat(event: Event) -> dict:
+    """The flat record: the same keys on every event, None where absent."""
+    return {
+        "timestamp": event.timestamp,
+        "reason": event.reason,
+        "reason_text": event.reason_text,
+        "hint": hint(event.reason),
+        "client_ip": event.client_ip,
+        "client_port": event.client_port,
+        "qname": event.qname,
+        "view": event.view,
+        "signer": event.signer,
+        "client_ptr": event.client_ptr,
+        "message_kind": event.message_kind,
+        "repeat_count": event.repeat_count,
+        "host": event.host,
+        "program": event.program,
+        "pid": event.pid,
+        "category": event.category,
+        "severity": event.severity,
+        "file": event.file,
+        "offset": event.offset,
+        "message": event.message,
+    }
+
+
+def to_ecs(event: Event, ingest_time: str) -> dict:
+    """The ECS document; ``ingest_time`` stands in for a line without a usable time."""
+    bind = {
+        "message_kind": event.message_kind,
+        "hint": hint(event.reason),
+        "repeat_count": event.repeat_count,
+    }
+    doc: dict = {
+        "@timestamp": event.timestamp or ingest_time,
+        "message": event.message,
+        "event": {
+            "original": event.original,
+            "kind": "event",
+            "category": _CATEGORY,
+            "type": _TYPE,
+            "outcome": "failure",
+            "action": _ACTIONS[event.message_kind],
+            "dataset": DATASET,
+            "module": "bind",
+            "reason": event.reason,
+        },
+        "error": {"message": event.reason_text},
+        "ecs": _ECS,
+        "bind": bind,
+    }
+    if event.client_ip is not None:
+        doc["client"] = {"ip": event.client_ip, "port": event.client_port, "address": event.client_ip}
+        doc["related"] = {"ip": [event.client_ip]}
+    if event.qname is not None:
+        doc["dns"] = {"question": {"name": event.qname}}
+    if event.host is not None:
+        doc["host"] = {"name": event.host}
+    if event.program is not None or event.pid is not None:
+        doc["process"] = {"name": event.program, "pid": event.pid}
+    log: dict = {}
+    level = event.severity or event.syslog_severity
+    if level is not None:
+        log["level"] = level
+    if event.category is not None:
+        log["logger"] = event.category
+    if event.file is not None:
+        log["file"] = {"path": event.file}
+    if event.offset is not None:
+        log["offset"] = event.offset
+    if event.priority is not None:
+        log["syslog"] = {"priority": event.priority}
+    if log:
+        doc["log"] = log
+    if event.container is not None:
+        doc["container"] = {"name": event.container}
+    for key in ("view", "signer", "client_ptr", "netmgr_ptr", "scope"):
+        value = getattr(event, key)
+        if value is not None:
+            bind[key] = value
+    if not event.timestamp_valid or event.timestamp is None:
+        bind["timestamp_valid"] = False
+    return doc

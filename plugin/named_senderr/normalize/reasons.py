@@ -1,0 +1,72 @@
+"""The version-independent ``reason`` taxonomy and the operator hint for each.
+
+BIND prints ``isc_result_totext()`` of the send's result; the same kernel
+condition reads differently across versions (EAGAIN is "would block" in the
+socket code, "no pending connections" in netmgr). ``reason`` names the
+condition, ``reason_text`` keeps what was logged.
+"""
+
+from __future__ import annotations
+
+ERROR_SENDING_RESPONSE = "error_sending_response"
+SEND_FAILED = "send_failed"
+UDP_SEND_FAILED = "udp_send_failed"
+NETMGR_KINDS = frozenset({SEND_FAILED, UDP_SEND_FAILED})
+
+OTHER = "other"
+
+# reason -> what an operator should look at
+HINTS: dict[str, str] = {
+    "would_block": "socket send buffer full: raise net.core.wmem_default/wmem_max, check egress rate, NIC, firewall throughput",
+    "unclassified": "outbound path bottleneck BIND did not name (EINTR, ECONNREFUSED, EAGAIN before 9.9.9, ENOBUFS): correlate with UDP SndbufErrors",
+    "host_unreachable": "routing to the client, or before 9.16 a local firewall (netfilter OUTPUT) drop",
+    "permission_denied": "local firewall rules (EPERM from 9.16), or spoofed queries to broadcast addresses (EACCES)",
+    "no_resources": "kernel buffers exhausted (sk_buff, mbufs) or interface queue full: check qdisc drops and SndbufErrors",
+    "network_unreachable": "no route towards the client's network",
+    "network_down": "the outgoing interface is down",
+    "address_not_available": "source address gone (interface renumbered, link-local scope)",
+    "connection_refused": "the client's port is closed (ICMP port unreachable on UDP)",
+    "not_connected": "TCP client went away before the answer",
+    "connection_reset": "TCP client reset the connection before the answer",
+    "canceled": "named canceled the send (shutdown, reload, client timeout)",
+    "timed_out": "the send did not complete in time: congested path or client",
+    "invalid_file": "EINVAL: source port 0, blackhole route or malformed destination",
+    "out_of_memory": "named could not allocate memory: check its memory limits",
+    "shutting_down": "named is shutting down",
+    "tls_error": "TLS failure on a DoT/DoH connection",
+    OTHER: "unknown text: report it, the taxonomy may need a new entry",
+}
+
+_BY_TEXT: dict[str, str] = {
+    "would block": "would_block",
+    "unset": "unclassified",
+    "unexpected error": "unclassified",
+    "host unreachable": "host_unreachable",
+    "host down": "host_unreachable",
+    "permission denied": "permission_denied",
+    "not enough free resources": "no_resources",
+    "network unreachable": "network_unreachable",
+    "network down": "network_down",
+    "address not available": "address_not_available",
+    "connection refused": "connection_refused",
+    "socket is not connected": "not_connected",
+    "connection reset": "connection_reset",
+    "operation canceled": "canceled",
+    "timed out": "timed_out",
+    "invalid file": "invalid_file",
+    "out of memory": "out_of_memory",
+    "shutting down": "shutting_down",
+    "TLS error": "tls_error",
+}
+
+
+def classify(reason_text: str, message_kind: str) -> str:
+    """The normalized reason for ``reason_text`` as logged by ``message_kind``."""
+    if reason_text == "no pending connections":
+        # netmgr reports EAGAIN as ISC_R_NOCONN; the socket code never did.
+        return "would_block" if message_kind in NETMGR_KINDS else OTHER
+    return _BY_TEXT.get(reason_text, OTHER)
+
+
+def hint(reason: str) -> str:
+    return HINTS[reason]

@@ -1,0 +1,147 @@
+"""Turn every wrapper's time text into an RFC 3339 UTC timestamp.
+
+Zone-less times (named's print-time, RFC 3164) are read in a configured zone,
+by default the machine's local zone, as syslog itself does. RFC 3164 has no
+year: the year is the one that does not put the line in the future. A storm
+logs thousands of lines in the same second, so conversions are cached by the
+text up to the seconds and only the fraction is appended per line.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from named_senderr.errors import ConfigError
+
+# English plus the abbreviations journalctl prints under common LC_TIME locales
+# (de, fr, es, it, nl, pt); none of them maps one text to two months.
+_MONTHS: dict[str, int] = {}
+for _number, _names in enumerate(
+    (
+        "jan janv ene gen",
+        "feb févr fév fev",
+        "mar mär mrz mars",
+        "apr avr abr",
+        "may mai mag mei",
+        "jun juin giu",
+        "jul juil lug",
+        "aug août ago",
+        "sep sept set",
+        "oct okt ott out",
+        "nov",
+        "dec dez déc dic",
+    ),
+    start=1,
+):
+    for _name in _names.split():
+        _MONTHS[_name] = _number
+
+_NAMED = re.compile(r"(\d{2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?")
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?")
+_BSD = re.compile(
+    r"(?:[^\W\d_]{3} )?([^\W\d_]{3,5})\.? {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?: (\d{4}))?"
+)
+_EPOCH_MICROS = re.compile(r"\d{10,17}")
+_FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def resolve_zone(name: str | None) -> tzinfo:
+    """The zone for zone-less times: an IANA name, ``UTC``, or None for local."""
+    if name is None or name == "local":
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local
+    if name.upper() in ("UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"--timezone {name!r} is not a known zone; use an IANA name such as 'Europe/Berlin', 'UTC', or 'local'"
+        ) from exc
+
+
+class TimestampNormalizer:
+    """Converts logged time texts to RFC 3339 UTC; returns None when impossible."""
+
+    def __init__(self, zone: tzinfo, now: datetime | None = None) -> None:
+        self.zone = zone
+        self.now = now or datetime.now(UTC)
+        self._cache: dict[str, str | None] = {}
+
+    def to_rfc3339(self, text: str) -> str | None:
+        """``text`` as ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``, or None if it is not a time."""
+        head, dot, fraction = _split_fraction(text)
+        try:
+            base = self._cache[head]
+        except KeyError:
+            base = self._convert(head)
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[head] = base
+        if base is None:
+            return None
+        return f"{base}.{fraction}Z" if dot else base + "Z"
+
+    def _convert(self, head: str) -> str | None:
+        if m := _NAMED.fullmatch(head):
+            day, month_name, year, hour, minute, second, _ = m.groups()
+            month = _MONTHS.get(month_name.lower())
+            return month and self._local(int(year), month, int(day), hour, minute, second)
+        if m := _ISO.fullmatch(head):
+            year, month, day, hour, minute, second, _, offset = m.groups()
+            zone = self.zone if offset is None else _fixed_offset(offset)
+            return _utc(int(year), int(month), int(day), hour, minute, second, zone)
+        if m := _BSD.fullmatch(head):
+            month_name, day, hour, minute, second, _, year = m.groups()
+            month = _MONTHS.get(month_name.lower())
+            if not month:
+                return None
+            if year:
+                return self._local(int(year), month, int(day), hour, minute, second)
+            return self._without_year(month, int(day), hour, minute, second)
+        if _EPOCH_MICROS.fullmatch(head):  # journald __REALTIME_TIMESTAMP
+            micros = int(head)
+            moment = datetime.fromtimestamp(micros // 1_000_000, UTC)
+            return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{micros % 1_000_000:06d}"
+        return None  # monotonic clocks and anything else: no wall-clock time
+
+    def _local(self, year: int, month: int, day: int, hour: str, minute: str, second: str) -> str | None:
+        return _utc(year, month, day, hour, minute, second, self.zone)
+
+    def _without_year(self, month: int, day: int, hour: str, minute: str, second: str) -> str | None:
+        year = self.now.year
+        for candidate in (year, year - 1):
+            try:
+                moment = datetime(candidate, month, day, int(hour), int(minute), int(second), tzinfo=self.zone)
+            except ValueError:
+                continue  # 29 Feb in a year without it
+            if moment <= self.now + _FUTURE_TOLERANCE:
+                return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return None
+
+
+def _split_fraction(text: str) -> tuple[str, str, str]:
+    """Split ``HH:MM:SS.fff`` inside ``text`` into the head and the fraction digits."""
+    m = re.search(r"(:\d{2})[.,](\d+)", text)
+    if not m:
+        return text, "", ""
+    return text[: m.start(2) - 1] + text[m.end(2) :], ".", m.group(2)
+
+
+def _fixed_offset(offset: str) -> tzinfo:
+    if offset == "Z":
+        return UTC
+    sign = -1 if offset[0] == "-" else 1
+    digits = offset[1:].replace(":", "")
+    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+
+
+def _utc(year: int, month: int, day: int, hour: str, minute: str, second: str, zone: tzinfo) -> str | None:
+    try:
+        moment = datetime(year, month, day, int(hour), int(minute), int(second), tzinfo=zone)
+    except ValueError:
+        return None  # 99-Bad-9999 99:99:99: keep the event, flag the time
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,0 +1,120 @@
+"""Load the Grok files in ``patterns/`` and compile their top-level line patterns.
+
+pygrok expands ``%{NAME:capture}`` references into one regular expression per
+top-level pattern. Expanding costs a few milliseconds per pattern (pygrok
+re-reads its own pattern library each time), so the expansions are cached on
+disk keyed by the pattern files' content; the hot path then runs the expanded
+expressions, anchored, through the standard library's ``re``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from named_senderr.errors import PatternError
+
+TOP_LEVEL_PREFIX = "NAMED_SENDERR_"
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class LinePattern:
+    """One top-level pattern: its Grok name, Grok source and compiled form."""
+
+    name: str
+    grok: str
+    regex: re.Pattern[str]
+
+
+def patterns_dir() -> Path:
+    """Installed wheels carry the files inside the package; checkouts beside it."""
+    for candidate in (_PACKAGE_DIR / "patterns", _PACKAGE_DIR.parent.parent / "patterns"):
+        if candidate.is_dir():
+            return candidate
+    raise PatternError(
+        f"no patterns directory found next to {_PACKAGE_DIR}; reinstall named-senderr "
+        "or run it from a checkout that has patterns/"
+    )
+
+
+def read_definitions(directory: Path) -> dict[str, str]:
+    """All ``NAME regex`` definitions of every file in ``directory``, in file order."""
+    definitions: dict[str, str] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.is_file():
+            continue
+        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, _, regex = line.partition(" ")
+            if not regex.strip() or not re.fullmatch(r"[A-Z0-9_]+", name):
+                raise PatternError(f"{path}:{number}: expected 'NAME regex', got {raw!r}")
+            definitions[name] = regex.strip()
+    return definitions
+
+
+def load_line_patterns(directory: Path | None = None) -> list[LinePattern]:
+    """The compiled ``NAMED_SENDERR_*`` patterns, in the order the files list them."""
+    directory = directory or patterns_dir()
+    definitions = read_definitions(directory)
+    names = [name for name in definitions if name.startswith(TOP_LEVEL_PREFIX)]
+    if not names:
+        raise PatternError(f"{directory}: no {TOP_LEVEL_PREFIX}* pattern defined")
+    expanded = _expand_cached(directory, definitions, names)
+    compiled = []
+    for name in names:
+        try:
+            regex = re.compile(expanded[name])
+        except re.error as exc:
+            raise PatternError(f"pattern {name} does not compile: {exc}") from exc
+        compiled.append(LinePattern(name, definitions[name], regex))
+    return compiled
+
+
+def expand(directory: Path, name: str) -> str:
+    """The regular expression pygrok builds for ``%{name}``."""
+    from pygrok import Grok  # imported only on a cache miss: it costs ~25 ms
+
+    try:
+        return Grok("%{" + name + "}", custom_patterns_dir=str(directory)).regex_obj.pattern
+    except KeyError as exc:
+        raise PatternError(f"pattern {name} refers to undefined pattern {exc}") from exc
+
+
+def _expand_cached(directory: Path, definitions: dict[str, str], names: list[str]) -> dict[str, str]:
+    digest = hashlib.sha256(json.dumps([definitions, _pygrok_version()]).encode()).hexdigest()
+    cache_file = _cache_dir() / f"patterns-{digest[:16]}.json"
+    try:
+        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+        if sorted(cached) == sorted(names):
+            return cached
+    except (OSError, ValueError):
+        pass
+    expanded = {name: expand(directory, name) for name in names}
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(expanded), encoding="utf-8")
+        tmp.replace(cache_file)
+    except OSError:
+        pass  # a read-only home only costs the expansion on every start
+    return expanded
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "named-senderr"
+
+
+def _pygrok_version() -> str:
+    try:
+        return metadata.version("pygrok")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,220 @@
+"""Recognize named send-error lines and turn them into Events.
+
+The hot path: a line without one of the fixed phrases costs one substring test;
+a candidate is matched by the anchored top-level patterns, the one that
+matched last tried first (a log file keeps one format). A candidate that
+matches none is diagnosed and returned as a Rejection with a precise reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+
+from named_senderr.event import Event
+from named_senderr.normalize import reasons
+from named_senderr.normalize.timestamp import TimestampNormalizer
+from named_senderr.parse.grok import LinePattern, load_line_patterns
+
+MAX_LINE_BYTES = 64 * 1024
+CLIENT_PHRASES = ("error sending response", "send failed")
+UDP_PHRASE = "Sending UDP messages failed"
+# A line is a candidate when it holds one of these; "error sending" rather than
+# the whole phrase so that a line cut short inside it is still seen (and rejected).
+CANDIDATE_MARKERS = ("error sending", "send failed", UDP_PHRASE)
+JOURNAL_BYTE_MESSAGE = '"MESSAGE":['
+
+
+_KIND_BY_PHRASE = {
+    "error sending response": reasons.ERROR_SENDING_RESPONSE,
+    "send failed": reasons.SEND_FAILED,
+}
+_LOOSE_CLIENT = re.compile(r"client (?:@\S+ )?(\[?[0-9A-Fa-f:.]*\]?)(?:%\S+?)?#(\d+)")
+_PHRASE_SEARCH = re.compile(r"error sending response|send failed|Sending UDP messages failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A candidate line that did not become an event, and why."""
+
+    reason: str
+    detail: str
+    line: str
+
+
+def is_candidate(text: str) -> bool:
+    if text.startswith("{") and JOURNAL_BYTE_MESSAGE in text:
+        return True  # journald's form for a MESSAGE that is not valid UTF-8
+    return any(marker in text for marker in CANDIDATE_MARKERS)
+
+
+class NamedLineParser:
+    """Parses one line of text into an Event, a Rejection, or None (not a candidate)."""
+
+    def __init__(self, timestamps: TimestampNormalizer, patterns: list[LinePattern] | None = None) -> None:
+        self.timestamps = timestamps
+        self.patterns = [p.regex for p in (patterns or load_line_patterns())]
+        self._valid_ipv6: dict[str, str | None] = {}
+
+    def parse_bytes(self, raw: bytes) -> Event | Rejection | None:
+        """Parse a raw line; invalid UTF-8 is replaced in fields and escaped in ``original``."""
+        try:
+            return self.parse(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            result = self.parse(raw.decode("utf-8", "replace"))
+            escaped = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+            if isinstance(result, Event):
+                result.original = escaped
+            elif isinstance(result, Rejection):
+                result = Rejection(result.reason, result.detail, escaped)
+            return result
+
+    def parse(self, text: str) -> Event | Rejection | None:
+        text = text.rstrip("\r\n")
+        if not is_candidate(text):
+            return None
+        if len(text) > MAX_LINE_BYTES:
+            return Rejection("line_too_long", f"{len(text)} characters, limit {MAX_LINE_BYTES}", text[:MAX_LINE_BYTES])
+        if text.startswith("{"):
+            return self._parse_json(text)
+        return self._match(text, text)
+
+    def _match(self, text: str, original: str) -> Event | Rejection:
+        patterns = self.patterns
+        for index, pattern in enumerate(patterns):
+            m = pattern.match(text)
+            if m is not None:
+                if index:  # remember the format that matched: try it first next time
+                    patterns.insert(0, patterns.pop(index))
+                return self._event(m.groupdict(), original)
+        return diagnose(original)
+
+    def _event(self, g: dict[str, str | None], original: str) -> Event | Rejection:
+        phrase = g["phrase"]
+        kind = _KIND_BY_PHRASE[phrase] if phrase else reasons.UDP_SEND_FAILED
+        if (g["repeat_count"] is None) != (g["repeat_close"] is None):
+            return Rejection("unbalanced_repeat", "'message repeated N times: [' without its ']'", original)
+        ip = g["client_ip"]
+        port = None
+        if ip is not None:
+            if ":" in ip and self._ipv6(ip) is None:
+                return Rejection("invalid_address", f"{ip!r} is not an IPv6 address", original)
+            port = int(g["client_port"])  # type: ignore[arg-type]
+            if port > 65535:
+                return Rejection("invalid_port", f"port {port} is above 65535", original)
+        time_text = g.get("log_time") or g["named_time"]
+        timestamp = self.timestamps.to_rfc3339(time_text) if time_text else None
+        reason_text = g["reason_text"]
+        assert reason_text is not None
+        pid = g.get("pid")
+        priority = g.get("priority")
+        repeat = g["repeat_count"]
+        return Event(
+            message_kind=kind,
+            reason=reasons.classify(reason_text, kind),
+            reason_text=reason_text,
+            message=g["bind_message"] or "",
+            original=original,
+            timestamp=timestamp,
+            timestamp_valid=timestamp is not None or time_text is None,
+            client_ip=ip,
+            client_port=port,
+            scope=g["scope"],
+            client_ptr=g["client_ptr"],
+            qname=g["qname"],
+            view=g["view"],
+            signer=g["signer"],
+            netmgr_ptr=g["netmgr_ptr"],
+            repeat_count=int(repeat) if repeat else 1,
+            host=g.get("host"),
+            program=g.get("program"),
+            pid=int(pid) if pid else None,
+            category=g["category"],
+            severity=g["severity"],
+            priority=int(priority) if priority else None,
+            facility=g.get("facility"),
+            syslog_severity=g.get("syslog_severity") or g.get("asl_level"),
+            container=g.get("container"),
+        )
+
+    def _ipv6(self, ip: str) -> str | None:
+        try:
+            return self._valid_ipv6[ip]
+        except KeyError:
+            pass
+        try:
+            valid: str | None = str(ipaddress.IPv6Address(ip))
+        except ValueError:
+            valid = None
+        if len(self._valid_ipv6) > 65536:
+            self._valid_ipv6.clear()
+        self._valid_ipv6[ip] = valid
+        return valid
+
+    def _parse_json(self, text: str) -> Event | Rejection:
+        """journalctl -o json (MESSAGE, maybe as a byte array) and docker json-file (log)."""
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            return Rejection("invalid_json", f"line starts with '{{' but is not JSON: {exc}", text)
+        if not isinstance(record, dict):
+            return Rejection("invalid_json", "JSON line is not an object", text)
+        message = record.get("MESSAGE", record.get("log", record.get("message")))
+        if isinstance(message, list) and all(isinstance(b, int) and 0 <= b < 256 for b in message):
+            message = bytes(message).decode("utf-8", "replace")  # journald's form for non-UTF-8
+        if not isinstance(message, str):
+            return Rejection("invalid_json", "no MESSAGE, log or message string in the JSON object", text)
+        result = self._match(message.rstrip("\r\n"), text)
+        if isinstance(result, Event):
+            _apply_journal_fields(result, record, self.timestamps)
+        return result
+
+
+def _apply_journal_fields(event: Event, record: dict, timestamps: TimestampNormalizer) -> None:
+    realtime = record.get("__REALTIME_TIMESTAMP")
+    if isinstance(realtime, str) and realtime.isdigit():
+        event.timestamp = timestamps.to_rfc3339(realtime)
+        event.timestamp_valid = event.timestamp is not None
+    elif isinstance(record.get("time"), str):  # docker json-file
+        event.timestamp = timestamps.to_rfc3339(record["time"])
+        event.timestamp_valid = event.timestamp is not None
+    event.host = _text(record.get("_HOSTNAME")) or event.host
+    event.program = _text(record.get("SYSLOG_IDENTIFIER")) or event.program
+    for key, attribute in (("_PID", "pid"), ("PRIORITY", "priority")):
+        value = record.get(key)
+        if isinstance(value, str) and value.isdigit():
+            setattr(event, attribute, int(value))
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def diagnose(line: str) -> Rejection:
+    """Why a candidate matched no pattern, as precisely as the line allows."""
+    if "\x00" in line:
+        return Rejection("nul_byte", f"NUL byte at column {line.index(chr(0)) + 1}", line)
+    phrases = _PHRASE_SEARCH.findall(line)
+    if len(phrases) > 1:
+        return Rejection("glued_lines", f"{len(phrases)} send-error messages in one line (a lost newline?)", line)
+    if not phrases:
+        return Rejection("truncated", "the line ends inside the send-error phrase", line)
+    client = _LOOSE_CLIENT.search(line)
+    if client:
+        address, port = client.group(1), int(client.group(2))
+        if address.startswith("["):
+            return Rejection("invalid_address", f"{address} is bracketed; named never brackets addresses", line)
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return Rejection("invalid_address", f"{address!r} is not an IP address", line)
+        if port > 65535:
+            return Rejection("invalid_port", f"port {port} is above 65535", line)
+    elif phrases[0] != UDP_PHRASE:
+        return Rejection("not_named_message", f"{phrases[0]!r} without named's 'client ADDRESS#PORT' prefix", line)
+    tail = line[line.index(phrases[0]) + len(phrases[0]) :]
+    if not tail.startswith(": ") or len(tail) == 2:
+        return Rejection("truncated", f"no reason text after {phrases[0]!r}", line)
+    return Rejection("unrecognized_format", "a send error, but no known log format covers the whole line", line)
