@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 from named_senderr.cli.progress import progress_factory
@@ -58,7 +57,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def sample_path() -> str:
-    return str(resources.files("named_senderr") / "samples" / "named.log")
+    return str(Path(__file__).resolve().parent.parent / "samples" / "named.log")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -125,6 +125,8 @@ class TimestampNormalizer:
 
 def _split_fraction(text: str) -> tuple[str, str, str]:
     """Split ``HH:MM:SS.fff`` inside ``text`` into the head and the fraction digits."""
+    if text[-4:-3] == "." and text[-7:-6] == ":":  # named's print-time, the common case
+        return text[:-4], ".", text[-3:]
     m = re.search(r"(:\d{2})[.,](\d+)", text)
     if not m:
         return text, "", ""

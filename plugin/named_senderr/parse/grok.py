@@ -14,7 +14,6 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from named_senderr.errors import PatternError
@@ -71,7 +70,7 @@ def load_line_patterns(directory: Path | None = None) -> list[LinePattern]:
     compiled = []
     for name in names:
         try:
-            regex = re.compile(expanded[name])
+            regex = re.compile(without_plain_groups(expanded[name]))
         except re.error as exc:
             raise PatternError(f"pattern {name} does not compile: {exc}") from exc
         compiled.append(LinePattern(name, definitions[name], regex))
@@ -88,8 +87,36 @@ def expand(directory: Path, name: str) -> str:
         raise PatternError(f"pattern {name} refers to undefined pattern {exc}") from exc
 
 
+def without_plain_groups(regex: str) -> str:
+    """Turn the unnamed ``(...)`` pygrok wraps around every reference into ``(?:...)``.
+
+    Only named captures are read; every other group would cost match time and
+    make ``groupdict`` slower.
+    """
+    out = []
+    escaped = False
+    class_start = -1  # index of the "[" of the character class we are in, or -1
+    for index, char in enumerate(regex):
+        out.append(char)
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif class_start >= 0:
+            # "]" right after "[" or "[^" is a literal, not the end of the class
+            if char == "]" and index > class_start + 1 + (regex[class_start + 1] == "^"):
+                class_start = -1
+        elif char == "[":
+            class_start = index
+        elif char == "(" and not regex.startswith("?", index + 1):
+            out.append("?:")
+    return "".join(out)
+
+
 def _expand_cached(directory: Path, definitions: dict[str, str], names: list[str]) -> dict[str, str]:
-    digest = hashlib.sha256(json.dumps([definitions, _pygrok_version()]).encode()).hexdigest()
+    # Keyed by the definitions only: importing importlib.metadata to ask for
+    # pygrok's version would cost more than the whole cache saves.
+    digest = hashlib.sha256(json.dumps(definitions).encode()).hexdigest()
     cache_file = _cache_dir() / f"patterns-{digest[:16]}.json"
     try:
         cached = json.loads(cache_file.read_text(encoding="utf-8"))
@@ -111,10 +138,3 @@ def _expand_cached(directory: Path, definitions: dict[str, str], names: list[str
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "named-senderr"
-
-
-def _pygrok_version() -> str:
-    try:
-        return metadata.version("pygrok")
-    except metadata.PackageNotFoundError:
-        return "unknown"

@@ -18,12 +18,10 @@ from typing import BinaryIO
 
 from named_senderr.errors import InputError
 from named_senderr.parse.named import MAX_LINE_BYTES
+from named_senderr.sources.phrase_scan import NEEDLES, Finder, best_finder
 from named_senderr.telemetry import Stats
 
 BLOCK_SIZE = MAX_LINE_BYTES
-# Supersets of the candidate markers, chosen because bytes.find runs fastest on
-# them: " failed: " covers "send failed: " and "Sending UDP messages failed: ".
-NEEDLES = (b"error sending", b" failed: ")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -61,7 +59,7 @@ class InputSource:
 
 
 def candidate_lines(
-    stream: BinaryIO, stats: Stats, on_block: Callable[[], None] | None = None
+    stream: BinaryIO, stats: Stats, on_block: Callable[[], None] | None = None, find: Finder | None = None
 ) -> Iterator[tuple[int, bytes, bool]]:
     """Yield ``(offset, line, oversize)`` for each line that may hold a send error.
 
@@ -71,6 +69,7 @@ def candidate_lines(
     with ``oversize`` set, so that it is rejected rather than parsed.
     """
     read = stream.read
+    find = find or _default_finder()
     pending = b""  # the unfinished last line of the previous block
     pending_offset = 0
     oversize = False
@@ -117,7 +116,7 @@ def candidate_lines(
             if json_lines:
                 yield from _all_lines(block, start, end, offset)
             else:
-                yield from _hits(block, start, end, offset)
+                yield from _hits(block, start, end, offset, find)
         else:
             end = start
         pending = block[end:]
@@ -142,15 +141,12 @@ def _grow(pending: bytes, more: bytes, oversize: bool, stats: Stats) -> tuple[by
     return pending[:MAX_LINE_BYTES], True
 
 
-def _hits(block: bytes, start: int, end: int, offset: int) -> Iterator[tuple[int, bytes]]:
+def _hits(block: bytes, start: int, end: int, offset: int, find: Finder) -> Iterator[tuple[int, bytes, bool]]:
     found: dict[int, int] = {}
-    for needle in NEEDLES:
-        i = block.find(needle, start, end)
-        while i != -1:
-            line_start = block.rfind(b"\n", start, i) + 1 or start
-            line_end = block.find(b"\n", i, end)
-            found[line_start] = line_end
-            i = block.find(needle, line_end, end)
+    for i in find(block, start, end):
+        line_start = block.rfind(b"\n", start, i) + 1 or start
+        if line_start not in found:
+            found[line_start] = block.find(b"\n", i, end)
     for line_start in sorted(found) if len(found) > 1 else found:
         yield offset + line_start, block[line_start : found[line_start]], False
 
@@ -160,6 +156,16 @@ def _all_lines(block: bytes, start: int, end: int, offset: int) -> Iterator[tupl
     for line in block[start : end - 1].split(b"\n"):
         yield offset + position, line, False
         position += len(line) + 1
+
+
+_finder: Finder | None = None
+
+
+def _default_finder() -> Finder:
+    global _finder
+    if _finder is None:
+        _finder = best_finder()
+    return _finder
 
 
 def _has_needle(line: bytes) -> bool:

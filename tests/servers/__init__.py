@@ -1,0 +1,222 @@
+"""Real Elasticsearch, OpenSearch and Loki servers for integration tests.
+
+The servers are downloaded (ES/OS integ-test zips from Maven Central) or built (Loki from its Go
+module through the Go proxy) once into a cache outside the repository, then started per test session
+on a free loopback port with a throw-away data directory. ``python -m tests.servers`` drives the same
+code from the command line (``prepare`` for CI, ``run`` for manual poking).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "SERVER_NAMES",
+    "Server",
+    "ServerError",
+    "ToolMissing",
+    "cache_dir",
+    "free_port",
+    "prepare",
+    "start",
+]
+
+SERVER_NAMES = ("elasticsearch", "opensearch", "loki")
+STARTUP_TIMEOUT = float(os.environ.get("NAMED_SENDERR_SERVER_TIMEOUT", "180"))
+
+
+class ServerError(RuntimeError):
+    """Preparing or starting a server failed; the message carries the relevant log tail."""
+
+
+class ToolMissing(ServerError):
+    """A tool needed to prepare or run a server (java, mvn, go) is not installed."""
+
+
+def cache_dir() -> Path:
+    """Cache root, outside the repo so downloads survive ``git clean`` and are shared by checkouts."""
+    root = os.environ.get("NAMED_SENDERR_SERVER_CACHE") or "~/.cache/named-senderr/servers"
+    path = Path(root).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Exclusive per-server lock so parallel pytest/CI processes don't download or build twice."""
+    with (cache_dir() / f".{name}.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def require_tool(tool: str) -> str:
+    """Path of ``tool`` on PATH, or :class:`ToolMissing` so callers can skip rather than crash."""
+    path = shutil.which(tool)
+    if path is None:
+        raise ToolMissing(f"{tool!r} not found on PATH")
+    return path
+
+
+def run_logged(cmd: list[str], log: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    """Run a preparation step, appending its output to ``log``; raise with the log tail on failure."""
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        rc = subprocess.call(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if rc != 0:
+        raise ServerError(f"{cmd[0]} exited with {rc}; see {log}\n{tail(log)}")
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    """Last lines of a log file, for failure messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (bind to port 0 and let the kernel pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server process; ``stop()`` is idempotent and safe to call from finalizers."""
+
+    name: str
+    version: str
+    url: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log: Path
+    _cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the process group, SIGKILL it if still alive after ``timeout``, then run cleanups.
+
+        The whole group is signalled because the ES/OS launchers are a CLI JVM plus a server JVM.
+        """
+        if self.process.poll() is None:
+            signal_group(self.process, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                signal_group(self.process, signal.SIGKILL)
+                self.process.wait(10)
+        signal_group(self.process, signal.SIGKILL)  # stragglers whose parent already exited
+        while self._cleanup:
+            self._cleanup.pop()()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the process group started by :func:`launch` (its leader's pid is the group id)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def http_ok(url: str, timeout: float = 5.0) -> bool:
+    """True when ``url`` answers 2xx; any connection problem just means "not yet"."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def launch(
+    name: str,
+    version: str,
+    cmd: list[str],
+    *,
+    port: int,
+    health_path: str,
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = STARTUP_TIMEOUT,
+) -> Server:
+    """Start ``cmd`` with output in ``data_dir/server.log`` and poll ``health_path`` until it is healthy.
+
+    Startup failures (process exit or timeout) stop the process and raise with the log tail, so a
+    broken server shows its own error in the pytest output instead of a bare connection refused.
+    """
+    log = data_dir / "server.log"
+    with log.open("ab") as fh:
+        process = subprocess.Popen(
+            cmd,
+            cwd=data_dir,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    server = Server(name, version, url, process, data_dir, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            server.stop()
+            raise ServerError(f"{name} {version} exited with {process.returncode} during startup ({log})\n{tail(log)}")
+        if http_ok(url + health_path, timeout=min(10.0, max(1.0, deadline - time.monotonic()))):
+            return server
+        time.sleep(0.5)
+    server.stop()
+    raise ServerError(f"{name} {version} not healthy at {url}{health_path} after {timeout:.0f}s ({log})\n{tail(log)}")
+
+
+def new_data_dir(name: str) -> Path:
+    """Fresh per-session data directory (tmp), so every session starts from an empty server."""
+    return Path(tempfile.mkdtemp(prefix=f"named-senderr-{name}-"))
+
+
+def prepare(name: str) -> Path:
+    """Download or build ``name`` into the cache if needed; return its install directory."""
+    from . import java, loki
+
+    if name == "loki":
+        return loki.prepare()
+    if name in ("elasticsearch", "opensearch"):
+        return java.prepare(java.DISTRIBUTIONS[name])
+    raise ValueError(f"unknown server {name!r}; expected one of {SERVER_NAMES}")
+
+
+def start(name: str, *, keep_data: bool = False) -> Server:
+    """Prepare (if needed) and start ``name`` on a free port; the caller must ``stop()`` it."""
+    from . import java, loki
+
+    if name == "loki":
+        server = loki.start(prepare(name))
+    elif name in ("elasticsearch", "opensearch"):
+        server = java.start(java.DISTRIBUTIONS[name], prepare(name))
+    else:
+        raise ValueError(f"unknown server {name!r}; expected one of {SERVER_NAMES}")
+    if not keep_data:
+        server._cleanup.append(lambda: shutil.rmtree(server.data_dir, ignore_errors=True))
+    atexit.register(server.stop)  # a crashed or interrupted caller must not leave JVMs behind
+    return server

@@ -1,0 +1,80 @@
+"""The named-senderr command as a user runs it: exit status, stdout, stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from named_senderr.cli import main
+
+ERROR = "21-Nov-2026 04:47:35.739 client @0x7f04 192.0.2.7#5353 (a.example): error sending response: would block"
+BAD = "client 999.0.2.30#40030: error sending response: unset"
+
+
+def run(*args, stdin=b""):
+    return subprocess.run(
+        [sys.executable, "-m", "named_senderr", *args], input=stdin, capture_output=True, timeout=60, check=False
+    )
+
+
+def test_parse_sample_prints_ecs_events_and_a_summary():
+    result = run("parse", "--sample", "--stats")
+    assert result.returncode == 0
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events and all(e["event"]["dataset"] == "bind.send_error" for e in events)
+    assert f"events              {len(events)}" in result.stderr.decode()
+
+
+def test_stdin_is_read_when_no_file_is_named():
+    result = run("parse", "--format", "flat", stdin=(ERROR + "\n").encode())
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["client_ip"] == "192.0.2.7"
+
+
+def test_missing_file_is_named_on_stderr_and_exit_status_is_1_but_others_are_parsed(tmp_path):
+    log = tmp_path / "named.log"
+    log.write_text(ERROR + "\n")
+    result = run("parse", str(tmp_path / "missing.log"), str(log))
+    assert result.returncode == 1
+    assert "missing.log: no such file" in result.stderr.decode()
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_unknown_timezone_is_a_usage_error_with_exit_status_2(tmp_path):
+    result = run("parse", "--timezone", "Nowhere/Atlantis", stdin=b"")
+    assert result.returncode == 2
+    assert "Nowhere/Atlantis" in result.stderr.decode() and "IANA" in result.stderr.decode()
+
+
+def test_rejected_lines_are_written_with_their_cause(tmp_path):
+    rejects = tmp_path / "rejects.ndjson"
+    result = run("parse", "--rejects", str(rejects), stdin=f"{ERROR}\n{BAD}\n".encode())
+    assert result.returncode == 0
+    [record] = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert record["reason"] == "invalid_address" and record["line"] == BAD and record["offset"] == len(ERROR) + 1
+
+
+def test_rejections_without_rejects_file_are_announced_not_silent():
+    result = run("parse", stdin=f"{BAD}\n".encode())
+    assert "1 candidate line(s) rejected" in result.stderr.decode()
+
+
+def test_stdout_carries_only_json(tmp_path):
+    result = run("parse", "--stats", str(tmp_path / "missing.log"), stdin=b"")
+    assert result.stdout == b""
+
+
+def test_help_teaches_with_examples(capsys):
+    try:
+        main(["parse", "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and "exit status:" in text and "--timezone" in text
+
+
+def test_patterns_command_prints_each_top_level_pattern():
+    result = run("patterns")
+    assert result.returncode == 0
+    assert result.stdout.decode().count("NAMED_SENDERR_") >= 4

@@ -1,0 +1,76 @@
+"""The two renderings of an Event: ECS for Elasticsearch, flat for stdout/Loki/Fluent."""
+
+from __future__ import annotations
+
+from named_senderr.event import ECS_VERSION, to_ecs, to_flat
+from tests.parsing import make_parser
+
+LINE = (
+    "Feb 02 02:02:02 ns1 named[2222]: 21-Oct-2021 10:22:33.123 client: warning: "
+    "client @0x7f8e3001c9a0 192.0.2.53#5300/key k1 (example.com): view ext: error sending response: would block"
+)
+FLAT_KEYS = (
+    "timestamp reason reason_text hint client_ip client_port qname view signer client_ptr message_kind "
+    "repeat_count host program pid category severity file offset message"
+).split()
+
+
+def event():
+    e = make_parser().parse(LINE)
+    e.file, e.offset = "/var/log/named/named.log", 4096
+    return e
+
+
+def test_ecs_document_has_every_field_the_design_names():
+    doc = to_ecs(event(), "2026-01-01T00:00:00.000Z")
+    assert doc["@timestamp"] == "2026-02-02T02:02:02Z"
+    assert doc["message"].startswith("client @0x7f8e3001c9a0") and doc["event"]["original"] == LINE
+    assert doc["event"] | {"original": None} == {
+        "original": None,
+        "kind": "event",
+        "category": ["network"],
+        "type": ["connection", "error"],
+        "outcome": "failure",
+        "action": "error-sending-response",
+        "dataset": "bind.send_error",
+        "module": "bind",
+        "reason": "would_block",
+    }
+    assert doc["error"] == {"message": "would block"}
+    assert doc["client"] == {"ip": "192.0.2.53", "port": 5300, "address": "192.0.2.53"}
+    assert doc["related"] == {"ip": ["192.0.2.53"]}
+    assert doc["dns"] == {"question": {"name": "example.com"}}
+    assert doc["host"] == {"name": "ns1"}
+    assert doc["process"] == {"name": "named", "pid": 2222}
+    assert doc["log"] == {"level": "warning", "logger": "client", "file": {"path": "/var/log/named/named.log"}, "offset": 4096}
+    assert doc["ecs"] == {"version": ECS_VERSION}
+    assert doc["bind"]["view"] == "ext" and doc["bind"]["signer"] == "k1"
+    assert doc["bind"]["client_ptr"] == "0x7f8e3001c9a0" and doc["bind"]["message_kind"] == "error_sending_response"
+    assert "send buffer" in doc["bind"]["hint"]
+
+
+def test_ecs_document_without_a_logged_time_uses_ingest_time_and_says_so():
+    e = make_parser().parse("client 192.0.2.17#4218: error sending response: unexpected error")
+    doc = to_ecs(e, "2026-01-01T00:00:00.000Z")
+    assert doc["@timestamp"] == "2026-01-01T00:00:00.000Z"
+    assert doc["bind"]["timestamp_valid"] is False
+
+
+def test_udp_send_failed_has_no_client_fields():
+    e = make_parser().parse("21-Oct-2024 10:22:33.125 general: error: Sending UDP messages failed: no pending connections")
+    doc = to_ecs(e, "x")
+    assert "client" not in doc and "related" not in doc
+    assert doc["event"]["action"] == "udp-send-failed" and doc["event"]["reason"] == "would_block"
+
+
+def test_flat_record_has_the_same_keys_on_every_event():
+    assert list(to_flat(event())) == FLAT_KEYS
+    udp = make_parser().parse("21-Oct-2024 10:22:33.125 general: error: Sending UDP messages failed: no pending connections")
+    assert list(to_flat(udp)) == FLAT_KEYS
+    assert to_flat(udp)["client_ip"] is None
+
+
+def test_flat_record_values():
+    flat = to_flat(event())
+    assert (flat["client_ip"], flat["client_port"], flat["qname"], flat["view"]) == ("192.0.2.53", 5300, "example.com", "ext")
+    assert (flat["host"], flat["program"], flat["pid"], flat["offset"]) == ("ns1", "named", 2222, 4096)

@@ -1,0 +1,79 @@
+"""Parser behaviours beyond the corpus: bad bytes, rejections and their causes."""
+
+from __future__ import annotations
+
+from named_senderr.event import Event
+from named_senderr.parse.named import MAX_LINE_BYTES, Rejection
+from tests.parsing import make_parser
+
+LINE = "21-Oct-2019 10:22:33.200 client @0x7f5e 192.0.2.23#40023 (example.com): view v: error sending response: unset"
+
+
+def test_line_without_a_phrase_is_not_a_candidate():
+    assert make_parser().parse("21-Oct-2019 10:22:33.200 general: info: all zones loaded") is None
+
+
+def test_invalid_utf8_is_replaced_in_fields_and_escaped_in_the_original():
+    raw = LINE.replace("view v", "view v\xff").encode("latin-1")
+    event = make_parser().parse_bytes(raw)
+    assert event.view == "v\ufffd"
+    assert "v\\xff" in event.original
+
+
+def test_nul_byte_is_rejected_with_its_column():
+    result = make_parser().parse(LINE.replace("#40023", "#40023\x00"))
+    assert isinstance(result, Rejection) and result.reason == "nul_byte"
+    assert "column" in result.detail
+
+
+def test_port_above_65535_is_rejected_not_guessed():
+    result = make_parser().parse("client 192.0.2.29#70000: error sending response: unset")
+    assert (result.reason, result.detail) == ("invalid_port", "port 70000 is above 65535")
+
+
+def test_impossible_ipv6_address_is_rejected():
+    result = make_parser().parse("client 2001:db8:::1:2:3:4:5:6#53: error sending response: unset")
+    assert isinstance(result, Rejection) and result.reason == "invalid_address"
+
+
+def test_glued_lines_are_rejected_as_such():
+    result = make_parser().parse(LINE + LINE)
+    assert result.reason == "glued_lines"
+
+
+def test_text_longer_than_the_limit_is_rejected_with_its_head():
+    result = make_parser().parse(LINE + " " + "x" * MAX_LINE_BYTES)
+    assert result.reason == "line_too_long"
+    assert len(result.line) == MAX_LINE_BYTES
+
+
+def test_crlf_line_end_is_stripped():
+    event = make_parser().parse(LINE + "\r\n")
+    assert event.reason_text == "unset"
+
+
+def test_repeat_opening_without_closing_bracket_is_rejected():
+    result = make_parser().parse(
+        "Oct 21 10:22:33 ns1 named[1]: message repeated 7 times: [ client 192.0.2.41#40041: error sending response: unset"
+    )
+    assert result.reason == "unbalanced_repeat"
+
+
+def test_format_switch_in_the_middle_of_a_stream_is_followed():
+    parser = make_parser()
+    syslog = "Oct 21 10:22:33 ns1 named[1234]: client 192.0.2.1#53: error sending response: unset"
+    assert isinstance(parser.parse(LINE), Event)
+    assert parser.parse(syslog).host == "ns1"
+    assert parser.parse(LINE).view == "v"
+
+
+def test_journal_json_with_non_utf8_message_bytes_is_decoded():
+    message = list(b"client 192.0.2.40#40040: error sending response: unset")
+    line = '{"__REALTIME_TIMESTAMP":"1634804553123456","_HOSTNAME":"ns1","MESSAGE":' + str(message).replace(" ", "") + "}"
+    event = make_parser().parse(line)
+    assert (event.client_ip, event.host, event.timestamp) == ("192.0.2.40", "ns1", "2021-10-21T08:22:33.123456Z")
+
+
+def test_broken_json_line_is_rejected_with_the_decoder_message():
+    result = make_parser().parse('{"MESSAGE": "client 192.0.2.1#53: error sending response: unset"')
+    assert result.reason == "invalid_json"

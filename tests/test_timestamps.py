@@ -1,0 +1,88 @@
+"""Every wrapper's time becomes RFC 3339 UTC; zone-less times use the configured zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from named_senderr.errors import ConfigError
+from named_senderr.normalize.timestamp import resolve_zone
+from tests.parsing import make_normalizer
+
+
+def test_named_print_time_is_read_in_the_configured_zone():
+    assert make_normalizer("Europe/Berlin").to_rfc3339("21-Nov-2026 04:48:39.750") == "2026-11-21T03:48:39.750Z"
+
+
+def test_named_print_time_in_summer_uses_daylight_saving_offset():
+    assert make_normalizer("Europe/Berlin").to_rfc3339("01-Jul-2026 12:00:00.000") == "2026-07-01T10:00:00.000Z"
+
+
+def test_iso8601_utc_print_time_ignores_the_configured_zone():
+    assert make_normalizer("America/New_York").to_rfc3339("2019-03-14T09:22:33.123Z") == "2019-03-14T09:22:33.123Z"
+
+
+def test_iso8601_print_time_without_zone_uses_the_configured_zone():
+    assert make_normalizer("America/New_York").to_rfc3339("2019-03-14T10:22:33.123") == "2019-03-14T14:22:33.123Z"
+
+
+def test_rfc3339_offset_with_colon_is_converted():
+    assert make_normalizer().to_rfc3339("2020-11-05T14:22:01.553210+01:00") == "2020-11-05T13:22:01.553210Z"
+
+
+def test_journalctl_short_iso_offset_without_colon_is_converted():
+    assert make_normalizer().to_rfc3339("2021-06-14T03:04:05+0200") == "2021-06-14T01:04:05Z"
+
+
+def test_nanosecond_fraction_is_kept():
+    assert make_normalizer().to_rfc3339("2021-08-01T00:00:22.000000001Z") == "2021-08-01T00:00:22.000000001Z"
+
+
+def test_rfc3164_time_takes_the_current_year_when_that_is_not_in_the_future():
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+    assert make_normalizer(now=now).to_rfc3339("Oct 21 10:22:33") == "2026-10-21T10:22:33Z"
+
+
+def test_rfc3164_time_from_december_read_in_january_is_last_year():
+    now = datetime(2027, 1, 2, 0, 0, tzinfo=timezone.utc)
+    assert make_normalizer(now=now).to_rfc3339("Dec 31 23:59:59") == "2026-12-31T23:59:59Z"
+
+
+def test_rfc3164_space_padded_day_and_fraction():
+    assert make_normalizer().to_rfc3339("Mar  2 08:15:27.123456") == "2026-03-02T08:15:27.123456Z"
+
+
+def test_localized_month_names_are_understood():
+    normalizer = make_normalizer()
+    assert normalizer.to_rfc3339("Okt 21 10:22:33") == "2026-10-21T10:22:33Z"
+    assert normalizer.to_rfc3339("mar 28 13:05:18") == "2026-03-28T13:05:18Z"
+
+
+def test_openwrt_time_with_weekday_and_year():
+    assert make_normalizer().to_rfc3339("Mon May 15 11:16:51 2017") == "2017-05-15T11:16:51Z"
+
+
+def test_journald_realtime_microseconds_are_exact_utc():
+    assert make_normalizer("Asia/Tokyo").to_rfc3339("1627776024000000") == "2021-08-01T00:00:24.000000Z"
+
+
+def test_monotonic_time_since_boot_has_no_wall_clock_time():
+    assert make_normalizer().to_rfc3339("[1214.004210]") is None
+
+
+def test_impossible_date_gives_no_timestamp():
+    assert make_normalizer().to_rfc3339("99-Bad-9999 99:99:99.999") is None
+
+
+def test_unknown_zone_is_a_config_error_naming_the_zone():
+    with pytest.raises(ConfigError, match="Mars/Olympus"):
+        resolve_zone("Mars/Olympus")
+
+
+def test_event_with_impossible_date_is_kept_and_flagged():
+    from tests.parsing import make_parser
+
+    event = make_parser().parse("99-Bad-9999 99:99:99.999 client 192.0.2.1#53: error sending response: unset")
+    assert event.client_ip == "192.0.2.1"
+    assert event.timestamp is None and event.timestamp_valid is False
