@@ -9,10 +9,7 @@ LINE = (
     "Feb 02 02:02:02 ns1 named[2222]: 21-Oct-2021 10:22:33.123 client: warning: "
     "client @0x7f8e3001c9a0 192.0.2.53#5300/key k1 (example.com): view ext: error sending response: would block"
 )
-FLAT_KEYS = (
-    "timestamp reason reason_text hint client_ip client_port qname view signer client_ptr message_kind "
-    "repeat_count host program pid category severity file offset message"
-).split()
+FLAT_KEYS = ["timestamp", "reason", "reason_text", "hint", "client_ip", "client_port", "qname", "view", "signer", "client_ptr", "message_kind", "repeat_count", "host", "program", "pid", "category", "severity", "file", "offset", "message"]
 
 
 def event():

@@ -85,7 +85,7 @@ def test_invalid_utf8_lines_are_counted(tmp_path):
 
 
 def test_missing_file_is_an_input_error_naming_it(tmp_path):
-    with pytest.raises(InputError, match="nope.log: no such file"):
+    with pytest.raises(InputError, match=r"nope\.log: no such file"):
         InputSource(str(tmp_path / "nope.log")).open()
 
 

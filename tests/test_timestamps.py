@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -40,12 +40,12 @@ def test_nanosecond_fraction_is_kept():
 
 
 def test_rfc3164_time_takes_the_current_year_when_that_is_not_in_the_future():
-    now = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     assert make_normalizer(now=now).to_rfc3339("Oct 21 10:22:33") == "2026-10-21T10:22:33Z"
 
 
 def test_rfc3164_time_from_december_read_in_january_is_last_year():
-    now = datetime(2027, 1, 2, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2027, 1, 2, 0, 0, tzinfo=UTC)
     assert make_normalizer(now=now).to_rfc3339("Dec 31 23:59:59") == "2026-12-31T23:59:59Z"
 
 

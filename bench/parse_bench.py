@@ -1,0 +1,117 @@
+"""Benchmark `named-senderr parse` as a whole process, beside a naive loop and grep.
+
+Each command runs on the same generated file; CPU time (user + sys) and peak RSS
+come from the kernel (os.wait4) for that one process, Python start-up included.
+
+    python bench/parse_bench.py                 # 1M lines at 1 %, 200k send errors
+    python bench/parse_bench.py --lines 250000 --skip-naive
+
+Targets (issue 2): 1,000,000 lines at 1 % send errors to ECS in <= 0.25 s CPU;
+a file of only send errors at >= 300,000 events/s; RSS flat in input size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NAIVE = """
+import json, sys
+from pygrok import Grok
+grok = Grok("%{NAMED_SENDERR_CHANNEL}", custom_patterns_dir=sys.argv[2])
+out = sys.stdout
+with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
+    for line in f:
+        match = grok.match(line.rstrip("\\n"))
+        if match:
+            out.write(json.dumps(match) + "\\n")
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    cpu: float
+    rss_mb: float
+    events: int | None
+
+
+def measure(name: str, argv: list[str], count_lines: bool) -> Result:
+    """Run ``argv`` with stdout to a file; CPU and peak RSS of that process only."""
+    with tempfile.TemporaryFile() as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"})
+        _, status, usage = os.wait4(process.pid, 0)
+        if os.waitstatus_to_exitcode(status) not in (0, 1):
+            sys.exit(f"{name} failed: {argv}")
+        events = None
+        if count_lines:
+            out.seek(0)
+            events = sum(block.count(b"\n") for block in iter(lambda: out.read(1 << 20), b""))
+    return Result(name, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, events)
+
+
+def generate(path: Path, lines: int, error_rate: float) -> None:
+    if not path.exists():
+        print(f"generating {path.name} ({lines:,} lines, {error_rate:.0%} send errors) ...", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, str(HERE / "generate_log.py"), "--lines", str(lines), "--error-rate", str(error_rate), "-o", str(path)],
+            check=True,
+        )
+
+
+def report(title: str, path: Path, lines: int, results: list[Result]) -> None:
+    size = path.stat().st_size / 1_048_576
+    print(f"\n{title}: {path.name}, {lines:,} lines, {size:.0f} MiB")
+    print(f"  {'command':<34}{'CPU s':>8}{'lines/s':>14}{'events/s':>13}{'peak RSS MB':>13}")
+    for r in results:
+        events = f"{r.events / r.cpu:,.0f}" if r.events is not None else "-"
+        print(f"  {r.name:<34}{r.cpu:>8.3f}{lines / r.cpu:>14,.0f}{events:>13}{r.rss_mb:>13.1f}")
+
+
+def run_file(path: Path, lines: int, args: argparse.Namespace, title: str) -> None:
+    cli = shutil.which("named-senderr") or sys.exit("named-senderr is not on PATH; pip install . first")
+    from named_senderr.parse.grok import patterns_dir
+
+    results = [measure("named-senderr parse (ecs)", [cli, "parse", str(path)], True)]
+    results.append(measure("named-senderr parse --format flat", [cli, "parse", "--format", "flat", str(path)], True))
+    grep = ["grep", "-F", "-e", "error sending", "-e", "send failed", "-e", "Sending UDP messages failed", str(path)]
+    results.append(measure("grep -F (3 phrases)", grep, True))
+    if not args.skip_naive:
+        naive = [sys.executable, "-c", NAIVE, str(path), str(patterns_dir())]
+        results.append(measure("naive loop: pygrok on every line", naive, True))
+    report(title, path, lines, results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000, help="lines in the mixed log (default 1,000,000)")
+    parser.add_argument("--errors-only-lines", type=int, default=200_000, help="lines in the all-send-errors log")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "named-senderr-bench")
+    parser.add_argument("--skip-naive", action="store_true", help="skip the slow naive pygrok loop")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    mixed = args.workdir / f"mixed-{args.lines}.log"
+    generate(mixed, args.lines, 0.01)
+    only = args.workdir / f"errors-{args.errors_only_lines}.log"
+    generate(only, args.errors_only_lines, 1.0)
+    quarter = args.workdir / f"mixed-{args.lines // 4}.log"
+    generate(quarter, args.lines // 4, 0.01)
+
+    run_file(mixed, args.lines, args, "Mixed log, 1 % send errors")
+    run_file(only, args.errors_only_lines, args, "Only send errors")
+    cli = shutil.which("named-senderr") or ""
+    small = measure("parse, 1/4 of the lines", [cli, "parse", str(quarter)], False)
+    large = measure("parse, all lines", [cli, "parse", str(mixed)], False)
+    print(f"\nMemory in input size: {args.lines // 4:,} lines -> {small.rss_mb:.1f} MB, {args.lines:,} lines -> {large.rss_mb:.1f} MB peak RSS")
+
+
+if __name__ == "__main__":
+    main()
