@@ -1,4 +1,4 @@
-"""Access to the shared corpus (shared/corpus), the parser's specification.
+"""Access to the corpus, the parser's specification, copied from the team's shared/.
 
 Raw bytes that JSON cannot hold are written in the corpus as ``<0xHH>``;
 ``line_bytes`` turns them back into the bytes a log file would contain.
@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED = Path(os.environ.get("NAMED_SENDERR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-CORPUS = SHARED / "corpus" / "bind-send-errors.jsonl"
-REAL_NAMED = SHARED / "fixtures" / "real-named"
+DATA = Path(os.environ.get("NAMED_SENDERR_TEST_DATA", Path(__file__).resolve().parent / "data"))
+CORPUS = DATA / "corpus" / "bind-send-errors.jsonl"
+REAL_NAMED = DATA / "real-named"
 
 # Keys every parser must match exactly, and keys that must match when present.
 REQUIRED_KEYS = ("client_ip", "client_port", "qname", "view", "reason_text", "reason", "message_kind")
