@@ -70,9 +70,13 @@ class TimestampNormalizer:
         self.zone = zone
         self.now = now or datetime.now(UTC)
         self._cache: dict[str, str | None] = {}
+        self._last_text: str | None = None
+        self._last_result: str | None = None
 
     def to_rfc3339(self, text: str) -> str | None:
         """``text`` as ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``, or None if it is not a time."""
+        if text == self._last_text:  # a storm logs many lines in the same millisecond
+            return self._last_result
         head, dot, fraction = _split_fraction(text)
         try:
             base = self._cache[head]
@@ -81,9 +85,9 @@ class TimestampNormalizer:
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[head] = base
-        if base is None:
-            return None
-        return f"{base}.{fraction}Z" if dot else base + "Z"
+        result = None if base is None else f"{base}.{fraction}Z" if dot else base + "Z"
+        self._last_text, self._last_result = text, result
+        return result
 
     def _convert(self, head: str) -> str | None:
         if m := _NAMED.fullmatch(head):
