@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 
 from named_senderr.cli import main
+from named_senderr.cli.progress import MIN_SIZE
 
 ERROR = "21-Nov-2026 04:47:35.739 client @0x7f04 192.0.2.7#5353 (a.example): error sending response: would block"
 BAD = "client 999.0.2.30#40030: error sending response: unset"
@@ -78,3 +84,34 @@ def test_patterns_command_prints_each_top_level_pattern():
     result = run("patterns")
     assert result.returncode == 0
     assert result.stdout.decode().count("NAMED_SENDERR_") >= 4
+
+
+def test_progress_bar_is_drawn_on_a_terminal_for_a_large_file(tmp_path):
+    log = tmp_path / "big.log"
+    noise = b"21-Nov-2026 04:47:35.739 general: info: zone example/IN: loaded serial 7\n"
+    log.write_bytes(noise * (MIN_SIZE // len(noise) + 1) + (ERROR + "\n").encode())
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "named_senderr", "parse", str(log)],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    assert process.returncode == 0
+    assert len(process.stdout.splitlines()) == 1
+    assert b"big.log" in drawn and b"%" in drawn
