@@ -213,6 +213,7 @@ def start(name: str, *, keep_data: bool = False) -> Server:
     if name == "loki":
         server = loki.start(prepare(name))
     elif name in ("elasticsearch", "opensearch"):
+        java.java_home()  # no JDK: fail before downloading anything
         server = java.start(java.DISTRIBUTIONS[name], prepare(name))
     else:
         raise ValueError(f"unknown server {name!r}; expected one of {SERVER_NAMES}")

@@ -13,8 +13,18 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import STARTUP_TIMEOUT, Server, ServerError, cache_dir, cache_lock, free_port, launch, new_data_dir
-from . import require_tool, run_logged
+from . import (
+    STARTUP_TIMEOUT,
+    Server,
+    ServerError,
+    cache_dir,
+    cache_lock,
+    free_port,
+    launch,
+    new_data_dir,
+    require_tool,
+    run_logged,
+)
 
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
@@ -79,13 +89,18 @@ def prepare(dist: Distribution) -> Path:
         if not archive.exists():
             log.write_text("")
             goal = f"{DEPENDENCY_PLUGIN}:copy"
-            run_logged([mvn, "-B", "-ntp", goal, f"-Dartifact={dist.artifact}", f"-DoutputDirectory={downloads}"], log, cwd=downloads)
+            run_logged(
+                [mvn, "-B", "-ntp", goal, f"-Dartifact={dist.artifact}", f"-DoutputDirectory={downloads}"],
+                log,
+                cwd=downloads,
+            )
         staging = cache_dir() / f".{dist.name}-{dist.version}.unpacking"
         shutil.rmtree(staging, ignore_errors=True)
         unzip(archive, staging)
         shutil.rmtree(home, ignore_errors=True)
         (staging / f"{dist.name}-{dist.version}").rename(home)
         shutil.rmtree(staging)
+        archive.unlink()  # ~100 MB; Maven's local repository keeps a copy anyway
     return home
 
 
@@ -146,6 +161,8 @@ def start(dist: Distribution, home: Path, timeout: float = STARTUP_TIMEOUT) -> S
         f"{p}JAVA_OPTS": "-Xms512m -Xmx512m",
         f"{p}PATH_CONF": str(conf),
         f"{p}TMPDIR": str(tmp),
+        # ES's CLI JVM probes JVM flags in a temp dir it never removes; keep that out of /tmp.
+        "CLI_JAVA_OPTS": f"-Djava.io.tmpdir={tmp}",
     }
     cmd = [*drop_root(), str(home / "bin" / dist.name)]
     health = "/_cluster/health?wait_for_status=yellow&timeout=5s"

@@ -15,8 +15,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import STARTUP_TIMEOUT, Server, ServerError, cache_dir, cache_lock, free_port, launch, new_data_dir
-from . import require_tool, run_logged
+from . import (
+    STARTUP_TIMEOUT,
+    Server,
+    ServerError,
+    cache_dir,
+    cache_lock,
+    free_port,
+    launch,
+    new_data_dir,
+    require_tool,
+    run_logged,
+)
 
 #: Newest Loki 3.x on the Go proxy that builds with Go 1.26 (3.7.8 declares ``go 1.26.5``).
 VERSION = os.environ.get("NAMED_SENDERR_LOKI_VERSION", "3.7.8").removeprefix("v")
@@ -80,11 +90,15 @@ def prepare(version: str = VERSION) -> Path:
             raise ServerError(f"go mod download {MODULE}@v{version} failed:\n{dl.stdout}{dl.stderr}")
         info = json.loads(dl.stdout)
         loki_mod = json.loads(
-            subprocess.run([go, "mod", "edit", "-json", info["GoMod"]], capture_output=True, text=True, check=True).stdout
+            subprocess.run(
+                [go, "mod", "edit", "-json", info["GoMod"]], capture_output=True, text=True, check=True
+            ).stdout
         )
         need = tuple(int(p) for p in re.findall(r"\d+", loki_mod["Go"])[:3])
         if go_version(go) < need:
-            raise ServerError(f"Loki {version} needs Go >= {loki_mod['Go']}; set NAMED_SENDERR_LOKI_VERSION to an older 3.x")
+            raise ServerError(
+                f"Loki {version} needs Go >= {loki_mod['Go']}; set NAMED_SENDERR_LOKI_VERSION to an older 3.x"
+            )
         (build / "go.mod").write_text(wrapper_go_mod(loki_mod, version))
         shutil.copyfile(Path(info["Dir"]) / "go.sum", build / "go.sum")
         for src in (Path(info["Dir"]) / "cmd" / "loki").glob("*.go"):
@@ -94,7 +108,10 @@ def prepare(version: str = VERSION) -> Path:
         ldflags = f"-s -w -X {MODULE}/pkg/util/build.Version={version} -X {MODULE}/pkg/util/build.Branch=release"
         tmp = home / "loki.tmp"
         run_logged(
-            [go, "build", "-trimpath", "-tags", "netgo", "-ldflags", ldflags, "-o", str(tmp), "."], log, cwd=build, env=env
+            [go, "build", "-trimpath", "-tags", "netgo", "-ldflags", ldflags, "-o", str(tmp), "."],
+            log,
+            cwd=build,
+            env=env,
         )
         tmp.rename(binary)
     return home
@@ -132,9 +149,13 @@ ingester:
   lifecycler:
     min_ready_duration: 0s
     final_sleep: 0s
-querier:
-  # Fixtures carry old timestamps that stay in the ingester: always ask it, not only for the last 3h.
-  query_ingesters_within: 0
+  # Fixtures carry old (2026) timestamps. With a filesystem store Loki only asks the ingester about the
+  # last ~2h41m by default, so older pushes would be invisible until flushed; -1 = no limit.
+  query_store_max_look_back_period: -1
+frontend_worker:
+  dns_lookup_duration: 500ms
+frontend:
+  scheduler_dns_lookup_period: 500ms  # /ready waits until the frontend finds the scheduler (10s poll by default)
 limits_config:
   allow_structured_metadata: true
   reject_old_samples: false
