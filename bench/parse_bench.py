@@ -61,7 +61,16 @@ def generate(path: Path, lines: int, error_rate: float) -> None:
     if not path.exists():
         print(f"generating {path.name} ({lines:,} lines, {error_rate:.0%} send errors) ...", file=sys.stderr)
         subprocess.run(
-            [sys.executable, str(HERE / "generate_log.py"), "--lines", str(lines), "--error-rate", str(error_rate), "-o", str(path)],
+            [
+                sys.executable,
+                str(HERE / "generate_log.py"),
+                "--lines",
+                str(lines),
+                "--error-rate",
+                str(error_rate),
+                "-o",
+                str(path),
+            ],
             check=True,
         )
 
@@ -110,7 +119,9 @@ def main() -> None:
     cli = shutil.which("named-senderr") or ""
     small = measure("parse, 1/4 of the lines", [cli, "parse", str(quarter)], False)
     large = measure("parse, all lines", [cli, "parse", str(mixed)], False)
-    print(f"\nMemory in input size: {args.lines // 4:,} lines -> {small.rss_mb:.1f} MB, {args.lines:,} lines -> {large.rss_mb:.1f} MB peak RSS")
+    print(
+        f"\nMemory in input size: {args.lines // 4:,} lines -> {small.rss_mb:.1f} MB, {args.lines:,} lines -> {large.rss_mb:.1f} MB peak RSS"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ OPTIONAL_KEYS = ("client_ptr", "signer", "host", "program", "pid", "category", "
 # Three lines with a %scope expect the scope split off into "scope" (an ECS
 # client.ip must be a plain address for the `ip` type); this one keeps it.
 CORPUS_CORRECTIONS = {
-    "25-Jan-2010 14:20:14.089 debug 3: client @0x5eadb375 fe80::abf9%2#28049": {"client_ip": "fe80::abf9", "scope": "2"},
+    "25-Jan-2010 14:20:14.089 debug 3: client @0x5eadb375 fe80::abf9%2#28049": {
+        "client_ip": "fe80::abf9",
+        "scope": "2",
+    },
 }
 
 

@@ -109,3 +109,15 @@ def test_progress_bar_is_drawn_on_a_terminal_for_a_large_file(tmp_path):
     assert process.returncode == 0
     assert len(stdout.splitlines()) == 1
     assert b"big.log" in drawn and b"%" in drawn
+
+
+def test_parse_does_not_import_the_shipping_and_protocol_libraries():
+    """Start-up is part of every parse: only the parse command's module is loaded."""
+    code = (
+        "import sys\n"
+        "from named_senderr.cli import main\n"
+        "main(['parse', '/dev/null'])\n"
+        "print(sorted(m for m in ('httpx', 'msgpack', 'asyncio', 'pygrok') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=True)
+    assert result.stdout.decode().strip() == "[]"

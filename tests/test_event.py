@@ -9,7 +9,28 @@ LINE = (
     "Feb 02 02:02:02 ns1 named[2222]: 21-Oct-2021 10:22:33.123 client: warning: "
     "client @0x7f8e3001c9a0 192.0.2.53#5300/key k1 (example.com): view ext: error sending response: would block"
 )
-FLAT_KEYS = ["timestamp", "reason", "reason_text", "hint", "client_ip", "client_port", "qname", "view", "signer", "client_ptr", "message_kind", "repeat_count", "host", "program", "pid", "category", "severity", "file", "offset", "message"]
+FLAT_KEYS = [
+    "timestamp",
+    "reason",
+    "reason_text",
+    "hint",
+    "client_ip",
+    "client_port",
+    "qname",
+    "view",
+    "signer",
+    "client_ptr",
+    "message_kind",
+    "repeat_count",
+    "host",
+    "program",
+    "pid",
+    "category",
+    "severity",
+    "file",
+    "offset",
+    "message",
+]
 
 
 def event():
@@ -39,7 +60,12 @@ def test_ecs_document_has_every_field_the_design_names():
     assert doc["dns"] == {"question": {"name": "example.com"}}
     assert doc["host"] == {"name": "ns1"}
     assert doc["process"] == {"name": "named", "pid": 2222}
-    assert doc["log"] == {"level": "warning", "logger": "client", "file": {"path": "/var/log/named/named.log"}, "offset": 4096}
+    assert doc["log"] == {
+        "level": "warning",
+        "logger": "client",
+        "file": {"path": "/var/log/named/named.log"},
+        "offset": 4096,
+    }
     assert doc["ecs"] == {"version": ECS_VERSION}
     assert doc["bind"]["view"] == "ext" and doc["bind"]["signer"] == "k1"
     assert doc["bind"]["client_ptr"] == "0x7f8e3001c9a0" and doc["bind"]["message_kind"] == "error_sending_response"
@@ -54,7 +80,9 @@ def test_ecs_document_without_a_logged_time_uses_ingest_time_and_says_so():
 
 
 def test_udp_send_failed_has_no_client_fields():
-    e = make_parser().parse("21-Oct-2024 10:22:33.125 general: error: Sending UDP messages failed: no pending connections")
+    e = make_parser().parse(
+        "21-Oct-2024 10:22:33.125 general: error: Sending UDP messages failed: no pending connections"
+    )
     doc = to_ecs(e, "x")
     assert "client" not in doc and "related" not in doc
     assert doc["event"]["action"] == "udp-send-failed" and doc["event"]["reason"] == "would_block"
@@ -62,12 +90,19 @@ def test_udp_send_failed_has_no_client_fields():
 
 def test_flat_record_has_the_same_keys_on_every_event():
     assert list(to_flat(event())) == FLAT_KEYS
-    udp = make_parser().parse("21-Oct-2024 10:22:33.125 general: error: Sending UDP messages failed: no pending connections")
+    udp = make_parser().parse(
+        "21-Oct-2024 10:22:33.125 general: error: Sending UDP messages failed: no pending connections"
+    )
     assert list(to_flat(udp)) == FLAT_KEYS
     assert to_flat(udp)["client_ip"] is None
 
 
 def test_flat_record_values():
     flat = to_flat(event())
-    assert (flat["client_ip"], flat["client_port"], flat["qname"], flat["view"]) == ("192.0.2.53", 5300, "example.com", "ext")
+    assert (flat["client_ip"], flat["client_port"], flat["qname"], flat["view"]) == (
+        "192.0.2.53",
+        5300,
+        "example.com",
+        "ext",
+    )
     assert (flat["host"], flat["program"], flat["pid"], flat["offset"]) == ("ns1", "named", 2222, 4096)

@@ -69,7 +69,9 @@ def test_format_switch_in_the_middle_of_a_stream_is_followed():
 
 def test_journal_json_with_non_utf8_message_bytes_is_decoded():
     message = list(b"client 192.0.2.40#40040: error sending response: unset")
-    line = '{"__REALTIME_TIMESTAMP":"1634804553123456","_HOSTNAME":"ns1","MESSAGE":' + str(message).replace(" ", "") + "}"
+    line = (
+        '{"__REALTIME_TIMESTAMP":"1634804553123456","_HOSTNAME":"ns1","MESSAGE":' + str(message).replace(" ", "") + "}"
+    )
     event = make_parser().parse(line)
     assert (event.client_ip, event.host, event.timestamp) == ("192.0.2.40", "ns1", "2021-10-21T08:22:33.123456Z")
 

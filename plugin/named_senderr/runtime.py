@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -30,43 +30,62 @@ def run_parse(config: ParseConfig, out: BinaryIO, warn: Warn, progress: Progress
     writer = NdjsonWriter(out)
     with ExitStack() as stack:
         rejects = stack.enter_context(open(config.rejects, "wb")) if config.rejects else None
-        for name in config.inputs:
-            source = InputSource(name)
-            stats.inputs += 1
-            try:
-                stream = source.open()
-                try:
-                    lines = candidate_lines(stream, stats, progress(source) if progress else None)
-                    for offset, raw, oversize in lines:
-                        result = _oversize(raw) if oversize else parser.parse_bytes(raw)
-                        if result is None:
-                            continue
-                        stats.candidates += 1
-                        if isinstance(result, Event):
-                            result.file = None if source.is_stdin else name
-                            result.offset = offset
-                            result.host = result.host or config.host
-                            stats.events_by_reason[result.reason] += 1
-                            writer.write(render(result))
-                        else:
-                            stats.rejected_by_reason[result.reason] += 1
-                            if rejects is not None:
-                                rejects.write(_reject_record(result, source, offset))
-                finally:
-                    if not source.is_stdin:
-                        stream.close()
-            except InputError as exc:
-                stats.unreadable_inputs += 1
-                warn(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
+        for event in read_events(config.inputs, parser, config.host, stats, warn, progress, rejects):
+            writer.write(render(event))
     writer.flush()
     return stats
+
+
+def read_events(
+    inputs: Iterable[str],
+    parser: NamedLineParser,
+    host: str | None,
+    stats: Stats,
+    warn: Warn,
+    progress: ProgressFactory | None = None,
+    rejects: BinaryIO | None = None,
+) -> Iterator[Event]:
+    """The events of every input in order, shared by ``parse`` and ``ship``; rejections go to ``rejects``."""
+    for name in inputs:
+        source = InputSource(name)
+        stats.inputs += 1
+        try:
+            stream = source.open()
+            try:
+                lines = candidate_lines(stream, stats, progress(source) if progress else None)
+                for offset, raw, oversize in lines:
+                    result = _oversize(raw) if oversize else parser.parse_bytes(raw)
+                    if result is None:
+                        continue
+                    stats.candidates += 1
+                    if isinstance(result, Event):
+                        result.file = None if source.is_stdin else name
+                        result.offset = offset
+                        result.host = result.host or host
+                        stats.events_by_reason[result.reason] += 1
+                        yield result
+                    else:
+                        stats.rejected_by_reason[result.reason] += 1
+                        if rejects is not None:
+                            rejects.write(_reject_record(result, source, offset))
+            finally:
+                if not source.is_stdin:
+                    stream.close()
+        except InputError as exc:
+            stats.unreadable_inputs += 1
+            warn(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
 
 
 def _renderer(name: str) -> Callable[[Event], dict]:
     if name == "flat":
         return to_flat
-    ingest_time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    ingest_time = ingest_now()
     return lambda event: to_ecs(event, ingest_time)
+
+
+def ingest_now() -> str:
+    """The run's ingest time, RFC 3339 UTC in milliseconds: the time of events whose line had none."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _oversize(head: bytes) -> Rejection:

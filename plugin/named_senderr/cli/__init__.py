@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from named_senderr import __version__
-from named_senderr.cli import parse as parse_command
-from named_senderr.cli import patterns as patterns_command
 from named_senderr.errors import ConfigError, NamedSenderrError
+
+# Subcommand -> module. Only the module of the command being run is imported:
+# `parse` must not pay for httpx, msgpack or asyncio at start-up.
+COMMANDS = {
+    "parse": "named_senderr.cli.parse",
+    "patterns": "named_senderr.cli.patterns",
+    "fluentd-filter": "named_senderr.cli.fluentd_filter",
+    "serve": "named_senderr.cli.serve",
+    "ship": "named_senderr.cli.ship",
+    "setup": "named_senderr.cli.setup",
+    "tail": "named_senderr.cli.tail",
+    "listen": "named_senderr.cli.listen",
+    "export": "named_senderr.cli.export",
+}
 
 DESCRIPTION = """\
 Turn BIND named "error sending response" / "send failed" / "Sending UDP
@@ -20,25 +33,35 @@ examples:
   named-senderr parse /var/log/named/named.log  ECS NDJSON on stdout
   zcat -f named.log.*.gz | named-senderr parse - --format flat
   named-senderr patterns                        the Grok patterns, compiled
+  named-senderr tail '/var/log/named/*.log'     follow files across rotation
+  named-senderr listen --syslog udp://:5514     syslog receiver on 127.0.0.1
+  named-senderr export fluent-bit -o DIR        Fluent Bit parsers + Lua, no Python needed
+  named-senderr fluentd-filter                  Fluentd exec_filter child (msgpack)
+  named-senderr serve --forward 127.0.0.1:24224 Forward protocol receiver
+  named-senderr ship named.log --to loki+http://127.0.0.1:3100
+  named-senderr setup elasticsearch --to elasticsearch+http://127.0.0.1:9200/named-senderr
 """
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``command`` only that subcommand's (cheaper to import)."""
     parser = argparse.ArgumentParser(
         prog="named-senderr", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    parse_command.register(commands)
-    patterns_command.register(commands)
+    for name, module in COMMANDS.items():
+        if command is None or command == name:
+            importlib.import_module(module).register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv)
     try:
         return args.run(args)
     except ConfigError as exc:

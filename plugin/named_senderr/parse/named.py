@@ -139,7 +139,6 @@ class NamedLineParser:
             container=g.get("container"),
         )
 
-
     def _parse_json(self, text: str) -> Event | Rejection:
         """journalctl -o json (MESSAGE, maybe as a byte array) and docker json-file (log)."""
         try:

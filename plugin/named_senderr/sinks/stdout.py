@@ -6,6 +6,10 @@ from typing import BinaryIO
 
 import orjson
 
+from named_senderr.event import Event, to_ecs, to_flat
+from named_senderr.ship_config import SinkConfig
+from named_senderr.sinks.outcome import Outcome
+
 _BATCH = 512
 
 
@@ -26,3 +30,34 @@ class NdjsonWriter:
             self._stream.write(b"".join(self._pending))
             self._pending.clear()
         self._stream.flush()
+
+
+class StdoutSink:
+    """The ``stdout:`` sink: the same NDJSON as ``parse`` (ECS, or flat with ``?format=flat``)."""
+
+    workers = 1  # one writer keeps the lines in input order
+
+    def __init__(self, config: SinkConfig, ingest_time: str, stream: BinaryIO) -> None:
+        self.name = config.name
+        self._stream = stream
+        self._flat = config.format == "flat"
+        self._ingest_time = ingest_time
+
+    def encode(self, event: Event) -> tuple[bytes, int]:
+        record = to_flat(event) if self._flat else to_ecs(event, self._ingest_time)
+        line = b"%s\n" % orjson.dumps(record)  # a right-sized copy: orjson's result keeps a buffer of several KB
+        return line, len(line)
+
+    def send(self, items: list[bytes]) -> Outcome:
+        try:
+            self._stream.write(b"".join(items))
+            self._stream.flush()
+        except BrokenPipeError:
+            return Outcome(fatal="stdout was closed by the reading program")
+        return Outcome(delivered=len(items))
+
+    def dead_record(self, item: bytes) -> dict:
+        return {"document": orjson.Fragment(item.rstrip(b"\n"))}
+
+    def close(self) -> None:
+        """stdout belongs to the process; it is not closed here."""

@@ -1,0 +1,190 @@
+"""Shipping speed and peak memory into real servers on loopback, beside a naive client.
+
+Generates a named log where every line is a send error, starts each server
+from the test suite's cache (tests/servers), warms it up on another file, and
+runs ``named-senderr ship`` as a child process: events/s from start to exit,
+the client's CPU seconds and peak RSS from wait4 (client CPU well below the
+wall time means the server, sharing the machine's cores, is the limit). The
+naive client parses the same file with the same reader and parser but sends
+one HTTP request per event (for at most --naive-seconds). Every stored count
+is checked afterwards, so a fast but lossy run cannot pass. A "null" row ships
+to a local server that answers success at once: the client's own ceiling.
+
+    python bench/ship_bench.py --events 300000
+    python bench/ship_bench.py --events 100000 --servers loki --naive-seconds 10
+    python bench/ship_bench.py --events 1200000 --null-only     # memory does not grow with the input
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import servers  # noqa: E402
+from tests.faults import FaultServer, Reply  # noqa: E402
+from tests.servers import loki as loki_server  # noqa: E402
+
+# Loki's default rate limits (4 MB/s per tenant) would make this a test of its 429s.
+LOKI_LIMITS = """\
+  ingestion_rate_mb: 1024
+  ingestion_burst_size_mb: 1024
+  per_stream_rate_limit: 512MB
+  per_stream_rate_limit_burst: 1024MB
+"""
+NAMED_SENDERR = [sys.executable, "-m", "named_senderr"]
+
+
+def start(name: str) -> servers.Server:
+    if name != "loki":
+        return servers.start(name)
+    data = servers.new_data_dir("loki-bench")
+    port, grpc_port = servers.free_port(), servers.free_port()
+    text = loki_server.CONFIG.format(port=port, grpc_port=grpc_port, data=data)
+    (data / "loki.yaml").write_text(text.replace("limits_config:\n", "limits_config:\n" + LOKI_LIMITS))
+    command = [str(servers.prepare("loki") / "loki"), f"-config.file={data / 'loki.yaml'}"]
+    return servers.launch("loki", loki_server.VERSION, command, port=port, health_path="/ready", data_dir=data)
+
+
+def timed(command: list[str]) -> tuple[float, float, float, str]:
+    """(seconds, CPU seconds, peak RSS in MB, stderr) of a child process."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode not in (0,):
+        raise SystemExit(f"{' '.join(command)} exited {child.returncode}:\n{stderr}")
+    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stderr
+
+
+def stored(name: str, base: str, target: str) -> int:
+    if name == "loki":
+        query = f'sum(count_over_time({{job="{target}"}}[30d]))'
+        reply = httpx.get(f"{base}/loki/api/v1/query", params={"query": query, "time": time.time() + 3600}, timeout=120)
+        result = reply.json()["data"]["result"]
+        return int(result[0]["value"][1]) if result else 0
+    httpx.post(f"{base}/{target}/_refresh", timeout=120).raise_for_status()
+    return httpx.get(f"{base}/{target}/_count", timeout=60).json()["count"]
+
+
+def sink_url(name: str, base: str, target: str) -> str:
+    return f"loki+{base}?job={target}" if name == "loki" else f"{name}+{base}/{target}"
+
+
+def bench_server(name: str, log: Path, warmup: Path, events: int, naive_seconds: float) -> list[str]:
+    server = start(name)
+    try:
+        url = sink_url(name, server.url, "bench-warmup")
+        subprocess.run(
+            [*NAMED_SENDERR, "ship", str(warmup), "--to", url, "--no-progress"], check=True, capture_output=True
+        )
+        rows = []
+        for label, target in (("named-senderr ship", "bench-ship"), ("naive, 1 request/event", "bench-naive")):
+            url = sink_url(name, server.url, target)
+            if name != "loki":
+                subprocess.run([*NAMED_SENDERR, "setup", "elasticsearch", "--to", url], check=True, capture_output=True)
+            if target == "bench-ship":
+                command = [*NAMED_SENDERR, "ship", str(log), "--to", url, "--timezone", "UTC", "--no-progress"]
+            else:
+                command = [sys.executable, __file__, "--naive", name, url, str(log), str(naive_seconds)]
+            seconds, cpu, rss, stderr = timed(command)
+            sent = int(stderr.split()[-1]) if target == "bench-naive" else events
+            count = stored(name, server.url, target)
+            check = "ok" if count == sent else f"MISMATCH: {count} stored"
+            rate = sent / seconds
+            rows.append(f"{name:<18} {label:<24} {sent:>9,} {rate:>10,.0f} {cpu:>8.1f} {rss:>7.0f}   {check}")
+        return rows
+    finally:
+        server.stop()
+
+
+def bench_null(name: str, log: Path, events: int) -> str:
+    """The client alone: a server that answers every request with success at once, storing nothing."""
+    answer = Reply(204) if name == "loki" else Reply(200, b'{"errors":false}', {"Content-Type": "application/json"})
+    with FaultServer(lambda request, n: answer, record=False) as server:
+        url = sink_url(name, server.url, "bench-null")
+        seconds, cpu, rss, _ = timed(
+            [*NAMED_SENDERR, "ship", str(log), "--to", url, "--timezone", "UTC", "--no-progress"]
+        )
+    label = "named-senderr ship"
+    return f"{'null ' + name:<18} {label:<24} {events:>9,} {events / seconds:>10,.0f} {cpu:>8.1f} {rss:>7.0f}   (nothing stored)"
+
+
+def naive(name: str, url: str, log: str, seconds: float) -> None:
+    """One plain JSON request per event (PUT _create/<id>, or a one-entry push) on a keep-alive connection.
+
+    Same reader, parser and documents as ``ship``; prints how many were sent on stderr.
+    """
+    from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
+    from named_senderr.parse.named import NamedLineParser
+    from named_senderr.runtime import ingest_now, read_events
+    from named_senderr.ship_load import sink_from_url
+    from named_senderr.ship_runtime import open_sink
+    from named_senderr.sinks.loki import PUSH_PATH, push_body
+    from named_senderr.telemetry import Stats
+
+    config = sink_from_url(url, {}, "bench", None)
+    sink = open_sink(config, ingest_now())
+    parser = NamedLineParser(TimestampNormalizer(resolve_zone("UTC")))
+    client = httpx.Client(base_url=config.url, headers={"Content-Type": "application/json"}, timeout=60)
+    deadline = time.monotonic() + seconds
+    sent = 0
+    for event in read_events([log], parser, None, Stats(), print):
+        item, _ = sink.encode(event)
+        if name == "loki":
+            reply = client.post(PUSH_PATH, content=push_body([item], config.labels, config.job))
+        else:
+            action, document = item.splitlines()
+            ident = action.split(b'"')[5].decode()
+            reply = client.put(f"/{config.index}/_create/{ident}", content=document)
+        reply.raise_for_status()
+        sent += 1
+        if time.monotonic() > deadline:
+            break
+    client.close()
+    sink.close()
+    print(sent, file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=300_000, help="send-error lines to generate")
+    parser.add_argument("--servers", default="elasticsearch,loki,opensearch", help="comma-separated")
+    parser.add_argument("--naive-seconds", type=float, default=15.0, help="time budget of the naive client")
+    parser.add_argument("--null-only", action="store_true", help="only the client's ceiling (no real server)")
+    parser.add_argument("--naive", nargs=4, metavar=("KIND", "URL", "LOG", "SECONDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive:
+        kind, url, log, seconds = args.naive
+        return naive(kind, url, log, float(seconds))
+    with tempfile.TemporaryDirectory(prefix="ship-bench-") as tmp:
+        log = Path(tmp) / "named.log"
+        generate = [sys.executable, str(ROOT / "bench" / "generate_log.py"), "--lines", str(args.events)]
+        subprocess.run([*generate, "--error-rate", "1", "-o", str(log)], check=True)
+        warmup = Path(tmp) / "warmup.log"  # the server's JIT and caches warm up on this, unmeasured
+        subprocess.run(
+            [*generate, "--lines", "150000", "--seed", "7", "--error-rate", "1", "-o", str(warmup)], check=True
+        )
+        print(
+            f"input: {args.events:,} send-error lines, {log.stat().st_size / 1_048_576:.0f} MiB; {os.cpu_count()} cores"
+        )
+        print(f"{'server':<18} {'client':<24} {'events':>9} {'events/s':>10} {'CPU s':>8} {'RSS MB':>7}   stored")
+        for name in args.servers.split(","):
+            print(bench_null(name, log, args.events), flush=True)
+            if not args.null_only:
+                for row in bench_server(name, log, warmup, args.events, args.naive_seconds):
+                    print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""``named-senderr ship``: log lines in, events stored in Elasticsearch, OpenSearch, Loki or stdout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from named_senderr.cli.parse import sample_path
+from named_senderr.ship_load import URL_FORMS, load_ship_config
+from named_senderr.ship_runtime import ShipResult, run_ship
+
+EXIT_OK, EXIT_INPUT_ERROR, EXIT_DEAD_LETTERED, EXIT_SINK_FAILED = 0, 1, 3, 4
+
+EPILOG = f"""\
+sinks (--to, repeatable; replaces the [[sinks]] of --config):
+  {URL_FORMS}
+  settings ride in the query string or in the TOML file, e.g.
+  loki+https://loki:3100?tenant=dns&ca_file=/etc/ssl/loki-ca.pem
+  elasticsearch+https://es:9200/named-senderr?username=shipper&password_env=ES_PASSWORD
+  secrets never go in a URL or a file of settings: name the variable (*_env) or file (*_file)
+
+output:
+  stderr  a live line on a terminal, then per sink: sent, already stored, retried, dead-lettered
+  stdout  only with the stdout: sink
+
+exit status:
+  0  every event was stored
+  1  an input could not be read (the others were shipped)
+  2  bad usage or configuration (nothing was sent)
+  3  some events were refused for good: see the dead-letter file, one JSON line each with the reason
+  4  a sink failed permanently (credentials, URL, retries exhausted); run the same command again
+     to resume: events already stored are not stored twice
+
+examples:
+  named-senderr ship --sample --to stdout:
+  named-senderr ship /var/log/named/named.log --to elasticsearch+http://127.0.0.1:9200/named-senderr
+  named-senderr ship named.log named.log.1.gz --to loki+http://127.0.0.1:3100 --host ns1
+  named-senderr ship --config /etc/named-senderr.toml
+"""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ship",
+        help="send events to Elasticsearch, OpenSearch or Loki",
+        description="Parse named log lines (files, gzip'd rotations, or - for stdin) and ship the "
+        "send-error events, batched, compressed and retried, to one or more sinks.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="*", metavar="FILE", help="log files, plain or gzip; '-' reads stdin (default)")
+    parser.add_argument("--to", action="append", default=[], metavar="URL", help="a sink URL (repeatable)")
+    parser.add_argument("--config", type=Path, metavar="FILE.toml", help="settings file (see conf/named-senderr.toml)")
+    parser.add_argument("--sample", action="store_true", help="ship the bundled sample named log")
+    parser.add_argument("--timezone", metavar="TZ", help="zone of times logged without one (default: this machine's)")
+    parser.add_argument("--host", metavar="NAME", help="host name for lines that carry none")
+    parser.add_argument("--dead-letter", type=Path, metavar="FILE", help="where refused events go (NDJSON, appended)")
+    parser.add_argument("--rejects", type=Path, metavar="FILE", help="write rejected candidate lines here")
+    parser.add_argument("--no-progress", action="store_true", help="no live line, even on a terminal")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = list(args.inputs) + ([sample_path()] if args.sample else [])
+    overrides = {
+        "inputs": tuple(inputs) or None,
+        "timezone": args.timezone,
+        "host": args.host,
+        "dead_letter": args.dead_letter,
+        "rejects": args.rejects,
+        "progress": False if args.no_progress else None,
+    }
+    config = load_ship_config(args.config, args.to, overrides)
+    live = config.progress and sys.stderr.isatty()
+    started = time.perf_counter()
+    result = run_ship(
+        config,
+        warn=lambda message: print(
+            f"\r\x1b[Knamed-senderr: {message}" if live else f"named-senderr: {message}", file=sys.stderr
+        ),
+        report=(lambda r: print(f"\r\x1b[K{progress_line(r)}", end="", file=sys.stderr, flush=True)) if live else None,
+    )
+    if live:
+        print("\r\x1b[K", end="", file=sys.stderr)
+    print(format_summary(result, time.perf_counter() - started), file=sys.stderr)
+    return exit_status(result)
+
+
+def exit_status(result: ShipResult) -> int:
+    if result.failures:
+        return EXIT_SINK_FAILED
+    if result.dead_lettered:
+        return EXIT_DEAD_LETTERED
+    return EXIT_INPUT_ERROR if result.stats.unreadable_inputs else EXIT_OK
+
+
+def progress_line(result: ShipResult) -> str:
+    parts = [f"named-senderr: {result.stats.events:,} events read"]
+    for name, c in result.sinks.items():
+        parts.append(
+            f"{name}: {c.sent + c.duplicates:,} sent, {c.retried:,} retried, {c.dead_lettered:,} dead-lettered"
+        )
+    return " | ".join(parts)
+
+
+def format_summary(result: ShipResult, elapsed: float) -> str:
+    stats = result.stats
+    rate = stats.events / elapsed if elapsed > 0 else 0.0
+    lines = [
+        f"named-senderr: {stats.events:,} events from {stats.lines:,} lines of {stats.inputs} input(s) "
+        f"in {elapsed:.2f} s ({rate:,.0f} events/s)"
+    ]
+    width = max((len(name) for name in result.sinks), default=0)
+    for name, c in result.sinks.items():
+        lines.append(
+            f"  {name:<{width}}  sent {c.sent + c.duplicates:,} ({c.duplicates:,} already stored), "
+            f"retried {c.retried:,}, dead-lettered {c.dead_lettered:,}"
+        )
+    for failure in result.failures:
+        lines.append(f"named-senderr: {failure}")
+    if result.failures:
+        stopped = "reading stopped early; " if result.stopped else ""
+        lines.append(
+            f"named-senderr: {stopped}fix the cause and run the same command again: "
+            "events already stored are not stored twice"
+        )
+    if result.dead_lettered:
+        lines.append(
+            f"named-senderr: {result.dead_lettered:,} event(s) written to {result.dead_letter}, "
+            "one JSON line each with the server's reason"
+        )
+    if stats.rejected:
+        lines.append(f"named-senderr: {stats.rejected:,} candidate line(s) rejected; --rejects FILE keeps them")
+    return "\n".join(lines)

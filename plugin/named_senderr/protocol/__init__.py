@@ -1,0 +1,1 @@
+"""Pure encoders and decoders of wire protocols: bytes in, typed values out, no sockets."""

@@ -1,0 +1,139 @@
+"""The only retry loop: send a batch until every item is stored, already there or dead-lettered.
+
+Sinks send once and classify; this driver applies the retry policy through an
+injected clock and sleep (tests pass fakes and run instantly), retries only
+the items that failed, splits a batch the server found too large, and writes
+permanent refusals to the dead-letter file with the server's reason.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from named_senderr.queue.retry import RetryPolicy
+from named_senderr.sinks.outcome import Sink, SinkFailed
+
+
+@dataclass
+class SinkCounters:
+    """Per-sink totals, updated by the sink's workers and read by the progress line."""
+
+    sent: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    requests: int = 0
+    failed: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def fail(self, reason: str) -> None:
+        with self._lock:
+            self.failed = self.failed or reason
+
+
+class DeadLetter:
+    """NDJSON of what a server refused for good, with its reason; the file is opened (appended) on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._file = None
+        self._lock = threading.Lock()
+
+    def write(self, sink: str, reason: str, record: dict) -> None:
+        line = orjson.dumps(
+            {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "sink": sink, "reason": reason, **record},
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+        with self._lock:
+            if self._file is None:
+                self._file = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+            self._file.write(line)
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+
+
+class Driver:
+    """Delivers batches for one sink; one per worker thread, counters and dead letter shared."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        policy: RetryPolicy,
+        dead_letter: DeadLetter,
+        counters: SinkCounters,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.sink = sink
+        self.policy = policy
+        self.dead_letter = dead_letter
+        self.counters = counters
+        self.clock = clock
+        self.sleep = sleep
+        self.rand = rand
+
+    def deliver(self, items: list[Any]) -> None:
+        """Raises SinkFailed when the sink cannot go on; the batch in hand is dead-lettered first."""
+        pending = [items]
+        while pending:
+            pending.extend(reversed(self._attempt(pending.pop())))
+
+    def abandon(self, items: list[Any], reason: str) -> None:
+        """Dead-letter a batch that will not be sent (its sink has stopped)."""
+        self._dead([(item, reason) for item in items])
+
+    def _attempt(self, batch: list[Any]) -> list[list[Any]]:
+        """Send ``batch`` until done; the two halves instead when the server found it too large."""
+        attempts = 0
+        started = self.clock()
+        while True:
+            outcome = self.sink.send(batch)
+            self.counters.add(requests=1, sent=outcome.delivered, duplicates=outcome.duplicates)
+            self._dead(outcome.dead)
+            if outcome.fatal:
+                self.abandon(batch, f"not sent: {outcome.fatal}")
+                raise SinkFailed(f"{self.sink.name}: {outcome.fatal}")
+            if outcome.too_large:
+                if len(batch) > 1:
+                    middle = len(batch) // 2
+                    return [batch[:middle], batch[middle:]]
+                self.abandon(batch, f"too large for the server even alone ({outcome.error})")
+                return []
+            batch = outcome.retry
+            if not batch:
+                return []
+            attempts += 1
+            delay = self.policy.delay(attempts, outcome.retry_after, self.rand)
+            elapsed = self.clock() - started
+            if self.policy.gives_up(attempts, elapsed, delay):
+                reason = f"gave up after {attempts} attempt(s) in {elapsed:.0f} s: {outcome.error}"
+                self.abandon(batch, reason)
+                raise SinkFailed(f"{self.sink.name}: {reason}")
+            self.counters.add(retried=len(batch))
+            self.sleep(delay)
+
+    def _dead(self, refused: list[tuple[Any, str]]) -> None:
+        for item, reason in refused:
+            self.dead_letter.write(self.sink.name, reason, self.sink.dead_record(item))
+        if refused:
+            self.counters.add(dead_lettered=len(refused))

@@ -1,0 +1,65 @@
+"""A sink's worker threads behind a bounded queue.
+
+The reading thread parses and encodes; the workers compress, send and retry,
+so network waits overlap with parsing (zlib and sockets release the GIL).
+The queue holds at most ``depth`` batches: when the sink falls behind, the
+reader waits, and memory stays at a few batches whatever the input size.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from named_senderr.queue.driver import Driver, SinkCounters
+from named_senderr.sinks.outcome import Sink, SinkFailed
+
+_STOP = object()
+POLL = 0.2  # seconds between checks for a failed sink while the queue is full
+
+
+class SinkWorkers:
+    def __init__(self, sink: Sink, make_driver: Callable[[], Driver], counters: SinkCounters) -> None:
+        self.sink = sink
+        self.counters = counters
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=sink.workers)
+        self._drivers = [make_driver() for _ in range(sink.workers)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(driver,), name=f"{sink.name} #{n}", daemon=True)
+            for n, driver in enumerate(self._drivers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, batch: list[Any]) -> bool:
+        """Queue ``batch``, waiting while the queue is full; once the sink has failed, dead-letter it, False."""
+        while not self.counters.failed:
+            try:
+                self._queue.put(batch, timeout=POLL)
+                return True
+            except queue.Full:
+                continue
+        self._drivers[0].abandon(batch, f"not sent: the sink had stopped ({self.counters.failed})")
+        return False
+
+    def close(self) -> None:
+        """Let the workers finish what is queued, then stop them (the sink stays open: its opener closes it)."""
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self, driver: Driver) -> None:
+        while (batch := self._queue.get()) is not _STOP:
+            if self.counters.failed:
+                driver.abandon(batch, f"not sent: the sink had stopped ({self.counters.failed})")
+                continue
+            try:
+                driver.deliver(batch)
+            except SinkFailed as exc:
+                self.counters.fail(str(exc))
+            except Exception as exc:  # a bug must stop the run, not hang the reader
+                driver.abandon(batch, f"not sent: internal error {exc!r}")
+                self.counters.fail(f"{self.sink.name}: internal error {exc!r}; please report it")

@@ -1,0 +1,184 @@
+"""Settings of ``named-senderr ship``: one typed object of frozen dataclasses.
+
+The same keys come from a TOML file or from a sink URL's query string
+(``loki+https://host:3100?tenant=dns&ca_file=/etc/ca.pem``); both go through
+``ship_load`` so a misspelt key is refused the same way, naming
+the key, where it was found and the fix. Secrets are never values here: only
+the names of the environment variables or files that hold them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from named_senderr.errors import ConfigError
+
+DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
+DEFAULT_LABELS = ("job", "host", "reason", "message_kind")
+# Flat-record fields with few values: one Loki stream per combination stays cheap.
+BOUNDED_LABELS = frozenset({"job", "host", "reason", "message_kind", "category", "severity", "program"})
+# Fields with a value per client, query or line: as labels they would explode the stream count.
+UNBOUNDED_LABELS = frozenset(
+    {"client_ip", "client_port", "qname", "view", "offset", "file", "pid", "client_ptr", "signer", "timestamp"}
+    | {"message", "reason_text", "hint", "repeat_count"}
+)
+MAX_LOKI_LABELS = 15
+_INDEX_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """One way to authenticate; each secret is named by an environment variable or a file."""
+
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    bearer_token_env: str | None = None
+    bearer_token_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        password = self.password_env or self.password_file
+        api_key = self.api_key_env or self.api_key_file
+        bearer = self.bearer_token_env or self.bearer_token_file
+        schemes = [
+            name
+            for name, on in (("basic", self.username or password), ("api_key", api_key), ("bearer_token", bearer))
+            if on
+        ]
+        if len(schemes) > 1:
+            raise ConfigError(f"auth: {' and '.join(schemes)} are both set; keep one way to authenticate")
+        for name in ("password", "api_key", "bearer_token"):
+            if getattr(self, f"{name}_env") and getattr(self, f"{name}_file"):
+                raise ConfigError(f"auth: {name}_env and {name}_file are both set; keep one")
+        if self.username and not password:
+            raise ConfigError("auth: username without a password; add password_env or password_file")
+        if password and not self.username:
+            raise ConfigError("auth: a password without a username; add username")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Certificate checks stay on unless ``verify = false`` says otherwise."""
+
+    verify: bool = True
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.client_key and not self.client_cert:
+            raise ConfigError("tls: client_key without client_cert; add client_cert (PEM)")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """One destination. ``url`` is plain http(s) (the kind prefix removed); ``name`` is safe to print."""
+
+    kind: str
+    name: str
+    url: str = ""
+    index: str | None = None
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    timeout: float = 30.0
+    workers: int = 2
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    job: str = "named-senderr"
+    tenant: str | None = None
+    structured_metadata: bool = True
+    format: str = "ecs"
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0 or self.workers < 1:
+            raise ConfigError(f"{self.name}: timeout must be > 0 and workers >= 1")
+        if self.kind in ("elasticsearch", "opensearch"):
+            _check_index(self.name, self.index or "")
+        if self.kind == "loki":
+            _check_labels(self.name, self.labels)
+        if self.format not in ("ecs", "flat"):
+            raise ConfigError(f"{self.name}: format {self.format!r} is not one of ecs, flat")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """A batch leaves when it holds ``max_events`` or ``max_bytes``, or its first event waited ``max_wait`` s."""
+
+    max_events: int = 5000
+    max_bytes: int = 4 * 1024 * 1024
+    max_wait: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1 or self.max_bytes < 1024 or self.max_wait <= 0:
+            raise ConfigError("batch: max_events >= 1, max_bytes >= 1024 and max_wait > 0 are required")
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Capped exponential backoff with jitter; a batch is given up after ``max_attempts`` or ``deadline`` s."""
+
+    max_attempts: int = 10
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    deadline: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.initial_backoff < 0 or self.max_backoff < self.initial_backoff:
+            raise ConfigError("retry: need max_attempts >= 1 and 0 <= initial_backoff <= max_backoff")
+        if self.deadline <= 0:
+            raise ConfigError("retry: deadline must be > 0 seconds")
+
+
+@dataclass(frozen=True)
+class ShipConfig:
+    """Everything ``ship`` needs, checked before the first line is read."""
+
+    sinks: tuple[SinkConfig, ...]
+    inputs: tuple[str, ...] = ("-",)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    dead_letter: Path = DEFAULT_DEAD_LETTER
+    timezone: str | None = None
+    host: str | None = None
+    rejects: Path | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.sinks:
+            raise ConfigError("no sink given; add --to URL (e.g. --to loki+http://127.0.0.1:3100) or [[sinks]] url")
+        if not self.inputs:
+            raise ConfigError("no input given; name files, or '-' for stdin")
+        names = [s.name for s in self.sinks]
+        if len(set(names)) != len(names):
+            raise ConfigError(
+                f"the same sink is given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}"
+            )
+        if sum(s.kind == "stdout" for s in self.sinks) > 1:
+            raise ConfigError("stdout: given twice; keep one stdout sink")
+
+
+def _check_index(name: str, index: str) -> None:
+    if not index:
+        raise ConfigError(f"{name}: no index in the URL; end it with the index, e.g. .../named-senderr")
+    if _INDEX_FORBIDDEN.search(index) or index[0] in "-_+" or index in (".", ".."):
+        raise ConfigError(
+            f"{name}: {index!r} is not a valid index name; use lowercase letters, digits, '-', '_' or '.', "
+            "not starting with '-', '_' or '+'"
+        )
+
+
+def _check_labels(name: str, labels: tuple[str, ...]) -> None:
+    for label in labels:
+        if label in UNBOUNDED_LABELS:
+            raise ConfigError(
+                f"{name}: label {label!r} is unbounded (one Loki stream per value) and is refused; "
+                f"remove it from labels: {label} is in every JSON line already (query it with "
+                f'`| json | {label}="..."`), and client_ip, client_port, qname and view are structured metadata'
+            )
+        if label not in BOUNDED_LABELS:
+            raise ConfigError(f"{name}: unknown label {label!r}; choose from {', '.join(sorted(BOUNDED_LABELS))}")
+    if len(set(labels)) != len(labels) or len(labels) > MAX_LOKI_LABELS:
+        raise ConfigError(f"{name}: labels must be distinct and at most {MAX_LOKI_LABELS}")

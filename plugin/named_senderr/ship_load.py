@@ -1,0 +1,220 @@
+"""Build a ShipConfig from a TOML file, ``--to`` URLs and command-line values.
+
+A TOML key and a URL query key are checked by the same code against the
+dataclass fields, so both refuse a misspelt key with the key, the place and a
+suggestion. Relative paths in a file are taken relative to that file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from named_senderr.errors import ConfigError
+from named_senderr.ship_config import AuthConfig, BatchConfig, RetryConfig, ShipConfig, SinkConfig, TlsConfig
+
+SCHEMES = (
+    "elasticsearch+http",
+    "elasticsearch+https",
+    "opensearch+http",
+    "opensearch+https",
+    "loki+http",
+    "loki+https",
+)
+URL_FORMS = (
+    "elasticsearch+https://HOST:9200/INDEX, opensearch+https://HOST:9200/INDEX, loki+http://HOST:3100 or stdout:"
+)
+LOKI_PUSH_PATH = "/loki/api/v1/push"
+# A secret given as a value, and the setting that names where it is kept instead.
+SECRET_KEYS = {"password": "password", "secret": "password", "api_key": "api_key", "apikey": "api_key"}
+SECRET_KEYS |= {"token": "bearer_token", "bearer_token": "bearer_token"}
+_COMMON = frozenset({"url", "auth", "tls", "timeout", "workers"})
+KIND_KEYS = {
+    "elasticsearch": _COMMON,
+    "opensearch": _COMMON,
+    "loki": _COMMON | {"labels", "job", "tenant", "structured_metadata"},
+    "stdout": frozenset({"url", "format"}),
+}
+_AUTH_KEYS = frozenset(f.name for f in fields(AuthConfig))
+_TLS_KEYS = frozenset(f.name for f in fields(TlsConfig))
+_TOP_KEYS = frozenset({"inputs", "timezone", "host", "dead_letter", "rejects", "batch", "retry", "sinks"})
+
+
+def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[str, object]) -> ShipConfig:
+    """``urls`` (from ``--to``) replace the file's sinks; ``overrides`` (command-line values) replace its keys."""
+    table = read_toml(path) if path else {}
+    where = str(path) if path else "the command line"
+    base = path.parent if path else None
+    for key in table:
+        if key not in _TOP_KEYS:
+            raise ConfigError(_unknown(key, where, _TOP_KEYS))
+    sink_tables = table.get("sinks", [])
+    if not isinstance(sink_tables, list) or not all(isinstance(t, dict) for t in sink_tables):
+        raise ConfigError(f"{where}: sinks must be an array of tables: [[sinks]] with url = ...")
+    if urls:
+        sinks = tuple(sink_from_url(url, {}, "--to", None) for url in urls)
+    else:
+        sinks = tuple(_sink_from_table(t, f"{where}: sinks[{i}]", base) for i, t in enumerate(sink_tables))
+    top = {k: v for k, v in table.items() if k not in ("batch", "retry", "sinks")}
+    kwargs = build_kwargs(ShipConfig, top, where, "", base, skip=("sinks", "batch", "retry", "progress"))
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    return _make(
+        ShipConfig,
+        where,
+        sinks=sinks,
+        batch=_make(BatchConfig, where, **build_kwargs(BatchConfig, _table(table, "batch", where), where, "batch")),
+        retry=_make(RetryConfig, where, **build_kwargs(RetryConfig, _table(table, "retry", where), where, "retry")),
+        **kwargs,
+    )
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such config file; see conf/named-senderr.toml for an example") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from exc
+
+
+def sink_from_url(url: str, settings: dict, where: str, base: Path | None) -> SinkConfig:
+    """A sink from its URL; ``settings`` are the other keys of its TOML table, if any."""
+    if url.split(":", 1)[0] == "stdout":
+        query = url[len("stdout:") :].lstrip("/").lstrip("?")
+        return _sink("stdout", "stdout:", "", None, settings, _query(query, "stdout:", where), where, base)
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        shown = url.split("@")[-1] if "@" in url else url
+        raise ConfigError(f"{where}: {shown!r} is not a sink URL; use {URL_FORMS}")
+    kind, _, transport = parts.scheme.partition("+")
+    host = parts.netloc.rpartition("@")[2]
+    name = f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
+    if parts.password is not None:
+        raise ConfigError(
+            f"{where}: {name}: the URL carries a password, which would show in process lists and logs; "
+            "put it in an environment variable and set password_env (or a file and set password_file)"
+        )
+    query = _query(parts.query, name, where)
+    if parts.username:
+        query["username"] = parts.username
+    path = parts.path.rstrip("/")
+    index = None
+    if kind == "loki":
+        path = path.removesuffix(LOKI_PUSH_PATH)
+    else:
+        path, _, index = path.rpartition("/")
+    return _sink(kind, name, f"{transport}://{host}{path}", index or None, settings, query, where, base)
+
+
+def _sink_from_table(table: dict, where: str, base: Path | None) -> SinkConfig:
+    url = table.get("url")
+    if not isinstance(url, str):
+        raise ConfigError(f'{where}: every [[sinks]] table needs url = "..." ({URL_FORMS})')
+    return sink_from_url(url, {k: v for k, v in table.items() if k != "url"}, where, base)
+
+
+def _sink(
+    kind: str, name: str, url: str, index: str | None, settings: dict, query: dict, where: str, base
+) -> SinkConfig:
+    merged = dict(settings)
+    for key, value in query.items():
+        section = "auth" if key in _AUTH_KEYS else "tls" if key in _TLS_KEYS else None
+        target = merged.setdefault(section, {}) if section else merged
+        if key in target:
+            raise ConfigError(f"{where}: {name}: {key} is given both in the URL and in the table; keep one")
+        target[key] = value
+    for key in merged:
+        if key in SECRET_KEYS or key not in KIND_KEYS[kind]:
+            allowed = KIND_KEYS[kind] - {"url"} | (_AUTH_KEYS | _TLS_KEYS if kind != "stdout" else set())
+            raise ConfigError(_unknown(key, f"{where}: {name}", allowed, kind))
+    kwargs = build_kwargs(SinkConfig, merged, f"{where}: {name}", "", base, skip=("kind", "name", "url", "index"))
+    return _make(SinkConfig, where, kind=kind, name=name, url=url, index=index, **kwargs)
+
+
+def build_kwargs(cls: type, table: Mapping, where: str, prefix: str, base: Path | None = None, skip=()) -> dict:
+    """Check ``table`` against the fields of ``cls`` and convert each value to the field's type."""
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in fields(cls) if f.name not in skip]
+    kwargs = {}
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in allowed:
+            raise ConfigError(_unknown(dotted, where, allowed))
+        kwargs[key] = _coerce(value, hints[key], dotted, where, base)
+    return kwargs
+
+
+def _coerce(value: object, hint: object, key: str, where: str, base: Path | None) -> object:
+    if isinstance(hint, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a table, e.g. [sinks.{key}]")
+        return _make(hint, where, **build_kwargs(hint, value, where, key, base))  # type: ignore[arg-type]
+    if typing.get_origin(hint) is tuple:
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f'{where}: {key} must be a list of strings, e.g. {key} = ["job", "host"]')
+        return tuple(items)
+    if hint is bool and isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    if hint in (int, float) and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = hint(value)  # type: ignore[operator]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if hint is Path and isinstance(value, str):
+        path = Path(value).expanduser()
+        return base / path if base and not path.is_absolute() else path
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):  # type: ignore[arg-type]
+        raise ConfigError(f"{where}: {key} must be {getattr(hint, '__name__', hint)}, not {type(value).__name__}")
+    return value
+
+
+def _make(cls: type, where: str, **kwargs: object):
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith(where) else f"{where}: {text}") from None
+
+
+def _table(table: dict, key: str, where: str) -> dict:
+    value = table.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a table: [{key}]")
+    return value
+
+
+def _query(query: str, name: str, where: str) -> dict:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    keys = [k for k, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ConfigError(f"{where}: {name}: {key} is given twice in the URL; give lists comma-separated")
+    return dict(pairs)
+
+
+def _unknown(key: str, where: str, allowed, kind: str | None = None) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf in SECRET_KEYS:
+        setting = SECRET_KEYS[leaf]
+        return (
+            f"{where}: {key}: secrets are not taken from a config file or a URL; put the secret in an "
+            f"environment variable and name it with {setting}_env, or in a file only you can read and set {setting}_file"
+        )
+    if kind is not None and any(leaf in keys for keys in KIND_KEYS.values()):
+        return f"{where}: {key} does not apply to {kind} sinks; remove it"
+    close = difflib.get_close_matches(leaf, sorted(allowed), n=1)
+    fix = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(sorted(allowed))}"
+    return f"{where}: unknown key {key!r}; {fix}"

@@ -1,0 +1,124 @@
+"""Elasticsearch and OpenSearch: ``_bulk`` NDJSON of ``create`` actions with deterministic ids.
+
+Posted over our own pooled client rather than elasticsearch-py, which refuses
+OpenSearch and sends headers older servers reject. ``create`` with the id of
+sinks/ids.py makes every retry and replay idempotent: a 409 means the document
+is already stored. ``classify_bulk`` is pure: a Reply and the items in, an
+Outcome out.
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+
+from named_senderr.event import Event, to_ecs
+from named_senderr.ship_config import SinkConfig
+from named_senderr.sinks.http import HttpClient, Reply
+from named_senderr.sinks.ids import event_id
+from named_senderr.sinks.outcome import Outcome, dead_all, retry_all
+
+# Only what classification reads: a replay of 5,000 documents answers a few KB, not a few MB.
+BULK_PARAMS = {"filter_path": "errors,items.*.status,items.*.error"}
+CREDENTIALS_FIX = "check username/password_env, api_key_env or bearer_token_env and the user's index privileges"
+MAX_REASON = 1000
+
+
+class BulkSink:
+    """One index (or data stream) on one Elasticsearch or OpenSearch cluster."""
+
+    def __init__(self, config: SinkConfig, ingest_time: str, client: HttpClient | None = None) -> None:
+        self.name = config.name
+        self.workers = config.workers
+        self._client = client or HttpClient(config, {"Accept": "application/json"})
+        self._path = f"/{config.index}/_bulk"
+        self._ingest_time = ingest_time
+        self._cwd = os.getcwd()  # relative input paths resolve against it in the ids
+
+    def encode(self, event: Event) -> tuple[bytes, int]:
+        """The action line and the ECS document, as one NDJSON item."""
+        item = b'{"create":{"_id":"%s"}}\n%s\n' % (
+            event_id(event, self._cwd).encode(),
+            orjson.dumps(to_ecs(event, self._ingest_time)),
+        )
+        return item, len(item)
+
+    def send(self, items: list[bytes]) -> Outcome:
+        reply = self._client.post(self._path, b"".join(items), "application/x-ndjson", BULK_PARAMS)
+        return classify_bulk(reply, items)
+
+    def dead_record(self, item: bytes) -> dict:
+        action, _, document = item.partition(b"\n")
+        return {"action": orjson.Fragment(action), "document": orjson.Fragment(document.rstrip(b"\n"))}
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def classify_bulk(reply: Reply, items: list) -> Outcome:
+    """Sort the items of one ``_bulk`` request into stored, already there, retry, dead; or split or stop."""
+    status = reply.status
+    if reply.fatal:
+        return Outcome(fatal=reply.fatal)
+    if status == 0:
+        return retry_all(items, reply.error or "no answer")
+    if status == 413:
+        return Outcome(too_large=True, error="413: request larger than the server's http.max_content_length")
+    if status == 429 or status >= 500:
+        return retry_all(items, f"{status}: {error_reason(reply.body)}", reply.retry_after)
+    if status in (401, 403):
+        return Outcome(fatal=f"{status}: {error_reason(reply.body)}; {CREDENTIALS_FIX}")
+    if status in (404, 405):
+        return Outcome(
+            fatal=f"{status}: no _bulk API at this URL ({error_reason(reply.body)}); check host, port and path"
+        )
+    if status != 200:
+        return dead_all(items, f"{status}: {error_reason(reply.body)}")
+    try:
+        body = orjson.loads(reply.body)
+        results = [next(iter(result.values())) for result in body.get("items", ())] if body.get("errors") else None
+    except (orjson.JSONDecodeError, AttributeError, StopIteration):
+        return Outcome(fatal=f"the answer to _bulk is not bulk JSON: {reply.body[:200]!r}; is this Elasticsearch?")
+    if results is None:
+        return Outcome(delivered=len(items))
+    if len(results) != len(items):
+        return Outcome(fatal=f"_bulk answered {len(results)} items for {len(items)} sent")
+    return _per_item(items, results)
+
+
+def _per_item(items: list, results: list[dict]) -> Outcome:
+    outcome = Outcome()
+    for item, result in zip(items, results, strict=True):
+        status = result.get("status", 0)
+        if 200 <= status < 300:
+            outcome.delivered += 1
+        elif status == 409:
+            outcome.duplicates += 1
+        elif status == 429 or status >= 500:
+            outcome.retry.append(item)
+            outcome.error = f"{status}: {_describe(result.get('error'))}"
+        else:
+            outcome.dead.append((item, f"{status}: {_describe(result.get('error'))}"))
+    return outcome
+
+
+def error_reason(body: bytes) -> str:
+    """The server's own words: ``type: reason`` from an error object, else the start of the body."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        error = None
+    if error is None:
+        return body[:MAX_REASON].decode("utf-8", "replace").strip() or "no reason given"
+    return _describe(error)
+
+
+def _describe(error: object) -> str:
+    if not isinstance(error, dict):
+        return str(error)[:MAX_REASON]
+    text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    cause = error.get("caused_by")
+    if isinstance(cause, dict):
+        text += f" (caused by {cause.get('type')}: {cause.get('reason')})"
+    return text[:MAX_REASON]

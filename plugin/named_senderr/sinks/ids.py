@@ -1,0 +1,39 @@
+"""Deterministic document ids: the same line of the same file always gets the same id.
+
+With ``create`` and this id, a retry after a lost answer or a replay of a whole
+file finds the document already there (409) instead of storing it twice.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+from functools import lru_cache
+from hashlib import sha256
+
+from named_senderr.event import Event
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def event_id(event: Event, cwd: str) -> str:
+    """sha256 over host, absolute file path, byte offset and the original line; 43 base64url characters.
+
+    ``cwd`` resolves a relative path, so ``./named.log`` and ``named.log`` give the same ids.
+    """
+    digest = sha256(
+        b"\0".join(
+            (
+                (event.host or "").encode(),
+                _file_key(event.file, cwd) if event.file else b"-",
+                str(event.offset if event.offset is not None else "").encode(),
+                event.original.encode("utf-8", "surrogateescape"),
+            )
+        )
+    ).digest()
+    return binascii.b2a_base64(digest, newline=False)[:43].translate(_URLSAFE).decode("ascii")
+
+
+@lru_cache(maxsize=256)
+def _file_key(file: str, cwd: str) -> bytes:
+    return os.path.normpath(os.path.join(cwd, file)).encode("utf-8", "surrogateescape")

@@ -1,0 +1,121 @@
+"""Loki: JSON push with bounded labels, structured metadata and the flat record as the line.
+
+Labels make streams, so only fields with few values may be labels (checked in
+ship_config). Per-client fields go into structured metadata and the line.
+Entries keep their original timestamps on every attempt: Loki drops an entry
+whose stream, time and line it already has, so a retry or replay adds nothing.
+``classify_push`` is pure: a Reply and the items in, an Outcome out.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from operator import itemgetter
+
+import orjson
+
+from named_senderr.event import Event, to_flat
+from named_senderr.ship_config import SinkConfig
+from named_senderr.sinks.elasticsearch import MAX_REASON
+from named_senderr.sinks.http import HttpClient, Reply
+from named_senderr.sinks.outcome import Outcome, dead_all, retry_all
+
+PUSH_PATH = "/loki/api/v1/push"
+METADATA_FIELDS = ("client_ip", "client_port", "qname", "view")
+Item = tuple[tuple, int, bytes]  # (label values, time in ns, the entry as JSON: ["ns", line, {metadata}])
+
+
+class LokiSink:
+    """One Loki (or one tenant of it)."""
+
+    def __init__(self, config: SinkConfig, ingest_time: str, client: HttpClient | None = None) -> None:
+        self.name = config.name
+        self.workers = config.workers
+        headers = {"X-Scope-OrgID": config.tenant} if config.tenant else {}
+        self._client = client or HttpClient(config, headers)
+        self._labels = config.labels
+        self._job = config.job
+        self._metadata = config.structured_metadata
+        self._ingest_ns = to_ns(ingest_time)
+
+    def encode(self, event: Event) -> tuple[Item, int]:
+        """The entry is serialized here, once: a push only groups, sorts and joins entries."""
+        flat = to_flat(event)
+        ns = to_ns(event.timestamp) if event.timestamp else self._ingest_ns
+        key = tuple(self._job if name == "job" else flat[name] for name in self._labels)
+        metadata = b""
+        if self._metadata:
+            fields = {name: str(flat[name]) for name in METADATA_FIELDS if flat[name] is not None}
+            metadata = b"," + orjson.dumps(fields) if fields else b""
+        # %-formatting makes a right-sized copy: orjson's own result keeps a buffer of several KB.
+        encoded = b'["%d",%s%s]' % (ns, orjson.dumps(orjson.dumps(flat).decode()), metadata)
+        return (key, ns, encoded), len(encoded)
+
+    def send(self, items: list[Item]) -> Outcome:
+        body = push_body(items, self._labels, self._job)
+        return classify_push(self._client.post(PUSH_PATH, body, "application/json"), items)
+
+    def dead_record(self, item: Item) -> dict:
+        key, ns, entry = item
+        _, line, *metadata = orjson.loads(entry)
+        labels = {n: v for n, v in zip(self._labels, key, strict=True) if v is not None}
+        return {"labels": labels, "time_ns": ns, "structured_metadata": metadata[0] if metadata else None,
+                "line": orjson.Fragment(line)}  # fmt: skip
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def push_body(items: list[Item], label_names: tuple[str, ...], job: str) -> bytes:
+    """Group items by stream, each stream's entries sorted by time (stable: file order on ties)."""
+    streams: dict[tuple, list[Item]] = {}
+    for item in items:
+        streams.setdefault(item[0], []).append(item)
+    parts = []
+    for key, entries in streams.items():
+        entries.sort(key=itemgetter(1))
+        labels = {name: value for name, value in zip(label_names, key, strict=True) if value is not None}
+        values = b",".join(entry for _, _, entry in entries)
+        parts.append(b'{"stream":%s,"values":[%s]}' % (orjson.dumps(labels or {"job": job}), values))
+    return b'{"streams":[%s]}' % b",".join(parts)
+
+
+def classify_push(reply: Reply, items: list) -> Outcome:
+    """Loki takes or refuses a push whole: 2xx stored, 429/5xx retry, 413 split, 400 dead with Loki's reason."""
+    status = reply.status
+    reason = reply.body[:MAX_REASON].decode("utf-8", "replace").strip() or "no reason given"
+    if reply.fatal:
+        return Outcome(fatal=reply.fatal)
+    if status == 0:
+        return retry_all(items, reply.error or "no answer")
+    if 200 <= status < 300:
+        return Outcome(delivered=len(items))
+    if status == 413:
+        return Outcome(too_large=True, error=f"413: {reason}")
+    if status == 429 or status >= 500:
+        return retry_all(items, f"{status}: {reason}", reply.retry_after)
+    if status == 401 and "org id" in reason:
+        return Outcome(fatal=f'401: {reason}; this Loki is multi-tenant: set tenant = "..." (sent as X-Scope-OrgID)')
+    if status in (401, 403):
+        return Outcome(fatal=f"{status}: {reason}; check username/password_env or bearer_token_env")
+    if status in (404, 405):
+        return Outcome(fatal=f"{status}: no push API at {PUSH_PATH} here ({reason}); check host, port and path")
+    return dead_all(items, f"{status}: {reason}")
+
+
+def to_ns(timestamp: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 UTC time such as ``2026-11-21T04:48:37.067Z``."""
+    text = timestamp.removesuffix("Z")
+    head, _, fraction = text.partition(".")
+    if len(head) == 19 and (fraction.isdigit() or not fraction):
+        return _epoch_seconds(head) * 1_000_000_000 + int((fraction + "000000000")[:9])
+    moment = datetime.fromisoformat(timestamp)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+@lru_cache(maxsize=4096)
+def _epoch_seconds(head: str) -> int:
+    """Cached per second: a busy log has thousands of lines in each."""
+    return int(datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp())

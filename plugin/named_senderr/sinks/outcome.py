@@ -1,0 +1,57 @@
+"""What every sink gives the driver: ``encode`` an event, ``send`` a batch, and an Outcome.
+
+A sink sends exactly one request per ``send`` and says what became of each
+item; the driver (queue/driver.py) alone decides when to try again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from named_senderr.errors import NamedSenderrError
+from named_senderr.event import Event
+
+
+class SinkFailed(NamedSenderrError):
+    """A sink cannot go on (rejected credentials, wrong URL, retries exhausted); not retryable."""
+
+
+@dataclass
+class Outcome:
+    """The fate of one request's items: stored, to retry, dead, or the batch must be split."""
+
+    delivered: int = 0
+    duplicates: int = 0  # already stored by an earlier run or attempt (Elasticsearch 409 on create)
+    retry: list[Any] = field(default_factory=list)
+    dead: list[tuple[Any, str]] = field(default_factory=list)  # (item, the server's reason)
+    too_large: bool = False  # 413: split the batch and send the halves
+    fatal: str | None = None  # the sink cannot go on; nothing was stored
+    error: str | None = None  # why items are retried, for the give-up message
+    retry_after: float | None = None
+
+
+def retry_all(items: list[Any], error: str, retry_after: float | None = None) -> Outcome:
+    return Outcome(retry=list(items), error=error, retry_after=retry_after)
+
+
+def dead_all(items: list[Any], reason: str) -> Outcome:
+    return Outcome(dead=[(item, reason) for item in items])
+
+
+class Sink(Protocol):
+    """``encode`` runs on the reading thread; ``send`` on the sink's worker threads."""
+
+    name: str
+    workers: int
+
+    def encode(self, event: Event) -> tuple[Any, int]:
+        """The item for one event and its size in bytes, for batching."""
+
+    def send(self, items: list[Any]) -> Outcome:
+        """One request for ``items``; never sleeps, never loops, never raises for a server's answer."""
+
+    def dead_record(self, item: Any) -> dict:
+        """What the dead-letter file keeps of ``item`` (JSON types or orjson.Fragment)."""
+
+    def close(self) -> None: ...

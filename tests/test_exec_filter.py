@@ -1,0 +1,328 @@
+"""``named-senderr fluentd-filter`` driven exactly as Fluentd's out_exec_filter drives its child.
+
+A subprocess gets concatenated msgpack maps on stdin, in chunks and in writes
+that split a map in two; its stdout is read back with a streaming msgpack
+Unpacker while stdin is still open, as Fluentd does.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from named_senderr.event import Event
+from named_senderr.normalize.timestamp import TimestampNormalizer
+from named_senderr.parse.named import NamedLineParser
+
+SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "samples" / "named.log"
+LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#{port} (example.com): error sending response: would block"
+QUERY = "21-Nov-2026 04:48:37.004 queries: info: client @0x7f 192.0.2.9#4076 (example.com): query: example.com IN A"
+WAIT = 15.0
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)
+
+
+def pack(record: object) -> bytes:
+    return msgpack.packb(record, use_bin_type=True)
+
+
+class Child:
+    """The filter as a child process; a thread reads its stdout with a streaming Unpacker."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.log_file = tmp_path / "fluentd-filter.log"
+        command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(self.log_file), *args]
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.records: list = []
+        self.stdout_bytes = 0
+        self._unpacker = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", strict_map_key=False)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while data := self.proc.stdout.read1(65536):
+            self.stdout_bytes += len(data)
+            self._unpacker.feed(data)
+            self.records.extend(self._unpacker)
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def wait_records(self, count: int) -> list:
+        wait_until(lambda: len(self.records) >= count)
+        return self.records
+
+    def log_has(self, text: str) -> bool:
+        return self.log_file.exists() and text in self.log_file.read_text()
+
+    def finish(self) -> int:
+        """Close stdin as Fluentd does on shutdown; the exit status."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.wait()
+
+    def wait(self) -> int:
+        status = self.proc.wait(timeout=WAIT)
+        self._reader.join(WAIT)
+        assert self._unpacker.tell() == self.stdout_bytes, "stdout ended inside a msgpack object"
+        return status
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    children: list[Child] = []
+
+    def make(*args: str) -> Child:
+        children.append(Child(tmp_path, *args))
+        return children[-1]
+
+    yield make
+    for child in children:
+        child.kill()
+
+
+def sample_records() -> list[bytes]:
+    return [pack({"message": line}) for line in SAMPLE.read_text().splitlines()]
+
+
+def bytes_read(child: Child) -> int:
+    """What the child has read so far (``rchar`` of /proc/PID/io): proof that a half map was read alone."""
+    for line in Path(f"/proc/{child.proc.pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/PID/io")
+
+
+def test_chunked_and_split_writes_come_back_as_events_in_order(start):
+    child = start()
+    records = sample_records()
+    expected = expected_ports_of(records)
+    child.write(b"".join(records[:100]))  # one Fluentd buffer chunk
+    in_first_chunk = len(expected_ports_of(records[:100]))
+    child.wait_records(in_first_chunk)
+    before = bytes_read(child)
+    split = records[100]
+    child.write(split[:7])  # a map cut in two writes: the child reads the first half on its own
+    wait_until(lambda: bytes_read(child) >= before + 7)
+    child.write(split[7:] + b"".join(records[101:250]))
+    rest = b"".join(records[250:])
+    for cut in range(0, len(rest), 4093):  # odd-sized writes that split maps anywhere
+        child.write(rest[cut : cut + 4093])
+    assert child.finish() == 0
+    assert [r["client_port"] for r in child.records] == expected
+    assert len(expected) == 39
+
+
+def expected_ports_of(records: list[bytes]) -> list[int | None]:
+    parser = NamedLineParser(TimestampNormalizer(UTC))
+    results = [parser.parse(msgpack.unpackb(r)["message"]) for r in records]
+    return [r.client_port for r in results if isinstance(r, Event)]
+
+
+def test_each_batch_is_answered_while_stdin_stays_open(start):
+    """Fluentd waits for the answer to a chunk without closing stdin: the child must flush per batch."""
+    child = start()
+    child.write(pack({"message": LINE.format(port=1)}))
+    assert child.wait_records(1)[0]["client_port"] == 1
+    child.write(pack({"message": LINE.format(port=2)}))
+    assert child.wait_records(2)[1]["client_port"] == 2
+    assert child.finish() == 0
+
+
+def test_end_of_input_exits_0_with_a_summary_in_the_log(start):
+    child = start()
+    child.write(b"".join(sample_records()))
+    assert child.finish() == 0
+    log = child.log_file.read_text()
+    assert "stopped (eof): 400 records" in log and "39 events" in log
+
+
+def test_sigterm_exits_0(start):
+    child = start()
+    child.write(pack({"message": LINE.format(port=1)}))
+    child.wait_records(1)
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.wait() == 0
+    assert child.log_has("stopped (signal)")
+
+
+def test_sigterm_before_any_input_exits_0(start):
+    child = start()
+    wait_until(lambda: child.log_has("started"))
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.wait() == 0
+
+
+def test_stdout_carries_only_msgpack_maps(start):
+    child = start("--non-matching", "pass")
+    child.write(b"".join(sample_records()) + pack([1, 2]) + b"\xc1")
+    assert child.finish() == 0  # wait() checked that stdout ended on an object boundary
+    assert all(isinstance(r, dict) for r in child.records)
+    assert child.proc.stderr is not None and child.proc.stderr.read() == b""
+
+
+def test_hostile_records_are_counted_logged_and_survived(start):
+    child = start()
+    hostile = [
+        pack([1, 2, 3]),  # not a map
+        pack({"other": "x"}),  # no message key
+        pack({"message": 42}),  # not a string
+        pack({"message": None}),
+        pack({"message": {"nested": "map"}}),
+    ]
+    for record in hostile:
+        child.write(record)
+    child.write(pack({"message": LINE.format(port=7)}))
+    assert child.wait_records(1)[0]["client_port"] == 7
+    assert child.finish() == 0
+    for reason in ("not_a_map (1 so far)", "missing_key (2 so far)", "non_string (2 so far)"):
+        assert child.log_has(reason), reason
+
+
+def test_invalid_utf8_in_the_line_still_becomes_an_event(start):
+    child = start()
+    line = LINE.format(port=9).replace("example.com", "ex\xe4mple.com").encode("latin-1")
+    child.write(b"\x81\xa7message" + b"\xd9" + bytes([len(line)]) + line)  # a str that is not UTF-8
+    child.write(pack({"message": line}))  # the same as bin
+    records = child.wait_records(2)
+    assert [r["client_port"] for r in records] == [9, 9]
+    assert child.finish() == 0
+    assert child.log_has("2 lines with invalid UTF-8")
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(b"\xc1\xc1\xc1", id="never-used-type-byte"),
+        pytest.param(b"\x81\xa7message\xdf\xff\xff\xff\xff", id="map32-claiming-4G-pairs"),
+        pytest.param(b"\x91" * 5000, id="nesting-5000-deep"),
+    ],
+)
+def test_undecodable_bytes_restart_the_decoder(start, garbage: bytes):
+    child = start()
+    child.write(garbage)
+    wait_until(lambda: child.log_has("undecodable_msgpack"))
+    child.write(pack({"message": LINE.format(port=3)}))
+    assert child.wait_records(1)[0]["client_port"] == 3
+    assert child.finish() == 0
+
+
+def test_a_string_claiming_4gib_costs_at_most_max_record_size_and_one_read(start):
+    """msgpack checks a str length only once the body is there: the buffer limit is what stops a lying header."""
+    child = start("--max-record-size", "4096")
+    child.write(b"\x81\xa7message\xdb\xff\xff\xff\xff")
+    child.write(pack({"message": LINE.format(port=2)}) * 4000)  # ~400 KB swallowed as the string's body, then refused
+    wait_until(lambda: child.log_has("undecodable_msgpack"))
+    child.write(pack({"message": LINE.format(port=3)}))
+    wait_until(lambda: child.records and child.records[-1]["client_port"] == 3)
+    assert child.finish() == 0
+
+
+def test_a_record_over_max_record_size_is_dropped_and_the_next_one_parsed(start):
+    child = start("--max-record-size", "4096")
+    child.write(pack({"message": "x" * 100_000}))
+    wait_until(lambda: child.log_has("undecodable_msgpack"))
+    child.write(pack({"message": LINE.format(port=4)}))
+    assert child.wait_records(1)[0]["client_port"] == 4
+    assert child.finish() == 0
+
+
+def test_input_cut_inside_a_record_is_counted_at_eof(start):
+    child = start()
+    child.write(pack({"message": LINE.format(port=5)})[:20])
+    assert child.finish() == 0
+    assert child.log_has("truncated")
+
+
+def test_non_matching_records_pass_through_unchanged(start):
+    child = start("--non-matching", "pass")
+    other = {"message": QUERY, "n": 1, "time": msgpack.ExtType(0, b"\x00\x00\x00\x01\x00\x00\x00\x02"), "b": b"\xff"}
+    child.write(pack(other) + pack({"message": LINE.format(port=6)}) + pack({"no_message": True}))
+    records = child.wait_records(3)
+    assert records[0]["n"] == 1 and records[0]["time"] == other["time"] and records[0]["b"] == b"\xff"
+    assert records[1]["client_port"] == 6
+    assert records[2] == {"no_message": True}
+    assert child.finish() == 0
+
+
+def test_non_matching_records_are_dropped_by_default(start):
+    child = start()
+    child.write(pack({"message": QUERY}) + pack({"message": LINE.format(port=8)}))
+    assert child.finish() == 0
+    assert [r["client_port"] for r in child.records] == [8]
+    assert child.log_has("1 dropped as not send errors")
+
+
+def test_rejected_candidates_pass_with_the_error_field(start):
+    child = start()
+    bad = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#99999 (example.com): error sending response: would block"
+    child.write(pack({"message": bad}))
+    record = child.wait_records(1)[0]
+    assert record["message"] == bad
+    assert record["named_senderr_error"]["reason"] == "invalid_port"
+    assert child.finish() == 0
+    assert child.log_has("rejected_invalid_port")
+
+
+def test_key_option_reads_another_field(start):
+    child = start("--key", "log")
+    child.write(pack({"message": QUERY, "log": LINE.format(port=11)}))
+    assert child.wait_records(1)[0]["client_port"] == 11
+    assert child.finish() == 0
+
+
+def test_ecs_format(start):
+    child = start("--format", "ecs")
+    child.write(pack({"message": LINE.format(port=12)}))
+    record = child.wait_records(1)[0]
+    assert record["@timestamp"] == "2026-11-21T04:48:37.067Z" and record["client"]["port"] == 12
+    assert child.finish() == 0
+
+
+def test_json_lines_input(start):
+    child = start("--in-format", "json")
+    first = b'{"message": "' + LINE.format(port=13).encode() + b'"}\n'
+    child.write(first[:30])
+    child.write(first[30:] + b"not json\n" + b'{"message": "' + LINE.format(port=14).encode() + b'"}\n')
+    records = child.wait_records(2)
+    assert [r["client_port"] for r in records] == [13, 14]
+    assert child.finish() == 0
+    assert child.log_has("invalid_json")
+
+
+@pytest.mark.skipif(Path("/dev/log").exists(), reason="this machine has a syslog socket at /dev/log")
+def test_syslog_target_without_a_syslog_socket_is_a_usage_error():
+    command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", "syslog"]
+    result = subprocess.run(command, input=b"", capture_output=True, timeout=WAIT)
+    assert result.returncode == 2
+    assert b"cannot reach /dev/log" in result.stderr and result.stdout == b""
+
+
+def test_an_unwritable_log_file_is_a_usage_error(tmp_path: Path):
+    command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(tmp_path)]
+    result = subprocess.run(command, input=b"", capture_output=True, timeout=WAIT)
+    assert result.returncode == 2
+    assert b"give a writable path" in result.stderr and result.stdout == b""

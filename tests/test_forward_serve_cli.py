@@ -1,0 +1,156 @@
+"""``named-senderr serve`` as a process: listening address on stderr, events on stdout, clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+from fluent.sender import FluentSender
+
+from tests.test_forward_output import Receiver
+
+SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "samples" / "named.log"
+LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#53 (example.com): error sending response: would block"
+WAIT = 15.0
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)
+
+
+class Serve:
+    """``serve --forward 127.0.0.1:0``; threads collect stdout lines and stderr text."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        command = [sys.executable, "-m", "named_senderr", "serve", "--forward", "127.0.0.1:0", *args]
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+        )
+        self.lines: list[dict] = []
+        self.stderr = ""
+        threading.Thread(target=self._stdout, daemon=True).start()
+        threading.Thread(target=self._stderr, daemon=True).start()
+        wait_until(lambda: "listening" in self.stderr or self.proc.poll() is not None)
+        found = re.search(r"on 127\.0\.0\.1:(\d+)", self.stderr)
+        assert found, self.stderr
+        self.port = int(found.group(1))
+
+    def _stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def _stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr += line.decode()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Serve]]:
+    started: list[Serve] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Serve:
+        started.append(Serve(*args, env=env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait(timeout=WAIT)
+
+
+def test_events_go_to_stdout_as_ndjson_and_sigterm_stops_cleanly(serve):
+    server = serve("--format", "flat")
+    sender = FluentSender("named", host="127.0.0.1", port=server.port)
+    for line in SAMPLE.read_text().splitlines():
+        assert sender.emit("log", {"log": line})
+    sender.close()
+    wait_until(lambda: len(server.lines) == 39)
+    assert server.stop() == 0
+    assert re.search(r"stopped: connections 1, frames \d+, entries \d+, events 39,", server.stderr)
+    assert {line["reason"] for line in server.lines} >= {"would_block"}
+
+
+def test_stdout_defaults_to_ecs(serve):
+    server = serve()
+    sender = FluentSender("named", host="127.0.0.1", port=server.port)
+    assert sender.emit("log", {"message": LINE})
+    sender.close()
+    wait_until(lambda: server.lines)
+    assert server.lines[0]["event"]["dataset"] == "bind.send_error"
+    assert server.stop() == 0
+
+
+def test_shared_key_from_the_environment_turns_on_the_handshake(serve):
+    server = serve(env={"NAMED_SENDERR_SHARED_KEY": "k"})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        unpacker = msgpack.Unpacker(raw=True)
+        while not (objects := list(unpacker)):
+            unpacker.feed(sock.recv(4096))
+        assert objects[0][0] == b"HELO"
+    assert server.stop() == 0
+
+
+def test_to_forward_sends_events_to_a_fluent_peer(serve):
+    receiver = Receiver()
+    try:
+        server = serve("--to-forward", f"127.0.0.1:{receiver.port}", "--tag", "dns.send_error")
+        sender = FluentSender("named", host="127.0.0.1", port=server.port)
+        for line in SAMPLE.read_text().splitlines():
+            assert sender.emit("log", {"log": line})
+        sender.close()
+        wait_until(lambda: len(receiver.entries) == 39)
+        assert {tag for tag, _, _ in receiver.entries} == {"dns.send_error"}
+        assert server.stop() == 0
+        assert server.lines == []  # stdout stays empty: the events went to the peer
+    finally:
+        receiver.stop()
+
+
+def test_a_bad_address_is_a_usage_error():
+    result = subprocess.run(
+        [sys.executable, "-m", "named_senderr", "serve", "--forward", "nonsense"], capture_output=True, timeout=WAIT
+    )
+    assert result.returncode == 2
+    assert b"is not HOST:PORT" in result.stderr
+
+
+def test_to_url_hands_events_to_the_ship_sinks(serve):
+    """``--to stdout:?format=flat`` goes through ship's sink, batcher and workers, not the default NDJSON writer."""
+    server = serve("--to", "stdout:?format=flat")
+    sender = FluentSender("named", host="127.0.0.1", port=server.port)
+    for line in SAMPLE.read_text().splitlines():
+        assert sender.emit("log", {"log": line})
+    sender.close()
+    wait_until(lambda: len(server.lines) == 39)  # ship's batch.max_wait (1 s) sends them without a restart
+    assert server.stop() == 0
+    assert "stdout: sent 39" in server.stderr
+    assert "client_port" in server.lines[0] and "event" not in server.lines[0]
+
+
+def test_to_and_to_forward_together_is_a_usage_error():
+    command = [sys.executable, "-m", "named_senderr", "serve", "--to", "stdout:", "--to-forward", "127.0.0.1:1"]
+    result = subprocess.run(command, capture_output=True, timeout=WAIT)
+    assert result.returncode == 2
+    assert b"choose one output" in result.stderr

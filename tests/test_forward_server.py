@@ -1,0 +1,336 @@
+"""The Forward receiver over real TCP on loopback: fluent-logger as a client, and frames built from the spec."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC
+from pathlib import Path
+
+import msgpack
+import pytest
+from fluent.sender import FluentSender
+
+from named_senderr.event import Event
+from named_senderr.normalize.timestamp import TimestampNormalizer
+from named_senderr.parse.named import NamedLineParser
+from named_senderr.protocol.fluent_forward import EventTime, Limits, encode_message, encode_ping, shared_key_digest
+from named_senderr.sources.exec_filter import RecordParser
+from named_senderr.sources.forward_server import ForwardServer, ForwardServerConfig, OutputFull
+from tests import test_fluent_forward_wire as w
+
+SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "samples" / "named.log"
+SAMPLE_EVENTS = 39  # send errors in the bundled sample
+LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#53 (example.com): error sending response: would block"
+BARE_LINE = "client @0x7f 192.0.2.1#53 (example.com): error sending response: would block"  # no time of its own
+WAIT = 10.0
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)
+
+
+class ListOutput:
+    """An Output that keeps the events; ``full`` makes it refuse them."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.full = False
+        self.closed = False
+        self.gate: threading.Event | None = None  # when set, a hand-off waits for it
+        self.waiting = False
+
+    def __call__(self, events: list[Event]) -> None:
+        if self.full:
+            raise OutputFull("test output is full")
+        if self.gate is not None:
+            self.waiting = True
+            self.gate.wait(WAIT)
+        self.events.extend(events)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RunningServer:
+    """A ForwardServer on its own event-loop thread, bound to a free loopback port."""
+
+    def __init__(self, parser: NamedLineParser, **settings: object) -> None:
+        self.output = ListOutput()
+        config = ForwardServerConfig(host="127.0.0.1", port=0, self_hostname="receiver", **settings)  # type: ignore[arg-type]
+        records = RecordParser(parser, config.keys)
+        self.server = ForwardServer(config, records, self.output, logging.getLogger("test.forward_server"))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        _, self.port = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(WAIT)
+
+    @property
+    def stats(self):
+        return self.server.stats
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(WAIT)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def parser() -> NamedLineParser:
+    return NamedLineParser(TimestampNormalizer(UTC))
+
+
+@pytest.fixture
+def make_server(parser: NamedLineParser) -> Iterator[Callable[..., RunningServer]]:
+    servers: list[RunningServer] = []
+
+    def make(**settings: object) -> RunningServer:
+        servers.append(RunningServer(parser, **settings))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., RunningServer]) -> RunningServer:
+    return make_server()
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+
+
+def read_object(sock: socket.socket, raw: bool = False) -> object:
+    unpacker = msgpack.Unpacker(raw=raw)
+    while True:
+        for obj in unpacker:
+            return obj
+        data = sock.recv(65536)
+        if not data:
+            raise AssertionError("connection closed before a whole msgpack object arrived")
+        unpacker.feed(data)
+
+
+def assert_closed(sock: socket.socket) -> None:
+    """The server closed this connection (EOF or reset), and sent nothing before."""
+    with contextlib.suppress(ConnectionResetError):
+        assert sock.recv(65536) == b""
+
+
+# --- fluent-logger as a real client -------------------------------------------------------------
+
+
+def test_fluent_logger_lines_become_events(server: RunningServer):
+    sender = FluentSender("named", host="127.0.0.1", port=server.port)
+    for line in SAMPLE.read_text().splitlines():
+        assert sender.emit("log", {"log": line})
+    sender.close()
+    wait_until(lambda: len(server.output.events) == SAMPLE_EVENTS)
+    assert server.stats.not_send_errors == 400 - SAMPLE_EVENTS
+    assert server.output.events[0].reason == "would_block"
+
+
+def test_fluent_logger_nanosecond_event_time_fills_a_line_without_time(server: RunningServer):
+    sender = FluentSender("named", host="127.0.0.1", port=server.port, nanosecond_precision=True)
+    assert sender.emit_with_time("log", 1_700_000_000.25, {"message": BARE_LINE})
+    sender.close()
+    wait_until(lambda: server.output.events)
+    assert server.output.events[0].timestamp == "2023-11-14T22:13:20.250Z"
+
+
+# --- each mode from bytes ----------------------------------------------------------------------
+
+
+def send_and_ack(port: int, frame: bytes) -> object:
+    with connect(port) as sock:
+        sock.sendall(frame)
+        return read_object(sock)
+
+
+def test_message_mode_is_acknowledged(server: RunningServer):
+    frame = w.message("t", w.event_time(1_700_000_000, 0), w.record(log=LINE), w.chunk_option("m1"))
+    assert send_and_ack(server.port, frame) == {"ack": "m1"}
+    assert len(server.output.events) == 1  # handed off before the ack was written
+
+
+def test_forward_mode_is_acknowledged(server: RunningServer):
+    entries = [w.array(w.event_time(1_700_000_000, i), w.record(log=LINE)) for i in range(3)]
+    assert send_and_ack(server.port, w.forward("t", entries, w.chunk_option("f1"))) == {"ack": "f1"}
+    assert len(server.output.events) == 3
+
+
+def test_packed_forward_str32_as_fluentd_sends_it(server: RunningServer):
+    entries = [w.array(w.event_time(1_700_000_000, 0), w.record(message=LINE)) for _ in range(4)]
+    assert send_and_ack(server.port, w.packed_forward("t", entries, w.chunk_option("p1"))) == {"ack": "p1"}
+    assert len(server.output.events) == 4
+
+
+def test_compressed_packed_forward(server: RunningServer):
+    entries = [w.array(w.uint(1_700_000_000), w.record(log=LINE)) for _ in range(5)]
+    assert send_and_ack(server.port, w.compressed_packed_forward("t", entries, chunk="g1", members=2)) == {"ack": "g1"}
+    assert len(server.output.events) == 5
+
+
+def test_fluent_bit_metadata_entries(server: RunningServer):
+    entries = [w.array(w.array(w.event_time(1_700_000_000, 0), w.fmap()), w.record(log=LINE))]
+    assert send_and_ack(server.port, w.forward("fb", entries, w.chunk_option("v5"))) == {"ack": "v5"}
+    assert len(server.output.events) == 1
+
+
+def test_frames_without_chunk_get_no_ack(server: RunningServer):
+    with connect(server.port) as sock:
+        sock.sendall(w.message("t", w.uint(1), w.record(log=LINE)))
+        sock.sendall(w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("only")))
+        assert read_object(sock) == {"ack": "only"}
+    assert len(server.output.events) == 2
+
+
+def test_record_without_the_key_is_counted_and_still_acknowledged(server: RunningServer):
+    assert send_and_ack(server.port, w.message("t", w.uint(1), w.record(other="x"), w.chunk_option("k")))
+    assert server.stats.bad_records == 1
+
+
+def test_host_comes_from_the_record_when_the_line_has_none(server: RunningServer):
+    frame = w.message("t", w.uint(1), w.record(log=LINE, hostname="ns1"), w.chunk_option("h"))
+    send_and_ack(server.port, frame)
+    assert server.output.events[0].host == "ns1"
+
+
+# --- backpressure: no ack before hand-off ------------------------------------------------------
+
+
+def test_a_full_output_withholds_the_ack_and_closes(server: RunningServer):
+    server.output.full = True
+    with connect(server.port) as sock:
+        sock.sendall(w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("later")))
+        assert_closed(sock)
+    assert server.stats.unacked == 1
+    server.output.full = False
+    assert send_and_ack(server.port, w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("later")))
+
+
+def test_a_full_output_without_ack_counts_the_loss(server: RunningServer, caplog: pytest.LogCaptureFixture):
+    server.output.full = True
+    with connect(server.port) as sock:
+        sock.sendall(w.message("t", w.uint(1), w.record(log=LINE)))
+        assert_closed(sock)
+    assert server.stats.lost == 1
+    assert "asked for no ack" in caplog.text
+
+
+# --- shared-key handshake ---------------------------------------------------------------------
+
+
+def handshake(port: int, key: str) -> tuple[socket.socket, list]:
+    sock = connect(port)
+    helo = read_object(sock, raw=True)
+    assert helo[0] == b"HELO"
+    nonce = helo[1][b"nonce"]
+    salt = b"0123456789abcdef"
+    sock.sendall(encode_ping("sender", salt, nonce, key))
+    pong = read_object(sock, raw=True)
+    if pong[1]:
+        assert pong[4].decode() == shared_key_digest(salt, pong[3], nonce, key.encode())  # the server knows the key too
+    return sock, pong
+
+
+def test_handshake_with_the_shared_key_then_frames_are_accepted(make_server: Callable[..., RunningServer]):
+    server = make_server(shared_key="s3cret")
+    sock, pong = handshake(server.port, "s3cret")
+    with sock:
+        assert pong[:4] == [b"PONG", True, b"", b"receiver"]
+        sock.sendall(encode_message("t", EventTime(1_700_000_000), {"log": LINE}, {"chunk": "hs"}))
+        assert read_object(sock) == {"ack": "hs"}
+    assert len(server.output.events) == 1
+
+
+def test_handshake_with_a_wrong_key_is_refused(make_server: Callable[..., RunningServer]):
+    server = make_server(shared_key="s3cret")
+    sock, pong = handshake(server.port, "guess")
+    with sock:
+        assert pong[:3] == [b"PONG", False, b"shared_key mismatch"]
+        sock.sendall(encode_message("t", 1, {"log": LINE}))
+        assert_closed(sock)
+    assert server.stats.handshake_failures == 1
+    assert server.output.events == []
+
+
+def test_frames_without_handshake_are_refused_when_a_key_is_set(make_server: Callable[..., RunningServer]):
+    server = make_server(shared_key="s3cret")
+    with connect(server.port) as sock:
+        read_object(sock, raw=True)  # HELO
+        sock.sendall(encode_message("t", 1, {"log": LINE}, {"chunk": "x"}))
+        pong = read_object(sock, raw=True)
+        assert pong[:2] == [b"PONG", False]
+        assert_closed(sock)
+    assert server.output.events == []
+
+
+# --- hostile input: the connection goes, the server stays ---------------------------------------
+
+
+def bad_connection_then_good(server: RunningServer, bad: bytes) -> None:
+    bystander = connect(server.port)  # opened before the bad one, must be unaffected
+    with connect(server.port) as sock:
+        sock.sendall(bad)
+        assert_closed(sock)
+    with bystander:
+        bystander.sendall(w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("still")))
+        assert read_object(bystander) == {"ack": "still"}
+    assert send_and_ack(server.port, w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("new")))
+    assert server.stats.malformed == 1
+
+
+def test_oversize_frame_closes_only_its_connection(make_server, caplog: pytest.LogCaptureFixture):
+    server = make_server(limits=Limits(max_frame_bytes=64 * 1024))
+    bad_connection_then_good(server, w.message("t", w.uint(1), w.record(log="x" * 200_000)))
+    assert "larger than the limit" in caplog.text
+
+
+def test_gzip_bomb_closes_only_its_connection(make_server, caplog: pytest.LogCaptureFixture):
+    server = make_server(limits=Limits(max_decompressed_bytes=1024 * 1024))
+    bomb = gzip.compress(b"\x00" * (16 * 1024 * 1024))
+    bad_connection_then_good(server, w.array(w.s("t"), w.bin32(bomb), w.fmap((w.s("compressed"), w.s("gzip")))))
+    assert "gzip bomb" in caplog.text
+
+
+def test_garbage_bytes_close_only_their_connection(server: RunningServer, caplog: pytest.LogCaptureFixture):
+    bad_connection_then_good(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)))
+    assert "malformed frame" in caplog.text
+
+
+def test_a_non_array_frame_closes_only_its_connection(server: RunningServer):
+    bad_connection_then_good(server, w.record(log=LINE))
+
+
+def test_deeply_nested_record_closes_only_its_connection(server: RunningServer):
+    nested = b"\x91" * 200 + b"\x00"
+    bad_connection_then_good(server, w.message("t", w.uint(1), w.fmap((w.s("log"), nested))))
+
+
+def test_stop_lets_a_frame_in_hand_off_finish_and_be_acknowledged(server: RunningServer):
+    server.output.gate = threading.Event()
+    with connect(server.port) as sock:
+        sock.sendall(w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("last")))
+        wait_until(lambda: server.output.waiting)  # the frame is in hand-off
+        stopping = asyncio.run_coroutine_threadsafe(server.server.stop(), server.loop)
+        server.output.gate.set()
+        assert read_object(sock) == {"ack": "last"}
+        stopping.result(WAIT)
+    assert len(server.output.events) == 1 and server.output.closed
