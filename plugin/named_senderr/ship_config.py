@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from named_senderr.errors import ConfigError
+from named_senderr.metrics import parse_address
 
 DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
 DEFAULT_LABELS = ("job", "host", "reason", "message_kind")
@@ -133,6 +134,24 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
+class QueueConfig:
+    """``[queue]``: the disk queue's directory (none: memory only), its size bound and what to do when full."""
+
+    dir: Path | None = None
+    max_bytes: int = 256 * 1024 * 1024
+    when_full: str = "wait"
+    shutdown_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 64 * 1024:
+            raise ConfigError(f"queue: max_bytes {self.max_bytes} is below 65536; give the queue at least 64 KiB")
+        if self.when_full not in ("wait", "drop"):
+            raise ConfigError(f"queue: when_full {self.when_full!r} is not one of wait, drop")
+        if self.shutdown_timeout < 0:
+            raise ConfigError("queue: shutdown_timeout must be >= 0 seconds")
+
+
+@dataclass(frozen=True)
 class ShipConfig:
     """Everything ``ship`` needs, checked before the first line is read."""
 
@@ -145,8 +164,31 @@ class ShipConfig:
     host: str | None = None
     rejects: Path | None = None
     progress: bool = True
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    follow: bool = False  # inputs are globs followed across rotation (needs a queue dir for the checkpoint)
+    read_from_head: bool = False
+    metrics: str | None = None  # HOST:PORT (or PORT, on loopback) for /metrics and /healthz
+    # Privacy and rollup stages (normalize/privacy.py, normalize/rollup.py), from --client-ip, --qname, --rollup.
+    client_ip: str | None = None
+    qname: str | None = None
+    rollup: float | None = None
 
     def __post_init__(self) -> None:
+        if self.queue.dir is not None and (self.client_ip or self.qname or self.rollup):
+            raise ConfigError(
+                "--client-ip, --qname and --rollup are not applied on the disk-queue path yet; "
+                "drop --queue-dir or those options"
+            )
+        if self.follow and self.queue.dir is None:
+            raise ConfigError(
+                "--follow needs a disk queue for its checkpoint; add --queue-dir DIR (or [queue] dir = ...)"
+            )
+        if self.metrics is not None and self.queue.dir is None:
+            raise ConfigError("--metrics serves the disk-queue modes (ship --follow); add --queue-dir DIR")
+        if self.metrics is not None:
+            parse_address(self.metrics)
+        if self.follow and "-" in self.inputs:
+            raise ConfigError("--follow takes files or globs, not '-' (stdin)")
         if not self.sinks:
             raise ConfigError("no sink given; add --to URL (e.g. --to loki+http://127.0.0.1:3100) or [[sinks]] url")
         if not self.inputs:

@@ -18,7 +18,15 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from named_senderr.errors import ConfigError
-from named_senderr.ship_config import AuthConfig, BatchConfig, RetryConfig, ShipConfig, SinkConfig, TlsConfig
+from named_senderr.ship_config import (
+    AuthConfig,
+    BatchConfig,
+    QueueConfig,
+    RetryConfig,
+    ShipConfig,
+    SinkConfig,
+    TlsConfig,
+)
 
 SCHEMES = (
     "elasticsearch+http",
@@ -44,11 +52,15 @@ KIND_KEYS = {
 }
 _AUTH_KEYS = frozenset(f.name for f in fields(AuthConfig))
 _TLS_KEYS = frozenset(f.name for f in fields(TlsConfig))
-_TOP_KEYS = frozenset({"inputs", "timezone", "host", "dead_letter", "rejects", "batch", "retry", "sinks"})
+_TOP_KEYS = frozenset({"inputs", "timezone", "host", "dead_letter", "rejects", "batch", "retry", "sinks", "queue"})
+_TOP_KEYS |= {"follow", "read_from_head", "metrics"}
 
 
 def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[str, object]) -> ShipConfig:
-    """``urls`` (from ``--to``) replace the file's sinks; ``overrides`` (command-line values) replace its keys."""
+    """``urls`` (from ``--to``) replace the file's sinks; ``overrides`` (command-line values) replace its keys.
+
+    An override named ``queue.KEY`` replaces KEY of the ``[queue]`` table.
+    """
     table = read_toml(path) if path else {}
     where = str(path) if path else "the command line"
     base = path.parent if path else None
@@ -62,15 +74,18 @@ def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[
         sinks = tuple(sink_from_url(url, {}, "--to", None) for url in urls)
     else:
         sinks = tuple(_sink_from_table(t, f"{where}: sinks[{i}]", base) for i, t in enumerate(sink_tables))
-    top = {k: v for k, v in table.items() if k not in ("batch", "retry", "sinks")}
-    kwargs = build_kwargs(ShipConfig, top, where, "", base, skip=("sinks", "batch", "retry", "progress"))
-    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    top = {k: v for k, v in table.items() if k not in ("batch", "retry", "sinks", "queue")}
+    kwargs = build_kwargs(ShipConfig, top, where, "", base, skip=("sinks", "batch", "retry", "progress", "queue"))
+    kwargs.update({k: v for k, v in overrides.items() if v is not None and not k.startswith("queue.")})
+    queue = build_kwargs(QueueConfig, _table(table, "queue", where), where, "queue", base)
+    queue.update({k[6:]: v for k, v in overrides.items() if v is not None and k.startswith("queue.")})
     return _make(
         ShipConfig,
         where,
         sinks=sinks,
         batch=_make(BatchConfig, where, **build_kwargs(BatchConfig, _table(table, "batch", where), where, "batch")),
         retry=_make(RetryConfig, where, **build_kwargs(RetryConfig, _table(table, "retry", where), where, "retry")),
+        queue=_make(QueueConfig, where, **queue),
         **kwargs,
     )
 

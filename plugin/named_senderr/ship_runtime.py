@@ -10,6 +10,7 @@ the same command again the way to resume.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -18,6 +19,8 @@ from functools import partial
 from pathlib import Path
 
 from named_senderr.errors import ConfigError
+from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
+from named_senderr.normalize.rollup import stages
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.queue.batcher import Batcher
@@ -30,7 +33,7 @@ from named_senderr.sinks.elasticsearch import BulkSink
 from named_senderr.sinks.loki import LokiSink
 from named_senderr.sinks.outcome import Sink
 from named_senderr.sinks.stdout import StdoutSink
-from named_senderr.telemetry import Stats
+from named_senderr.telemetry import QueueStats, Stats
 
 REPORT_EVERY = 0.5  # seconds between progress reports
 _CHECK_EVERY = 256  # events between looks at the clock for a report
@@ -45,6 +48,8 @@ class ShipResult:
     dead_letter: Path | None = None
     dead_lettered: int = 0
     stopped: bool = False  # reading stopped early because a sink failed
+    queue: QueueStats | None = None  # with a disk queue
+    signalled: bool = False  # SIGTERM/SIGINT ended the run
 
     @property
     def failures(self) -> list[str]:
@@ -66,9 +71,19 @@ def run_ship(
     sinks: list[Sink] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> ShipResult:
-    """Ship every event of ``config.inputs`` to every sink; ``sinks`` replaces opening them (tests)."""
+    """Ship every event of ``config.inputs`` to every sink; ``sinks`` replaces opening them (tests).
+
+    With a queue directory the events go through the disk queue (queue/durable.py); ``stop``,
+    set by a signal, ends reading there.
+    """
     _check_dead_letter(config.dead_letter)
+    privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # key read now: errors before reading
+    if config.queue.dir is not None:
+        from named_senderr.queue.durable import run_durable
+
+        return run_durable(config, warn, report, sinks, clock, sleep, stop or threading.Event())
     ingest_time = ingest_now()
     result = ShipResult(dead_letter=config.dead_letter)
     dead_letter = DeadLetter(config.dead_letter)
@@ -87,6 +102,7 @@ def run_ship(
         rejects = stack.enter_context(open(config.rejects, "wb")) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
         events = read_events(config.inputs, parser, config.host, result.stats, warn, None, rejects)
+        events = stages(events, privacy, config.rollup)  # privacy, then rollup: before any sink encodes
         next_report = clock() + REPORT_EVERY
         try:
             for count, event in enumerate(events, 1):

@@ -40,3 +40,14 @@ class Stats:
             "undecodable_lines": self.undecodable_lines,
             "oversize_lines": self.oversize_lines,
         }
+
+
+@dataclass
+class QueueStats:
+    """What the disk queue took, dropped (``when_full = "drop"``) and cut off as torn at start."""
+
+    queued: int = 0
+    dropped: int = 0
+    torn_bytes: int = 0
+    bytes: int = 0  # on disk, sampled when read
+    pending: dict[str, bool] = field(default_factory=dict)  # per sink: unacknowledged events remain

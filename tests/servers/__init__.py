@@ -110,12 +110,11 @@ class Server:
     data_dir: Path
     log: Path
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
+    relaunch: Callable[[], subprocess.Popen[bytes]] | None = None  # the same command, port and data dir
+    health_url: str = ""
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the process group, SIGKILL it if still alive after ``timeout``, then run cleanups.
-
-        The whole group is signalled because the ES/OS launchers are a CLI JVM plus a server JVM.
-        """
+    def halt(self, timeout: float = 30.0) -> None:
+        """Stop the process but keep its data dir and port, for an outage that ``resume()`` ends."""
         if self.process.poll() is None:
             signal_group(self.process, signal.SIGTERM)
             try:
@@ -124,6 +123,26 @@ class Server:
                 signal_group(self.process, signal.SIGKILL)
                 self.process.wait(10)
         signal_group(self.process, signal.SIGKILL)  # stragglers whose parent already exited
+
+    def resume(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Start the halted server again on the same port and data; return once it is healthy."""
+        assert self.relaunch is not None
+        self.process = self.relaunch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"{self.name} exited with {self.process.returncode} on restart\n{tail(self.log)}")
+            if http_ok(self.health_url, timeout=5.0):
+                return
+            time.sleep(0.5)
+        raise ServerError(f"{self.name} not healthy again after {timeout:.0f}s\n{tail(self.log)}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the process group, SIGKILL it if still alive after ``timeout``, then run cleanups.
+
+        The whole group is signalled because the ES/OS launchers are a CLI JVM plus a server JVM.
+        """
+        self.halt(timeout)
         while self._cleanup:
             self._cleanup.pop()()
 
@@ -166,18 +185,22 @@ def launch(
     broken server shows its own error in the pytest output instead of a bare connection refused.
     """
     log = data_dir / "server.log"
-    with log.open("ab") as fh:
-        process = subprocess.Popen(
-            cmd,
-            cwd=data_dir,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+
+    def spawn() -> subprocess.Popen[bytes]:
+        with log.open("ab") as fh:
+            return subprocess.Popen(
+                cmd,
+                cwd=data_dir,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    process = spawn()
     url = f"http://127.0.0.1:{port}"
-    server = Server(name, version, url, process, data_dir, log)
+    server = Server(name, version, url, process, data_dir, log, relaunch=spawn, health_url=url + health_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -21,6 +21,8 @@ COMMANDS = {
     "tail": "named_senderr.cli.tail",
     "listen": "named_senderr.cli.listen",
     "export": "named_senderr.cli.export",
+    "report": "named_senderr.cli.report",
+    "hostcheck": "named_senderr.cli.hostcheck",
 }
 
 DESCRIPTION = """\

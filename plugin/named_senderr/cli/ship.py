@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from named_senderr.cli.parse import sample_path
+from named_senderr.normalize.rollup import parse_window
+from named_senderr.ship_config import ShipConfig
 from named_senderr.ship_load import URL_FORMS, load_ship_config
 from named_senderr.ship_runtime import ShipResult, run_ship
 
@@ -38,6 +44,15 @@ examples:
   named-senderr ship /var/log/named/named.log --to elasticsearch+http://127.0.0.1:9200/named-senderr
   named-senderr ship named.log named.log.1.gz --to loki+http://127.0.0.1:3100 --host ns1
   named-senderr ship --config /etc/named-senderr.toml
+  named-senderr ship --follow '/var/log/named/*.log' --queue-dir /var/lib/named-senderr/queue \
+      --to elasticsearch+http://127.0.0.1:9200/named-senderr --metrics 9108
+
+disk queue (--queue-dir, or [queue] dir, max_bytes, when_full, shutdown_timeout in the TOML file):
+  events are written and fsync'd to the queue before any sink sees them and leave it only once
+  every sink stored them; with --follow the file checkpoint (DIR/tail-checkpoint.json) moves only
+  after that. SIGTERM/SIGINT: reading stops, sinks get --shutdown-timeout s to catch up, the rest
+  waits in the queue for the next start (exit 0). A full queue holds reading back (--when-full drop:
+  drops, counted and warned).
 """
 
 
@@ -59,7 +74,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dead-letter", type=Path, metavar="FILE", help="where refused events go (NDJSON, appended)")
     parser.add_argument("--rejects", type=Path, metavar="FILE", help="write rejected candidate lines here")
     parser.add_argument("--no-progress", action="store_true", help="no live line, even on a terminal")
+    durable = parser.add_argument_group("disk queue and long runs")
+    durable.add_argument("--queue-dir", type=Path, metavar="DIR", help="keep events on disk until every sink took them")
+    durable.add_argument("--queue-max-bytes", type=int, metavar="N", help="size bound of the queue (default 256 MiB)")
+    durable.add_argument("--when-full", choices=("wait", "drop"), help="queue full: reading waits (default) or drops")
+    durable.add_argument(
+        "--shutdown-timeout", type=float, metavar="S", help="on SIGTERM, seconds to flush (default 10)"
+    )
+    durable.add_argument("--follow", action="store_true", help="follow FILE globs across rotation (needs --queue-dir)")
+    durable.add_argument(
+        "--read-from-head", action="store_true", help="with --follow: read files found at start from 0"
+    )
+    durable.add_argument("--metrics", metavar="[HOST:]PORT", help="serve /metrics and /healthz (loopback by default)")
+    add_privacy_options(parser)
     parser.set_defaults(run=run)
+
+
+def add_privacy_options(parser: argparse.ArgumentParser) -> None:
+    """Privacy and rollup (normalize/privacy.py, normalize/rollup.py): applied before any sink sees an event."""
+    group = parser.add_argument_group("privacy and rollup (applied before anything leaves the host)")
+    group.add_argument("--client-ip", metavar="MODE", help="truncate:/24,/56, or hash:KEYFILE / hash:env:VAR (HMAC)")
+    group.add_argument("--qname", metavar="MODE", help="drop, hash[:KEYFILE], or suffix:N (keep the last N labels)")
+    group.add_argument("--rollup", metavar="WINDOW", help="one event per server x reason x network x WINDOW (e.g. 60s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,8 +107,38 @@ def run(args: argparse.Namespace) -> int:
         "dead_letter": args.dead_letter,
         "rejects": args.rejects,
         "progress": False if args.no_progress else None,
+        "client_ip": args.client_ip,
+        "qname": args.qname,
+        "rollup": parse_window(args.rollup) if args.rollup else None,
+        "follow": args.follow or None,
+        "read_from_head": args.read_from_head or None,
+        "metrics": args.metrics,
+        "queue.dir": args.queue_dir,
+        "queue.max_bytes": args.queue_max_bytes,
+        "queue.when_full": args.when_full,
+        "queue.shutdown_timeout": args.shutdown_timeout,
     }
     config = load_ship_config(args.config, args.to, overrides)
+    with stop_on_signals(config.queue.dir is not None) as stop:
+        return _ship(config, stop)
+
+
+@contextlib.contextmanager
+def stop_on_signals(install: bool) -> Iterator[threading.Event]:
+    """SIGTERM/SIGINT set the event (reading stops, the queue keeps the rest); the old handlers come back after."""
+    stop = threading.Event()
+    if not install or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _ship(config: ShipConfig, stop: threading.Event) -> int:
     live = config.progress and sys.stderr.isatty()
     started = time.perf_counter()
     result = run_ship(
@@ -81,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             f"\r\x1b[Knamed-senderr: {message}" if live else f"named-senderr: {message}", file=sys.stderr
         ),
         report=(lambda r: print(f"\r\x1b[K{progress_line(r)}", end="", file=sys.stderr, flush=True)) if live else None,
+        stop=stop,
     )
     if live:
         print("\r\x1b[K", end="", file=sys.stderr)
@@ -89,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def exit_status(result: ShipResult) -> int:
+    if result.signalled and not result.dead_lettered:
+        return EXIT_OK  # stopped on request; what was not delivered waits in the queue
     if result.failures:
         return EXIT_SINK_FAILED
     if result.dead_lettered:
@@ -131,6 +200,12 @@ def format_summary(result: ShipResult, elapsed: float) -> str:
             f"named-senderr: {result.dead_lettered:,} event(s) written to {result.dead_letter}, "
             "one JSON line each with the server's reason"
         )
+    queue = result.queue
+    if queue is not None and queue.dropped:
+        lines.append(f"named-senderr: {queue.dropped:,} event(s) dropped because the queue was full (--when-full drop)")
+    if queue is not None and any(queue.pending.values()):
+        waiting = ", ".join(name for name, pending in queue.pending.items() if pending)
+        lines.append(f"named-senderr: events for {waiting} wait in the queue; the next start delivers them")
     if stats.rejected:
         lines.append(f"named-senderr: {stats.rejected:,} candidate line(s) rejected; --rejects FILE keeps them")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -52,9 +52,12 @@ class FrameError(NamedSenderrError):
     """The bytes from a peer are not a Forward frame; that connection must be closed."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventTime:
-    """Fluentd's nanosecond time: ext type 0, 8 bytes, seconds then nanoseconds, big-endian."""
+class EventTime(NamedTuple):
+    """Fluentd's nanosecond time: ext type 0, 8 bytes, seconds then nanoseconds, big-endian.
+
+    A NamedTuple because a frame can hold a million of them; msgpack would
+    write a tuple as an array, so the encoders below turn it into ext 0.
+    """
 
     seconds: int
     nanoseconds: int = 0
@@ -66,8 +69,7 @@ class EventTime:
 
     @classmethod
     def unpack(cls, data: bytes) -> EventTime:
-        seconds, nanoseconds = _EVENT_TIME.unpack(data)
-        return cls(seconds, nanoseconds)
+        return cls(*_EVENT_TIME.unpack(data))
 
     def to_ext(self) -> msgpack.ExtType:
         return msgpack.ExtType(EVENT_TIME_EXT, _EVENT_TIME.pack(self.seconds, self.nanoseconds))
@@ -114,7 +116,7 @@ class Frame:
 
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == EVENT_TIME_EXT and len(data) == 8:
-        return EventTime.unpack(data)
+        return EventTime._make(_EVENT_TIME.unpack(data))
     return msgpack.ExtType(code, data)
 
 
@@ -206,7 +208,7 @@ def _option(value: Any) -> dict:
     return _decode(value)
 
 
-def _packed_entries(blob: bytes, limits: Limits) -> Iterator[Any]:
+def _packed_entries(blob: bytes, limits: Limits) -> list[Any]:
     unpacker = msgpack.Unpacker(
         raw=False,
         unicode_errors="surrogateescape",
@@ -217,37 +219,46 @@ def _packed_entries(blob: bytes, limits: Limits) -> Iterator[Any]:
         max_array_len=limits.max_entries,
     )
     unpacker.feed(blob)
-    count = 0
     try:
-        for entry in unpacker:
-            count += 1
-            if count > limits.max_entries:
-                raise FrameError(f"more than {limits.max_entries:,} entries in one frame")
-            yield entry
+        entries = list(unpacker)  # bounded: the blob is at most max_decompressed_bytes
     except (msgpack.UnpackException, ValueError) as exc:
         raise FrameError(f"packed entries are not msgpack ({type(exc).__name__}: {exc})") from None
     if unpacker.tell() != len(blob):
         raise FrameError(f"packed entries end inside an entry (byte {unpacker.tell()} of {len(blob)})")
+    if len(entries) > limits.max_entries:
+        raise FrameError(f"{len(entries):,} entries in one frame, more than the limit of {limits.max_entries:,}")
+    return entries
 
 
 def _add_entries(frame: Frame, entries: Iterable[Any]) -> None:
+    append = frame.entries.append
     for raw in entries:
-        if not isinstance(raw, list) or len(raw) != 2:
-            frame.invalid += 1
-            frame.invalid_detail = f"an entry is not [time, record]: {_describe(raw)}"
-            continue
-        time, record = raw
-        metadata = None
-        if isinstance(time, list) and len(time) == 2 and isinstance(time[1], dict):
-            time, metadata = time  # Fluent Bit: [[EventTime, {metadata}], record]
-        event_time = _event_time(time)
-        if not isinstance(record, dict) or event_time is False:
-            frame.invalid += 1
-            frame.invalid_detail = (
-                f"an entry's time or record is invalid: time {_describe(time)}, record {_describe(record)}"
-            )
-            continue
-        frame.entries.append(Entry(event_time, record, metadata))  # type: ignore[arg-type]
+        if type(raw) is list and len(raw) == 2:
+            time, record = raw
+            if type(time) is EventTime and type(record) is dict and time.seconds:  # the common case, fast
+                append(Entry(time, record))
+                continue
+        _add_slowly(frame, raw)
+
+
+def _add_slowly(frame: Frame, raw: Any) -> None:
+    """Integer and float times, Fluent Bit's metadata form, and the invalid entries, which are counted."""
+    if not isinstance(raw, list) or len(raw) != 2:
+        frame.invalid += 1
+        frame.invalid_detail = f"an entry is not [time, record]: {_describe(raw)}"
+        return
+    time, record = raw
+    metadata = None
+    if isinstance(time, list) and len(time) == 2 and isinstance(time[1], dict):
+        time, metadata = time  # Fluent Bit: [[EventTime, {metadata}], record]
+    event_time = _event_time(time)
+    if not isinstance(record, dict) or event_time is False:
+        frame.invalid += 1
+        frame.invalid_detail = (
+            f"an entry's time or record is invalid: time {_describe(time)}, record {_describe(record)}"
+        )
+        return
+    frame.entries.append(Entry(event_time, record, metadata))  # type: ignore[arg-type]
 
 
 def _event_time(value: Any) -> EventTime | bool | None:
@@ -295,13 +306,17 @@ def _describe(value: Any) -> str:
 # --- encoding -------------------------------------------------------------------------------------
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, EventTime):
-        return obj.to_ext()
-    raise TypeError(f"cannot encode {type(obj).__name__} in a Forward frame")
+_PACKER_OPTIONS = {"use_bin_type": True, "unicode_errors": "surrogateescape"}
 
 
-_PACKER_OPTIONS = {"default": _default, "use_bin_type": True, "unicode_errors": "surrogateescape"}
+def _wire_time(time: Any) -> Any:
+    """EventTime as ext 0 (a NamedTuple would otherwise go out as an array)."""
+    return time.to_ext() if isinstance(time, EventTime) else time
+
+
+def _wire_entry(entry: tuple[Any, dict]) -> list[Any]:
+    time, record = entry
+    return [_wire_time(time), record]
 
 
 def _pack(obj: Any) -> bytes:
@@ -309,11 +324,11 @@ def _pack(obj: Any) -> bytes:
 
 
 def encode_message(tag: str, time: EventTime | int, record: dict, option: dict | None = None) -> bytes:
-    return _pack([tag, time, record] + ([option] if option is not None else []))
+    return _pack([tag, _wire_time(time), record] + ([option] if option is not None else []))
 
 
 def encode_forward(tag: str, entries: Iterable[tuple[Any, dict]], option: dict | None = None) -> bytes:
-    return _pack([tag, [list(entry) for entry in entries]] + ([option] if option is not None else []))
+    return _pack([tag, [_wire_entry(entry) for entry in entries]] + ([option] if option is not None else []))
 
 
 def encode_packed_forward(
@@ -326,7 +341,7 @@ def encode_packed_forward(
 ) -> bytes:
     """PackedForward (bin); ``as_str32`` writes the entries as Fluentd's out_forward does, a str32."""
     packer = msgpack.Packer(**_PACKER_OPTIONS)
-    blob = b"".join(packer.pack(list(entry)) for entry in entries)
+    blob = b"".join(packer.pack(_wire_entry(entry)) for entry in entries)
     option = dict(option or {})
     if gzip:
         compressor = zlib.compressobj(wbits=31)

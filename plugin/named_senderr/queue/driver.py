@@ -71,8 +71,20 @@ class DeadLetter:
                 self._file.close()
 
 
+class RetriesExhausted(SinkFailed):
+    """A batch still failed (429/5xx, no answer) when the retry policy gave up: worth trying later."""
+
+
+class Halted(SinkFailed):
+    """Shutdown came while a batch was waiting to be retried; with a disk queue it stays queued."""
+
+
 class Driver:
-    """Delivers batches for one sink; one per worker thread, counters and dead letter shared."""
+    """Delivers batches for one sink; one per worker thread, counters and dead letter shared.
+
+    With ``keep`` (a disk queue holds the batch) a batch the sink could not take is not
+    dead-lettered: it stays queued and is sent again later. ``halted`` ends a retry wait early.
+    """
 
     def __init__(
         self,
@@ -83,6 +95,8 @@ class Driver:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        keep: bool = False,
+        halted: Callable[[], bool] = lambda: False,
     ) -> None:
         self.sink = sink
         self.policy = policy
@@ -91,6 +105,8 @@ class Driver:
         self.clock = clock
         self.sleep = sleep
         self.rand = rand
+        self.keep = keep
+        self.halted = halted
 
     def deliver(self, items: list[Any]) -> None:
         """Raises SinkFailed when the sink cannot go on; the batch in hand is dead-lettered first."""
@@ -111,7 +127,8 @@ class Driver:
             self.counters.add(requests=1, sent=outcome.delivered, duplicates=outcome.duplicates)
             self._dead(outcome.dead)
             if outcome.fatal:
-                self.abandon(batch, f"not sent: {outcome.fatal}")
+                if not self.keep:
+                    self.abandon(batch, f"not sent: {outcome.fatal}")
                 raise SinkFailed(f"{self.sink.name}: {outcome.fatal}")
             if outcome.too_large:
                 if len(batch) > 1:
@@ -127,10 +144,13 @@ class Driver:
             elapsed = self.clock() - started
             if self.policy.gives_up(attempts, elapsed, delay):
                 reason = f"gave up after {attempts} attempt(s) in {elapsed:.0f} s: {outcome.error}"
-                self.abandon(batch, reason)
-                raise SinkFailed(f"{self.sink.name}: {reason}")
+                if not self.keep:
+                    self.abandon(batch, reason)
+                raise RetriesExhausted(f"{self.sink.name}: {reason}")
             self.counters.add(retried=len(batch))
             self.sleep(delay)
+            if self.halted():
+                raise Halted(f"{self.sink.name}: stopped while retrying: {outcome.error}")
 
     def _dead(self, refused: list[tuple[Any, str]]) -> None:
         for item, reason in refused:

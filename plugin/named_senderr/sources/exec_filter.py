@@ -83,7 +83,9 @@ class RecordParser:
         self.undecodable = 0
 
     def parse(self, record: dict) -> Event | Rejection | BadRecord | None:
-        value: Any = None
+        value: Any = record.get(self.keys[0])
+        if type(value) is str and not is_candidate(value):
+            return None  # the common case, one substring test
         for key in self.keys:
             value = record.get(key)
             if value is None and key.isascii():

@@ -1,0 +1,114 @@
+"""``/metrics`` (Prometheus text format 0.0.4) and ``/healthz`` for the long-running modes.
+
+Written by hand: a dozen counters do not need prometheus_client and its
+global registry. ``serve_metrics`` takes any ``render`` callable, so ``ship
+--follow`` and ``serve`` share it. A bare port binds to loopback: exposing
+the endpoint on a network is a choice spelt out as ``0.0.0.0:PORT``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from named_senderr.errors import ConfigError
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One metric value; ``kind`` is counter or gauge."""
+
+    name: str
+    kind: str
+    help: str
+    value: float
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def render(samples: Iterable[Sample]) -> str:
+    """The text exposition format: HELP and TYPE once per name, then its samples."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for sample in samples:
+        if sample.name not in seen:
+            seen.add(sample.name)
+            lines.append(f"# HELP {sample.name} {sample.help}")
+            lines.append(f"# TYPE {sample.name} {sample.kind}")
+        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+        value = int(sample.value) if float(sample.value).is_integer() else sample.value
+        lines.append(f"{sample.name}{{{labels}}} {value}" if labels else f"{sample.name} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``PORT`` (loopback), ``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]") if sep else DEFAULT_HOST
+    if not port.isdigit() or not 0 <= int(port) <= 65535 or (sep and not host):
+        raise ConfigError(f"--metrics {text!r}: expected PORT or HOST:PORT, e.g. 127.0.0.1:9108")
+    return host, int(port)
+
+
+class MetricsServer:
+    """A daemon HTTP thread; ``url`` is where it listens (port 0 picks a free one)."""
+
+    def __init__(self, address: str, collect: Callable[[], Iterable[Sample]]) -> None:
+        host, port = parse_address(address)
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), _handler(collect))
+        except OSError as exc:
+            raise ConfigError(f"--metrics {address}: cannot listen: {exc.strerror}; choose another port") from None
+        self._httpd.daemon_threads = True
+        bound_host, bound_port = self._httpd.server_address[:2]
+        shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+        self.url = f"http://{shown}:{bound_port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve_metrics(address: str, collect: Callable[[], Iterable[Sample]]) -> MetricsServer:
+    """Start the endpoint; the caller closes it (or uses it as a context manager)."""
+    return MetricsServer(address, collect)
+
+
+def _handler(collect: Callable[[], Iterable[Sample]]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            """Quiet: a scrape every few seconds is not news."""
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, render(collect()).encode(), CONTENT_TYPE)
+            elif path == "/healthz":
+                self._answer(200, b"ok\n", "text/plain; charset=utf-8")
+            else:
+                self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler

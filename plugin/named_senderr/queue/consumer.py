@@ -1,0 +1,100 @@
+"""One sink's delivery thread over the disk queue: read from its cursor, deliver, then acknowledge.
+
+The cursor moves only after the driver says the whole batch was stored (or,
+for items the server refused for good, dead-lettered), so a crash or a
+shutdown in between sends the batch again: at-least-once, made exactly-once
+in the stores by Elasticsearch's deterministic ids and Loki's deduplication.
+One thread per sink keeps acknowledgements in order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import orjson
+
+from named_senderr.event import Event
+from named_senderr.queue.disk import DiskQueue
+from named_senderr.queue.driver import Driver, Halted, RetriesExhausted, SinkCounters
+from named_senderr.ship_config import BatchConfig
+from named_senderr.sinks.outcome import Sink, SinkFailed
+
+FIELDS = Event.__slots__  # the record is the event's field values in this order
+IDLE = 0.2  # seconds a consumer waits for new records before looking at the stop flags again
+
+
+def encode_event(event: Event) -> bytes:
+    return orjson.dumps([getattr(event, name) for name in FIELDS])
+
+
+def decode_event(record: bytes) -> Event:
+    return Event(*orjson.loads(record))
+
+
+class SinkConsumer:
+    """Runs until ``finished()`` says no more will be appended and all is acknowledged, or ``halt`` is set.
+
+    With ``patient`` (``ship --follow``) a batch the retry policy gave up on is tried again after a
+    pause instead of stopping the sink: the queue keeps it meanwhile, within its size bound.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        queue: DiskQueue,
+        driver: Driver,
+        counters: SinkCounters,
+        batch: BatchConfig,
+        finished: Callable[[], bool],
+        halt: threading.Event,
+        warn: Callable[[str], None],
+        patient: bool = False,
+        pause: float = 5.0,
+    ) -> None:
+        self.sink = sink
+        self.queue = queue
+        self.driver = driver
+        self.counters = counters
+        self.batch = batch
+        self.finished = finished
+        self.halt = halt
+        self.warn = warn
+        self.patient = patient
+        self.pause = pause
+        self.thread = threading.Thread(target=self._run, name=f"{sink.name} consumer", daemon=True)
+
+    def start(self) -> SinkConsumer:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        name = self.sink.name
+        while not self.halt.is_set():
+            records, end = self.queue.read(name, self.batch.max_events, self.batch.max_bytes)
+            if not records:
+                if self.finished() and not self.queue.pending(name):
+                    return
+                self.queue.wait_data(name, IDLE)
+                continue
+            try:
+                self.driver.deliver([self.sink.encode(decode_event(r))[0] for r in records])
+            except Halted:
+                return
+            except RetriesExhausted as exc:
+                self.queue.rewind(name)
+                if not self.patient:
+                    self.counters.fail(f"{exc}; the batch stays in the queue")
+                    return
+                self.warn(f"{exc}; kept in the queue, trying again in {self.pause:.0f} s")
+                self.halt.wait(self.pause)
+                continue
+            except SinkFailed as exc:
+                self.queue.rewind(name)
+                self.counters.fail(f"{exc}; the batch stays in the queue")
+                return
+            except Exception as exc:  # a bug must stop this sink, not hang the run; the batch stays queued
+                self.queue.rewind(name)
+                self.counters.fail(f"{name}: internal error {exc!r}; please report it")
+                return
+            self.queue.ack(name, end)

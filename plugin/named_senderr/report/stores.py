@@ -1,0 +1,156 @@
+"""Tallies from the stores, by aggregation only: no document or log line is fetched.
+
+Elasticsearch/OpenSearch: one ``_search`` with ``size: 0`` and terms/date_histogram
+aggregations. Loki: LogQL metric queries (instant for totals, ``query_range`` with a
+one-minute step for the per-minute series). Client networks need the addresses
+first: ES has no aggregation that buckets both IPv4 /24 and IPv6 /56, so both stores
+count per client address, bounded (CLIENT_BUCKETS for ES, LOKI_SERIES for Loki's
+default ``max_query_series`` of 500), and the networks are summed here. When a bound
+is reached the Summary lists the tally under ``bounded``: its top entries may be low.
+The per-host peak minute costs one bucket per host and active minute: Elasticsearch's
+``search.max_buckets`` (65,536 by default) caps hosts x minutes, e.g. 45 busy hosts over 24 h.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from named_senderr.errors import InputError
+from named_senderr.report.summary import NONE, Tallies, Window, minute_key
+from named_senderr.ship_config import SinkConfig
+from named_senderr.sinks.http import HttpClient, Reply
+
+CLIENT_BUCKETS = 10_000  # distinct client addresses (and qnames) counted exactly per report
+HOST_BUCKETS = 1_000
+REASON_BUCKETS = 100
+LOKI_SERIES = 500  # Loki's default max_query_series
+
+
+def es_body(window: Window) -> dict:
+    """The one search: every tally of a Summary as an aggregation."""
+    reasons = {"terms": {"field": "event.reason", "size": REASON_BUCKETS}}
+    per_minute = {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m", "min_doc_count": 1}}
+    hosts = {"field": "host.name", "size": HOST_BUCKETS, "missing": NONE}
+    return {
+        "size": 0,
+        "track_total_hits": True,
+        "query": {"range": {"@timestamp": {"gte": _iso(window.start), "lt": _iso(window.end)}}},
+        "aggs": {
+            "host_reason": {"terms": hosts, "aggs": {"reason": reasons}},
+            "host_minute": {"terms": hosts, "aggs": {"minute": per_minute}},
+            "minute_reason": {**per_minute, "aggs": {"reason": reasons}},
+            "client_ip": {"terms": {"field": "client.ip", "size": CLIENT_BUCKETS}},
+            "qname": {"terms": {"field": "dns.question.name", "size": CLIENT_BUCKETS, "missing": NONE}},
+            "view": {"terms": {"field": "bind.view", "size": REASON_BUCKETS, "missing": NONE}},
+        },
+    }
+
+
+def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
+    client = HttpClient(config)
+    try:
+        body = orjson.dumps(es_body(window))
+        reply = client.request("POST", f"/{config.index}/_search", body, {"Content-Type": "application/json"})
+    finally:
+        client.close()
+    aggs = _json(reply, config.name, "search")["aggregations"]
+    tallies = Tallies()
+    for host in aggs["host_reason"]["buckets"]:
+        for reason in host["reason"]["buckets"]:
+            tallies.host_reason[host["key"], reason["key"]] = reason["doc_count"]
+    for host in aggs["host_minute"]["buckets"]:
+        for minute in host["minute"]["buckets"]:
+            tallies.host_minute[host["key"], _minute_ms(minute["key"])] = minute["doc_count"]
+    for minute in aggs["minute_reason"]["buckets"]:
+        for reason in minute["reason"]["buckets"]:
+            tallies.minute_reason[_minute_ms(minute["key"]), reason["key"]] = reason["doc_count"]
+    for name in ("client_ip", "qname", "view"):
+        agg = aggs[name]
+        getattr(tallies, name).update({b["key"]: b["doc_count"] for b in agg["buckets"]})
+        if agg.get("sum_other_doc_count"):
+            tallies.bounded.append(name)
+    return tallies
+
+
+def tally_loki(config: SinkConfig, window: Window) -> Tallies:
+    headers = {"X-Scope-OrgID": config.tenant} if config.tenant else {}
+    client = HttpClient(config, headers)
+    selector = f'{{job="{config.job}"}}'
+    whole = f"[{int((window.end - window.start).total_seconds())}s]"
+    tallies = Tallies()
+    try:
+
+        def instant(query: str) -> list[dict]:
+            params = {"query": query, "time": _iso(window.end)}
+            return _json(client.request("GET", "/loki/api/v1/query", params=params), config.name, query)["data"][
+                "result"
+            ]
+
+        def per_minute(by: str) -> list[dict]:
+            params = {
+                "query": f"sum by ({by}) (count_over_time({selector}[1m]))",
+                "start": _iso(window.start + timedelta(minutes=1)),
+                "end": _iso(window.end),
+                "step": "60s",
+            }
+            return _json(client.request("GET", "/loki/api/v1/query_range", params=params), config.name, by)["data"][
+                "result"
+            ]
+
+        for r in instant(f"sum by (host, reason) (count_over_time({selector}{whole}))"):
+            tallies.host_reason[_label(r, "host"), _label(r, "reason")] = int(r["value"][1])
+        for by, target in (("reason", tallies.minute_reason), ("host", tallies.host_minute)):
+            for r in per_minute(by):
+                for stamp, value in r["values"]:
+                    minute = minute_key(datetime.fromtimestamp(float(stamp) - 60, UTC))
+                    key = (minute, _label(r, by)) if by == "reason" else (_label(r, by), minute)
+                    target[key] += int(value)
+        for name, counter, skip in (
+            ("client_ip", tallies.client_ip, ' | client_ip != ""'),
+            ("qname", tallies.qname, ""),
+            ("view", tallies.view, ""),
+        ):
+            query = f"topk({LOKI_SERIES}, sum by ({name}) (count_over_time({selector}{skip} {whole})))"
+            results = instant(query)
+            counter.update(_merge(results, name))
+            if len(results) >= LOKI_SERIES:
+                tallies.bounded.append(name)
+    finally:
+        client.close()
+    return tallies
+
+
+def _merge(results: list[dict], name: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for r in results:
+        counts[_label(r, name)] += int(r["value"][1])
+    return counts
+
+
+def _label(result: dict, name: str) -> str:
+    return result["metric"].get(name) or NONE
+
+
+def _json(reply: Reply, name: str, what: str) -> dict:
+    if reply.status == 0:
+        raise InputError(f"{name}: {reply.fatal or reply.error}; check the URL and that the server is up")
+    if not 200 <= reply.status < 300:
+        text = reply.body[:300].decode("utf-8", "replace")
+        if "too_many_buckets" in text:
+            raise InputError(
+                f"{name}: more hosts x active minutes than the store's search.max_buckets; "
+                "use a shorter --since (the per-minute peak needs one bucket per host and minute)"
+            )
+        raise InputError(f"{name}: {what} refused: {reply.status}: {text}")
+    return orjson.loads(reply.body)
+
+
+def _minute_ms(epoch_ms: int) -> str:
+    return minute_key(datetime.fromtimestamp(epoch_ms / 1000, UTC))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,143 @@
+"""The Summary every report source produces, and the pure counting that builds it.
+
+Every source (files, Elasticsearch, Loki) hands over the same raw tallies:
+counts per host x reason, per minute x reason, per host x minute, per client
+address, per qname and per view. ``build`` turns them into the Summary, so
+networks, peaks and top lists are computed once, the same way for all three,
+and "same numbers from every source" is a property of the tallies alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+NONE = "(none)"  # the key for events without a host, qname or view
+TOP = 10
+IPV4_PREFIX, IPV6_PREFIX = 24, 56
+
+
+@dataclass(frozen=True)
+class Window:
+    """Events with ``start <= @timestamp < end`` are counted."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def minutes(self) -> float:
+        return (self.end - self.start).total_seconds() / 60
+
+
+@dataclass
+class Tallies:
+    """Raw counts as a source finds them; ``bounded`` names tallies cut at a source's bucket limit."""
+
+    host_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
+    minute_reason: Counter[tuple[str, str]] = field(default_factory=Counter)
+    host_minute: Counter[tuple[str, str]] = field(default_factory=Counter)
+    client_ip: Counter[str] = field(default_factory=Counter)
+    qname: Counter[str] = field(default_factory=Counter)
+    view: Counter[str] = field(default_factory=Counter)
+    bounded: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HostSummary:
+    host: str
+    events: int
+    per_minute: float
+    reasons: dict[str, int]
+    peak_minute: str | None
+    peak_events: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What ``report`` prints, as JSON with ``--json``; equal across sources on the same events."""
+
+    source: str
+    start: str
+    end: str
+    events: int
+    reasons: dict[str, int]
+    hosts: list[HostSummary]
+    client_networks: list[tuple[str, int]]
+    qnames: list[tuple[str, int]]
+    views: list[tuple[str, int]]
+    minutes: dict[str, dict[str, int]]  # minute -> reason -> events: the chart's series
+    bounded: list[str]
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("client_networks", "qnames", "views"):
+            data[key] = [{"key": k, "events": n} for k, n in data[key]]
+        return data
+
+
+def minute_key(moment: datetime) -> str:
+    """``2026-11-20T10:17Z``: the minute an event falls in, UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time (``Z`` or offset); naive times are UTC."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def client_network(address: str) -> str:
+    """The /24 of an IPv4 or the /56 of an IPv6 client: how operators group resolvers behind a NAT or site."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    prefix = IPV4_PREFIX if ip.version == 4 else IPV6_PREFIX
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def window_ending(end: datetime, since: timedelta) -> Window:
+    return Window(end - since, end)
+
+
+def build(source: str, window: Window, tallies: Tallies, top: int = TOP) -> Summary:
+    reasons: Counter[str] = Counter()
+    per_host: dict[str, Counter[str]] = {}
+    for (host, reason), n in tallies.host_reason.items():
+        reasons[reason] += n
+        per_host.setdefault(host, Counter())[reason] += n
+    hosts = []
+    for host in sorted(per_host, key=lambda h: (-sum(per_host[h].values()), h)):
+        events = sum(per_host[host].values())
+        minutes = [(m, n) for (h, m), n in tallies.host_minute.items() if h == host and n]
+        peak = min(minutes, key=lambda pair: (-pair[1], pair[0]), default=(None, 0))
+        hosts.append(
+            HostSummary(host, events, round(events / window.minutes, 3), _ranked(per_host[host]), peak[0], peak[1])
+        )
+    networks: Counter[str] = Counter()
+    for address, n in tallies.client_ip.items():
+        networks[client_network(address)] += n
+    series: dict[str, dict[str, int]] = {}
+    for (minute, reason), n in sorted(tallies.minute_reason.items()):
+        if n:
+            series.setdefault(minute, {})[reason] = n
+    return Summary(
+        source=source,
+        start=window.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        end=window.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        events=sum(reasons.values()),
+        reasons=_ranked(reasons),
+        hosts=hosts,
+        client_networks=_top(networks, top),
+        qnames=_top(tallies.qname, top),
+        views=_top(tallies.view, top),
+        minutes=series,
+        bounded=sorted(tallies.bounded),
+    )
+
+
+def _ranked(counts: Counter[str]) -> dict[str, int]:
+    return dict(sorted(((k, n) for k, n in counts.items() if n), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _top(counts: Counter[str], top: int) -> list[tuple[str, int]]:
+    return list(_ranked(counts).items())[:top]
