@@ -121,3 +121,20 @@ def test_parse_does_not_import_the_shipping_and_protocol_libraries():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=True)
     assert result.stdout.decode().strip() == "[]"
+
+
+def test_parse_applies_privacy_before_printing():
+    result = run(
+        "parse", "--format", "flat", "--client-ip", "truncate:/24,/56", "--qname", "drop", stdin=(ERROR + "\n").encode()
+    )
+    assert result.returncode == 0
+    event = json.loads(result.stdout)
+    assert (event["client_ip"], event["qname"]) == ("192.0.2.0", None)
+    assert b"192.0.2.7" not in result.stdout and b"a.example" not in result.stdout
+
+
+def test_parse_rollup_folds_a_storm_into_one_event_per_window():
+    storm = "".join(ERROR.replace("#5353", f"#{port}") + "\n" for port in range(2000, 2050))
+    result = run("parse", "--format", "flat", "--rollup", "60s", stdin=storm.encode())
+    [event] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (event["count"], event["client_ip"]) == (50, "192.0.2.0")

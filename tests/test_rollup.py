@@ -10,6 +10,7 @@ import pytest
 
 from named_senderr.cli import main
 from named_senderr.errors import ConfigError
+from named_senderr.event import to_ecs, to_flat
 from named_senderr.normalize.rollup import parse_window, rollup
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
@@ -32,8 +33,24 @@ def test_same_host_reason_network_and_minute_become_one_event_with_count_and_see
     assert len(rolled) == 1
     e = rolled[0]
     assert (e.repeat_count, e.timestamp, e.client_ip) == (2, "2026-11-20T10:00:01.100Z", "198.51.100.0")
-    assert e.message.startswith("[rollup 60s: 2 events 2026-11-20T10:00:01.100Z..2026-11-20T10:00:59.900Z] client @0x1")
+    assert (e.first_seen, e.last_seen, e.rollup_window) == ("2026-11-20T10:00:01.100Z", "2026-11-20T10:00:59.900Z", 60)
+    assert e.message.startswith("client @0x1")  # named's message, untouched
     assert "198.51.100.7#5353" in e.original  # the exemplar line, as logged
+
+
+def test_rolled_up_event_renders_count_and_seen_times() -> None:
+    [e] = rollup(
+        events(("00", "01.100", "198.51.100.7", "would block"), ("00", "09.900", "198.51.100.9", "would block")), 60
+    )
+    doc = to_ecs(e, "unused")
+    assert (doc["event"]["start"], doc["event"]["end"]) == ("2026-11-20T10:00:01.100Z", "2026-11-20T10:00:09.900Z")
+    assert doc["bind"]["rollup"] == {"count": 2, "window_seconds": 60}
+    flat = to_flat(e)
+    assert (flat["count"], flat["first_seen"], flat["last_seen"]) == (
+        2,
+        "2026-11-20T10:00:01.100Z",
+        "2026-11-20T10:00:09.900Z",
+    )
 
 
 def test_other_reason_network_or_window_start_new_events() -> None:

@@ -21,6 +21,9 @@ class ParseConfig:
     stats: bool = False
     rejects: Path | None = None
     progress: bool = True
+    client_ip: str | None = None  # privacy: truncate:/24,/56 or hash:KEYFILE
+    qname: str | None = None  # privacy: drop, hash[:KEYFILE] or suffix:N
+    rollup: float | None = None  # seconds per rollup window; None: every event
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

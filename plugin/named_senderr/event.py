@@ -56,11 +56,15 @@ class Event:
     container: str | None = None
     file: str | None = None
     offset: int | None = None
+    # Set only on a rolled-up event (normalize/rollup.py): the window it covers.
+    first_seen: str | None = None
+    last_seen: str | None = None
+    rollup_window: float | None = None
 
 
 def to_flat(event: Event) -> dict:
-    """The flat record: the same keys on every event, None where absent."""
-    return {
+    """The flat record: the same keys on every event, None where absent (rollups add three)."""
+    flat = {
         "timestamp": event.timestamp,
         "reason": event.reason,
         "reason_text": event.reason_text,
@@ -82,6 +86,9 @@ def to_flat(event: Event) -> dict:
         "offset": event.offset,
         "message": event.message,
     }
+    if event.rollup_window is not None:
+        flat |= {"count": event.repeat_count, "first_seen": event.first_seen, "last_seen": event.last_seen}
+    return flat
 
 
 def to_ecs(event: Event, ingest_time: str) -> dict:
@@ -140,4 +147,7 @@ def to_ecs(event: Event, ingest_time: str) -> dict:
             bind[key] = value
     if not event.timestamp_valid or event.timestamp is None:
         bind["timestamp_valid"] = False
+    if event.rollup_window is not None:
+        doc["event"]["start"], doc["event"]["end"] = event.first_seen, event.last_seen
+        bind["rollup"] = {"count": event.repeat_count, "window_seconds": event.rollup_window}
     return doc

@@ -12,6 +12,8 @@ import orjson
 from named_senderr.config import ParseConfig
 from named_senderr.errors import InputError
 from named_senderr.event import Event, to_ecs, to_flat
+from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
+from named_senderr.normalize.rollup import stages
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser, Rejection
 from named_senderr.sinks.stdout import NdjsonWriter
@@ -27,10 +29,12 @@ def run_parse(config: ParseConfig, out: BinaryIO, warn: Warn, progress: Progress
     stats = Stats()
     parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
     render = _renderer(config.format)
+    privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # reads the key before any input
     writer = NdjsonWriter(out)
     with ExitStack() as stack:
         rejects = stack.enter_context(open(config.rejects, "wb")) if config.rejects else None
-        for event in read_events(config.inputs, parser, config.host, stats, warn, progress, rejects):
+        events = read_events(config.inputs, parser, config.host, stats, warn, progress, rejects)
+        for event in stages(events, privacy, config.rollup):
             writer.write(render(event))
     writer.flush()
     return stats

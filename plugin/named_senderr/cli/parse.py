@@ -7,8 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+from named_senderr.cli.options import add_privacy_options
 from named_senderr.cli.progress import progress_factory
 from named_senderr.config import FORMATS, ParseConfig
+from named_senderr.normalize.rollup import parse_window
 from named_senderr.runtime import run_parse
 from named_senderr.telemetry import Stats
 
@@ -53,6 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--rejects", type=Path, metavar="FILE", help="write rejected candidate lines here, as NDJSON with the cause"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    add_privacy_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -70,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         stats=args.stats,
         rejects=args.rejects,
         progress=not args.no_progress,
+        client_ip=args.client_ip,
+        qname=args.qname,
+        rollup=parse_window(args.rollup) if args.rollup else None,
     )
     started = time.perf_counter()
     stats = run_parse(

@@ -3,10 +3,10 @@
 A would-block storm is thousands of identical lines a second; a store needs the
 count, not every line. A rolled-up event keeps one exemplar line (``original``,
 ``message``, file and offset of the first event: so Elasticsearch ids stay
-deterministic and a re-run adds nothing), ``timestamp`` = first_seen, and the
-count in ``repeat_count`` (the field BIND's own "repeated N times" fills).
-``message`` is prefixed with ``[rollup 60s: N events FIRST..LAST]`` so last_seen
-travels with every rendering; the client address is the network address.
+deterministic and a re-run adds nothing), ``timestamp`` = ``first_seen``,
+``last_seen``, the window, and the count in ``repeat_count`` (the field BIND's
+own "repeated N times" fills); the client address is the network address.
+ECS renders them as ``event.start``/``event.end`` and ``bind.rollup``.
 
 Windows close one window late: events may arrive out of order by up to a window.
 """
@@ -92,7 +92,6 @@ def rollup(events: Iterable[Event], window: float) -> Iterator[Event]:
 def _flush(groups: dict[tuple, _Group], keys: list[tuple], window: float) -> Iterator[Event]:
     for key in sorted(keys, key=lambda k: (k[3], groups[k].first_ns)):
         group = groups.pop(key)
-        prefix = f"[rollup {window:g}s: {group.count} events {group.first_seen}..{group.last_seen}] "
         yield replace(
             group.exemplar,
             client_ip=key[2],
@@ -100,7 +99,9 @@ def _flush(groups: dict[tuple, _Group], keys: list[tuple], window: float) -> Ite
             scope=None,
             timestamp=group.first_seen,
             repeat_count=group.count,
-            message=prefix + group.exemplar.message,
+            first_seen=group.first_seen,
+            last_seen=group.last_seen,
+            rollup_window=window,
         )
 
 
