@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 from importlib.resources import files
 
-from named_senderr.event import DATASET, ECS_VERSION
 from named_senderr.export.source import (
-    NO_PENDING_CONNECTIONS,
     Taxonomy,
     grok_definitions,
     taxonomy,
@@ -48,18 +46,7 @@ def render() -> dict[str, str]:
 
 
 def ruby_filter(tax: Taxonomy) -> str:
-    tables = {
-        "reasons": tax.reasons,
-        "hints": tax.hints,
-        "netmgr_kinds": list(tax.netmgr_kinds),
-        "kinds": tax.kinds,
-        "udp_phrase": tax.udp_phrase,
-        "udp_kind": tax.udp_kind,
-        "no_pending_connections": NO_PENDING_CONNECTIONS,
-        "other": tax.other,
-        "dataset": DATASET,
-        "ecs_version": ECS_VERSION,
-    }
+    tables = tax.tables()
     template = files("named_senderr.export").joinpath("logstash_filter.rb.in").read_text(encoding="utf-8")
     return template.replace("@TABLES@", json.dumps(tables, indent=1, ensure_ascii=False))
 

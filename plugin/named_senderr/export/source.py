@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from named_senderr.errors import PatternError
+from named_senderr.event import DATASET, ECS_VERSION
 from named_senderr.normalize import reasons, timestamp
 from named_senderr.parse.grok import TOP_LEVEL_PREFIX, expand, patterns_dir, read_definitions, without_plain_groups
 
@@ -20,8 +21,7 @@ from named_senderr.parse.grok import TOP_LEVEL_PREFIX, expand, patterns_dir, rea
 # ASCII-only under Ruby syntax, so the letter class is spelled as a property.
 _TRANSLATIONS = ((r"[^\W\d_]", r"\p{L}"), ("(?P<", "(?<"))
 _UNTRANSLATABLE = re.compile(r"\(\?P[=>]|\(\?[aiLmsux-]+[:)]|\\[ZAGNuU]|\(\?#")
-# Text named logs for EAGAIN in netmgr; a send error only in the netmgr message kinds.
-NO_PENDING_CONNECTIONS = "no pending connections"
+NO_PENDING_CONNECTIONS = reasons.NO_PENDING_CONNECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,21 @@ class Taxonomy:
     udp_phrase: str
     udp_kind: str
     other: str
+
+    def tables(self) -> dict:
+        """The taxonomy as the JSON tables the generated Ruby and Painless code read."""
+        return {
+            "reasons": self.reasons,
+            "hints": self.hints,
+            "netmgr_kinds": list(self.netmgr_kinds),
+            "kinds": self.kinds,
+            "udp_phrase": self.udp_phrase,
+            "udp_kind": self.udp_kind,
+            "no_pending_connections": NO_PENDING_CONNECTIONS,
+            "other": self.other,
+            "dataset": DATASET,
+            "ecs_version": ECS_VERSION,
+        }
 
 
 def grok_definitions(directory: Path | None = None) -> dict[str, str]:
@@ -88,15 +103,13 @@ def to_onigmo_definition(regex: str) -> str:
 
 
 def taxonomy() -> Taxonomy:
-    # _BY_TEXT is the table classify() reads; exporting it is what keeps the exports in step.
-    texts = dict(reasons._BY_TEXT)
-    kinds = {"error sending response": reasons.ERROR_SENDING_RESPONSE, "send failed": reasons.SEND_FAILED}
+    # The very tables classify() and the parser read: that keeps the exports in step.
     return Taxonomy(
-        reasons=texts,
+        reasons=dict(reasons.REASON_BY_TEXT),
         hints=dict(reasons.HINTS),
         netmgr_kinds=tuple(sorted(reasons.NETMGR_KINDS)),
-        kinds=kinds,
-        udp_phrase="Sending UDP messages failed",
+        kinds=dict(reasons.KIND_BY_PHRASE),
+        udp_phrase=reasons.UDP_PHRASE,
         udp_kind=reasons.UDP_SEND_FAILED,
         other=reasons.OTHER,
     )
@@ -104,4 +117,4 @@ def taxonomy() -> Taxonomy:
 
 def month_numbers() -> dict[str, int]:
     """Lower-case month names, English and journalctl's localized ones, as timestamp.py reads them."""
-    return dict(timestamp._MONTHS)
+    return dict(timestamp.MONTHS)

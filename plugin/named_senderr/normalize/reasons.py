@@ -12,6 +12,11 @@ ERROR_SENDING_RESPONSE = "error_sending_response"
 SEND_FAILED = "send_failed"
 UDP_SEND_FAILED = "udp_send_failed"
 NETMGR_KINDS = frozenset({SEND_FAILED, UDP_SEND_FAILED})
+# The phrase named logs -> the message kind it names.
+KIND_BY_PHRASE = {"error sending response": ERROR_SENDING_RESPONSE, "send failed": SEND_FAILED}
+UDP_PHRASE = "Sending UDP messages failed"
+# netmgr's text for EAGAIN: would_block in the netmgr kinds only.
+NO_PENDING_CONNECTIONS = "no pending connections"
 
 OTHER = "other"
 
@@ -37,7 +42,7 @@ HINTS: dict[str, str] = {
     OTHER: "unknown text: report it, the taxonomy may need a new entry",
 }
 
-_BY_TEXT: dict[str, str] = {
+REASON_BY_TEXT: dict[str, str] = {
     "would block": "would_block",
     "unset": "unclassified",
     "unexpected error": "unclassified",
@@ -62,10 +67,10 @@ _BY_TEXT: dict[str, str] = {
 
 def classify(reason_text: str, message_kind: str) -> str:
     """The normalized reason for ``reason_text`` as logged by ``message_kind``."""
-    if reason_text == "no pending connections":
+    if reason_text == NO_PENDING_CONNECTIONS:
         # netmgr reports EAGAIN as ISC_R_NOCONN; the socket code never did.
         return "would_block" if message_kind in NETMGR_KINDS else OTHER
-    return _BY_TEXT.get(reason_text, OTHER)
+    return REASON_BY_TEXT.get(reason_text, OTHER)
 
 
 def hint(reason: str) -> str:

@@ -17,7 +17,7 @@ from named_senderr.errors import ConfigError
 
 # English plus the abbreviations journalctl prints under common LC_TIME locales
 # (de, fr, es, it, nl, pt); none of them maps one text to two months.
-_MONTHS: dict[str, int] = {}
+MONTHS: dict[str, int] = {}
 for _number, _names in enumerate(
     (
         "jan janv ene gen",
@@ -36,7 +36,7 @@ for _number, _names in enumerate(
     start=1,
 ):
     for _name in _names.split():
-        _MONTHS[_name] = _number
+        MONTHS[_name] = _number
 
 _NAMED = re.compile(r"(\d{2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?")
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?")
@@ -92,7 +92,7 @@ class TimestampNormalizer:
     def _convert(self, head: str) -> str | None:
         if m := _NAMED.fullmatch(head):
             day, month_name, year, hour, minute, second, _ = m.groups()
-            month = _MONTHS.get(month_name.lower())
+            month = MONTHS.get(month_name.lower())
             return month and self._local(int(year), month, int(day), hour, minute, second)
         if m := _ISO.fullmatch(head):
             year, month, day, hour, minute, second, _, offset = m.groups()
@@ -100,7 +100,7 @@ class TimestampNormalizer:
             return _utc(int(year), int(month), int(day), hour, minute, second, zone)
         if m := _BSD.fullmatch(head):
             month_name, day, hour, minute, second, _, year = m.groups()
-            month = _MONTHS.get(month_name.lower())
+            month = MONTHS.get(month_name.lower())
             if not month:
                 return None
             if year:

@@ -21,17 +21,13 @@ from named_senderr.parse.grok import LinePattern, load_line_patterns
 
 MAX_LINE_BYTES = 64 * 1024
 CLIENT_PHRASES = ("error sending response", "send failed")
-UDP_PHRASE = "Sending UDP messages failed"
+UDP_PHRASE = reasons.UDP_PHRASE
 # A line is a candidate when it holds "error sending" (not the whole phrase, so
 # that a line cut short inside it is still seen and rejected), "send failed" or
 # the UDP phrase; sources/phrase_scan.py searches files for the same texts.
 JOURNAL_BYTE_MESSAGE = '"MESSAGE":['
 
 
-_KIND_BY_PHRASE = {
-    "error sending response": reasons.ERROR_SENDING_RESPONSE,
-    "send failed": reasons.SEND_FAILED,
-}
 _LOOSE_CLIENT = re.compile(r"client (?:@\S+ )?(\[?[0-9A-Fa-f:.]*\]?)(?:%\S+?)?#(\d+)")
 _PHRASE_SEARCH = re.compile(r"error sending response|send failed|Sending UDP messages failed")
 
@@ -93,7 +89,7 @@ class NamedLineParser:
 
     def _event(self, g: dict[str, str | None], original: str) -> Event | Rejection:
         phrase = g["phrase"]
-        kind = _KIND_BY_PHRASE[phrase] if phrase else reasons.UDP_SEND_FAILED
+        kind = reasons.KIND_BY_PHRASE[phrase] if phrase else reasons.UDP_SEND_FAILED
         if (g["repeat_count"] is None) != (g["repeat_close"] is None):
             return Rejection("unbalanced_repeat", "'message repeated N times: [' without its ']'", original)
         ip = g["client_ip"]
