@@ -141,7 +141,8 @@ def test_fluent_logger_lines_become_events(server: RunningServer):
     for line in SAMPLE.read_text().splitlines():
         assert sender.emit("log", {"log": line})
     sender.close()
-    wait_until(lambda: len(server.output.events) == SAMPLE_EVENTS)
+    wait_until(lambda: server.stats.events + server.stats.not_send_errors == 400)  # every line handed off
+    assert len(server.output.events) == SAMPLE_EVENTS
     assert server.stats.not_send_errors == 400 - SAMPLE_EVENTS
     assert server.output.events[0].reason == "would_block"
 

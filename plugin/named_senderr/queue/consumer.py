@@ -3,8 +3,9 @@
 The cursor moves only after the driver says the whole batch was stored (or,
 for items the server refused for good, dead-lettered), so a crash or a
 shutdown in between sends the batch again: at-least-once, made exactly-once
-in the stores by Elasticsearch's deterministic ids and Loki's deduplication.
-One thread per sink keeps acknowledgements in order.
+in the stores by Elasticsearch's deterministic ids and, for the one batch that
+may have been in flight when the last run died, by asking the sink what it
+already holds (``drop_stored``). One thread per sink keeps acknowledgements in order.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class SinkConsumer:
         self.warn = warn
         self.patient = patient
         self.pause = pause
+        # Records left unacknowledged by an earlier run: its last batch may have reached the store.
+        self.replay = queue.pending(sink.name)
         self.thread = threading.Thread(target=self._run, name=f"{sink.name} consumer", daemon=True)
 
     def start(self) -> SinkConsumer:
@@ -78,7 +81,13 @@ class SinkConsumer:
                 self.queue.wait_data(name, IDLE)
                 continue
             try:
-                self.driver.deliver([self.sink.encode(decode_event(r))[0] for r in records])
+                items = [self.sink.encode(decode_event(r))[0] for r in records]
+                stored = 0
+                if self.replay:
+                    unsent = self.sink.drop_stored(items)
+                    stored, items = len(items) - len(unsent), unsent
+                if items:
+                    self.driver.deliver(items)
             except Halted:
                 return
             except RetriesExhausted as exc:
@@ -97,4 +106,6 @@ class SinkConsumer:
                 self.queue.rewind(name)
                 self.counters.fail(f"{name}: internal error {exc!r}; please report it")
                 return
+            self.replay = False  # only now: a batch sent again after a failure is checked again
+            self.counters.add(duplicates=stored)
             self.queue.ack(name, end)

@@ -22,6 +22,8 @@ from named_senderr.sinks.http import HttpClient, Reply
 from named_senderr.sinks.outcome import Outcome, dead_all, retry_all
 
 PUSH_PATH = "/loki/api/v1/push"
+QUERY_PATH = "/loki/api/v1/query_range"
+QUERY_LIMIT = 5000  # Loki's default max_entries_limit_per_query
 METADATA_FIELDS = ("client_ip", "client_port", "qname", "view")
 Item = tuple[tuple, int, bytes]  # (label values, time in ns, the entry as JSON: ["ns", line, {metadata}])
 
@@ -62,6 +64,42 @@ class LokiSink:
         labels = {n: v for n, v in zip(self._labels, key, strict=True) if v is not None}
         return {"labels": labels, "time_ns": ns, "structured_metadata": metadata[0] if metadata else None,
                 "line": orjson.Fragment(line)}  # fmt: skip
+
+    def drop_stored(self, items: list[Item]) -> list[Item]:
+        """Ask Loki which of these entries it has (stream, time, line) and keep the others.
+
+        Loki drops an identical entry only while the first is still in the
+        stream's open head block, so a batch sent just before a crash could
+        otherwise be stored twice. If the question fails, everything is sent.
+        """
+        streams: dict[tuple, list[Item]] = {}
+        for item in items:
+            streams.setdefault(item[0], []).append(item)
+        keep: list[Item] = []
+        for key, entries in streams.items():
+            labels = {n: v for n, v in zip(self._labels, key, strict=True) if v is not None} or {"job": self._job}
+            stored = self._stored(labels, min(e[1] for e in entries), max(e[1] for e in entries))
+            if stored is None:
+                return items
+            keep += [e for e in entries if (e[1], orjson.loads(e[2])[1]) not in stored]
+        return keep
+
+    def _stored(self, labels: dict, first_ns: int, last_ns: int) -> set[tuple[int, str]] | None:
+        """Every (time, line) Loki holds for one stream between two times, page by page; None on failure."""
+        selector = "{" + ",".join(f"{name}={orjson.dumps(str(value)).decode()}" for name, value in labels.items()) + "}"
+        stored: set[tuple[int, str]] = set()
+        start = first_ns
+        while True:
+            params = {"query": selector, "start": str(start), "end": str(last_ns + 1), "limit": str(QUERY_LIMIT),
+                      "direction": "forward"}  # fmt: skip
+            reply = self._client.request("GET", QUERY_PATH, params=params)
+            if reply.status != 200:
+                return None
+            values = [v for stream in orjson.loads(reply.body)["data"]["result"] for v in stream["values"]]
+            stored.update((int(v[0]), v[1]) for v in values)
+            if len(values) < QUERY_LIMIT:
+                return stored
+            start = max(int(v[0]) for v in values)  # the next page starts at the last time seen (inclusive)
 
     def close(self) -> None:
         self._client.close()

@@ -54,4 +54,7 @@ class Sink(Protocol):
     def dead_record(self, item: Any) -> dict:
         """What the dead-letter file keeps of ``item`` (JSON types or orjson.Fragment)."""
 
+    def drop_stored(self, items: list[Any]) -> list[Any]:
+        """``items`` without those the store already holds: for a batch that may have been sent before a crash."""
+
     def close(self) -> None: ...

@@ -59,5 +59,8 @@ class StdoutSink:
     def dead_record(self, item: bytes) -> dict:
         return {"document": orjson.Fragment(item.rstrip(b"\n"))}
 
+    def drop_stored(self, items: list) -> list:
+        return items  # a stream keeps no record of what it was given
+
     def close(self) -> None:
         """stdout belongs to the process; it is not closed here."""
