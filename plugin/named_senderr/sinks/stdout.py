@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
 
 from named_senderr.event import Event, to_ecs, to_flat
-from named_senderr.ship_config import SinkConfig
 from named_senderr.sinks.outcome import Outcome
+
+if TYPE_CHECKING:  # `parse` imports this module: keep the shipping configuration out of its start-up
+    from named_senderr.ship_config import SinkConfig
 
 _BATCH = 512
 
