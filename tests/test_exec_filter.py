@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
@@ -22,19 +21,12 @@ import pytest
 from named_senderr.event import Event
 from named_senderr.normalize.timestamp import TimestampNormalizer
 from named_senderr.parse.named import NamedLineParser
+from tests.polling import wait_until
 
 SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "samples" / "named.log"
 LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#{port} (example.com): error sending response: would block"
 QUERY = "21-Nov-2026 04:48:37.004 queries: info: client @0x7f 192.0.2.9#4076 (example.com): query: example.com IN A"
 WAIT = 15.0
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)
 
 
 def pack(record: object) -> bytes:

@@ -7,8 +7,7 @@ import logging
 import socket
 import socketserver
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC
 
 import msgpack
@@ -22,18 +21,11 @@ from named_senderr.protocol.fluent_forward import EventTime, FrameDecoder, Frame
 from named_senderr.sinks.forward import ForwardOutput, ForwardOutputConfig
 from named_senderr.sources.exec_filter import RecordParser
 from named_senderr.sources.forward_server import ForwardServer, ForwardServerConfig, OutputFull
+from tests.polling import wait_until
 
 WAIT = 10.0
 LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#{port} (example.com): error sending response: would block"
 log = logging.getLogger("test.forward_output")
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)
 
 
 class Receiver:

@@ -8,7 +8,6 @@ import gzip
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC
 from pathlib import Path
@@ -24,20 +23,13 @@ from named_senderr.protocol.fluent_forward import EventTime, Limits, encode_mess
 from named_senderr.sources.exec_filter import RecordParser
 from named_senderr.sources.forward_server import ForwardServer, ForwardServerConfig, OutputFull
 from tests import test_fluent_forward_wire as w
+from tests.polling import wait_until
 
 SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "samples" / "named.log"
 SAMPLE_EVENTS = 39  # send errors in the bundled sample
 LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#53 (example.com): error sending response: would block"
 BARE_LINE = "client @0x7f 192.0.2.1#53 (example.com): error sending response: would block"  # no time of its own
 WAIT = 10.0
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)
 
 
 class ListOutput:
