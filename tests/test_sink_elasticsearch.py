@@ -122,6 +122,11 @@ def test_404_stops_the_sink() -> None:
     assert "no _bulk API" in classify_bulk(Reply(404, b"not found"), ITEMS).fatal
 
 
+def test_whole_request_400_from_a_proxy_stops_the_sink_and_dead_letters_nothing() -> None:
+    outcome = classify_bulk(Reply(400, b"<html><center>No required SSL certificate was sent</center></html>"), ITEMS)
+    assert "No required SSL certificate was sent" in outcome.fatal and outcome.dead == []
+
+
 def test_whole_request_400_is_dead() -> None:
     outcome = classify_bulk(Reply(400, b'{"error":{"type":"parse_exception","reason":"bad"}}'), ITEMS)
     assert [reason for _, reason in outcome.dead] == ["400: parse_exception: bad"] * 3

@@ -196,7 +196,7 @@ def test_a_client_certificate_is_accepted_by_a_server_that_demands_one(
 def test_no_client_certificate_is_refused_by_a_server_that_demands_one(
     proxy: Proxy, elasticsearch_url: str, tmp_path: Path, capfd
 ) -> None:
-    """nginx answers 400 "No required SSL certificate was sent": the events are refused (dead-lettered), none stored."""
+    """nginx answers 400 "No required SSL certificate was sent": a failed sink (exit 4), nothing dead-lettered."""
     url, index = sink(proxy, proxy.mutual, ca_file=str(proxy.pki / "ca.pem"))
     status, output = ship(tmp_path, url, capfd)
-    assert status == 3 and "No required SSL certificate was sent" in output and es_count(elasticsearch_url, index) == 0
+    assert status == 4 and "No required SSL certificate was sent" in output and es_count(elasticsearch_url, index) == 0

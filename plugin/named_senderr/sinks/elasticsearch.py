@@ -76,6 +76,10 @@ def classify_bulk(reply: Reply, items: list) -> Outcome:
         return Outcome(
             fatal=f"{status}: no _bulk API at this URL ({error_reason(reply.body)}); check host, port and path"
         )
+    if status != 200 and not _is_server_error(reply.body):
+        # Not Elasticsearch's own error object: something in front (a proxy refusing the TLS client
+        # certificate, an HTML error page) refused the request; the events are not at fault.
+        return Outcome(fatal=f"{status} from something in front of the server: {error_reason(reply.body)}")
     if status != 200:
         return dead_all(items, f"{status}: {error_reason(reply.body)}")
     try:
@@ -104,6 +108,14 @@ def _per_item(items: list, results: list[dict]) -> Outcome:
         else:
             outcome.dead.append((item, f"{status}: {_describe(result.get('error'))}"))
     return outcome
+
+
+def _is_server_error(body: bytes) -> bool:
+    """An Elasticsearch/OpenSearch error answer: a JSON object with an ``error``."""
+    try:
+        return isinstance(orjson.loads(body).get("error"), dict | str)
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
 
 
 def error_reason(body: bytes) -> str:
