@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -146,3 +147,23 @@ def test_to_and_to_forward_together_is_a_usage_error():
     result = subprocess.run(command, capture_output=True, timeout=WAIT)
     assert result.returncode == 2
     assert b"choose one output" in result.stderr
+
+
+def test_metrics_endpoint_counts_what_the_receiver_took(serve):
+    server = serve("--format", "flat", "--metrics", "127.0.0.1:0")
+    url = re.search(r"metrics on (http://127\.0\.0\.1:\d+)/metrics", server.stderr).group(1)
+    sender = FluentSender("named", host="127.0.0.1", port=server.port)
+    for line in SAMPLE.read_text().splitlines():
+        assert sender.emit("log", {"log": line})
+    sender.close()
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=WAIT) as answer:
+            return answer.read().decode()
+
+    wait_until(lambda: "named_senderr_forward_not_send_errors_total 361" in scrape())  # every line handed off
+    assert "named_senderr_forward_events_total 39" in scrape()
+    wait_until(lambda: len(server.lines) == 39)
+    with urllib.request.urlopen(f"{url}/healthz", timeout=WAIT) as answer:
+        assert answer.read() == b"ok\n"
+    assert server.stop() == 0

@@ -21,6 +21,7 @@ import orjson
 from named_senderr.config import FORMATS
 from named_senderr.errors import ConfigError
 from named_senderr.event import Event
+from named_senderr.metrics import Sample, serve_metrics
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.protocol.fluent_forward import Limits
@@ -35,7 +36,14 @@ from named_senderr.ship_runtime import open_sink
 from named_senderr.sinks.forward import DEFAULT_TAG, ForwardOutput, ForwardOutputConfig
 from named_senderr.sinks.outcome import Sink
 from named_senderr.sources.exec_filter import RecordParser, renderer
-from named_senderr.sources.forward_server import DEFAULT_KEYS, ForwardServer, ForwardServerConfig, Output, OutputFull
+from named_senderr.sources.forward_server import (
+    DEFAULT_KEYS,
+    ForwardServer,
+    ForwardServerConfig,
+    Output,
+    OutputFull,
+    ServerStats,
+)
 
 SHARED_KEY_ENV = "NAMED_SENDERR_SHARED_KEY"
 MIB = 1024 * 1024
@@ -186,6 +194,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--max-decompressed-size", type=int, default=128, metavar="MIB", help="largest gunzipped frame (default: 128)"
     )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    parser.add_argument("--metrics", metavar="[HOST:]PORT", help="serve /metrics and /healthz (loopback by default)")
     parser.set_defaults(run=run)
 
 
@@ -249,8 +258,22 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("named_senderr.serve")
     log.setLevel(args.log_level.upper())
     config, records, output = build(args, log)
-    asyncio.run(_serve(ForwardServer(config, records, output, log)))
+    server = ForwardServer(config, records, output, log)
+    if args.metrics is None:
+        asyncio.run(_serve(server))
+        return 0
+    with serve_metrics(args.metrics, lambda: server_samples(server.stats)) as endpoint:
+        log.info("metrics on %s/metrics", endpoint.url)
+        asyncio.run(_serve(server))
     return 0
+
+
+def server_samples(stats: ServerStats) -> list[Sample]:
+    """Every receiver counter as a Prometheus counter named after it."""
+    return [
+        Sample(f"named_senderr_forward_{name}_total", "counter", f"Forward receiver: {name.replace('_', ' ')}", value)
+        for name, value in vars(stats).items()
+    ]
 
 
 async def _serve(server: ForwardServer) -> None:
