@@ -30,6 +30,11 @@ class ScriptedSink:
     def dead_record(self, item) -> dict:
         return {"item": item}
 
+    def drop_stored(self, items: list) -> list:
+        return [item for item in items if item not in self.stored]
+
+    stored: frozenset = frozenset()
+
 
 class FakeTime:
     def __init__(self) -> None:
@@ -130,3 +135,18 @@ def test_duplicates_are_counted_apart(tmp_path: Path) -> None:
 def test_dead_letter_file_is_not_created_when_nothing_is_refused(tmp_path: Path) -> None:
     _, _, path = run(ScriptedSink(), ["a"], tmp_path)
     assert not path.exists()
+
+
+def test_after_a_request_without_answer_only_what_the_store_lacks_is_sent_again(tmp_path):
+    sink = ScriptedSink(lambda batch: Outcome(retry=list(batch), error="connection cut", unanswered=True))
+    sink.stored = frozenset({"a", "b"})  # the store took part of the batch before the connection broke
+    counters, _, _ = run(sink, ["a", "b", "c"], tmp_path)
+    assert sink.sent == [["a", "b", "c"], ["c"]]
+    assert (counters.sent, counters.duplicates) == (1, 2)
+
+
+def test_after_a_429_the_store_is_not_asked(tmp_path):
+    sink = ScriptedSink(lambda batch: Outcome(retry=list(batch), error="429"))
+    sink.stored = frozenset({"a"})  # would be dropped if the driver asked
+    run(sink, ["a", "b"], tmp_path)
+    assert sink.sent == [["a", "b"], ["a", "b"]]

@@ -151,6 +151,12 @@ class Driver:
             self.sleep(delay)
             if self.halted():
                 raise Halted(f"{self.sink.name}: stopped while retrying: {outcome.error}")
+            if outcome.unanswered:  # the cut may have come after the store took the batch
+                unsent = self.sink.drop_stored(batch)
+                self.counters.add(duplicates=len(batch) - len(unsent))
+                batch = unsent
+                if not batch:
+                    return []
 
     def _dead(self, refused: list[tuple[Any, str]]) -> None:
         for item, reason in refused:

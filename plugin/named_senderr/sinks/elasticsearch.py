@@ -17,7 +17,7 @@ from named_senderr.event import Event, to_ecs
 from named_senderr.ship_config import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
 from named_senderr.sinks.ids import event_id
-from named_senderr.sinks.outcome import Outcome, dead_all, retry_all
+from named_senderr.sinks.outcome import Outcome, dead_all, retry_all, unanswered
 
 # Only what classification reads: a replay of 5,000 documents answers a few KB, not a few MB.
 BULK_PARAMS = {"filter_path": "errors,items.*.status,items.*.error"}
@@ -65,7 +65,7 @@ def classify_bulk(reply: Reply, items: list) -> Outcome:
     if reply.fatal:
         return Outcome(fatal=reply.fatal)
     if status == 0:
-        return retry_all(items, reply.error or "no answer")
+        return unanswered(items, reply.error or "no answer")
     if status == 413:
         return Outcome(too_large=True, error="413: request larger than the server's http.max_content_length")
     if status == 429 or status >= 500:

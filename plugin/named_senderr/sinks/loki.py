@@ -19,7 +19,7 @@ from named_senderr.event import Event, to_flat
 from named_senderr.ship_config import SinkConfig
 from named_senderr.sinks.elasticsearch import MAX_REASON
 from named_senderr.sinks.http import HttpClient, Reply
-from named_senderr.sinks.outcome import Outcome, dead_all, retry_all
+from named_senderr.sinks.outcome import Outcome, dead_all, retry_all, unanswered
 
 PUSH_PATH = "/loki/api/v1/push"
 QUERY_PATH = "/loki/api/v1/query_range"
@@ -126,7 +126,7 @@ def classify_push(reply: Reply, items: list) -> Outcome:
     if reply.fatal:
         return Outcome(fatal=reply.fatal)
     if status == 0:
-        return retry_all(items, reply.error or "no answer")
+        return unanswered(items, reply.error or "no answer")
     if 200 <= status < 300:
         return Outcome(delivered=len(items))
     if status == 413:

@@ -29,10 +29,16 @@ class Outcome:
     fatal: str | None = None  # the sink cannot go on; nothing was stored
     error: str | None = None  # why items are retried, for the give-up message
     retry_after: float | None = None
+    unanswered: bool = False  # no answer at all: the server may have stored the batch before the cut
 
 
 def retry_all(items: list[Any], error: str, retry_after: float | None = None) -> Outcome:
     return Outcome(retry=list(items), error=error, retry_after=retry_after)
+
+
+def unanswered(items: list[Any], error: str) -> Outcome:
+    """Retry ``items``, but ask the store first what it kept: the request may have arrived."""
+    return Outcome(retry=list(items), error=error, unanswered=True)
 
 
 def dead_all(items: list[Any], reason: str) -> Outcome:
