@@ -18,6 +18,7 @@ import msgpack
 import pytest
 from fluent.sender import FluentSender
 
+from tests import test_fluent_forward_wire as w
 from tests.polling import wait_until
 from tests.test_forward_output import Receiver
 
@@ -167,3 +168,20 @@ def test_metrics_endpoint_counts_what_the_receiver_took(serve):
     with urllib.request.urlopen(f"{url}/healthz", timeout=WAIT) as answer:
         assert answer.read() == b"ok\n"
     assert server.stop() == 0
+
+
+def test_with_a_queue_dir_an_acknowledged_chunk_survives_a_crash_while_the_store_is_down(serve, tmp_path):
+    queue = tmp_path / "queue"
+    down = serve("--to", "elasticsearch+http://127.0.0.1:1/idx", "--queue-dir", str(queue))  # nothing listens on :1
+    with socket.create_connection(("127.0.0.1", down.port), timeout=WAIT) as sock:
+        sock.sendall(w.message("t", w.event_time(1_700_000_000, 0), w.record(log=LINE), w.chunk_option("c1")))
+        unpacker = msgpack.Unpacker(raw=False)
+        while not (answers := list(unpacker)):
+            unpacker.feed(sock.recv(4096))
+    assert answers == [{"ack": "c1"}]  # acknowledged: the event is on disk, though no store took it
+    down.proc.kill()  # kill -9: no drain, no goodbye
+    down.proc.wait(timeout=WAIT)
+    up = serve("--to", "stdout:?format=flat", "--queue-dir", str(queue))
+    wait_until(lambda: len(up.lines) == 1)
+    assert up.lines[0]["client_ip"] == "192.0.2.1"
+    assert up.stop() == 0

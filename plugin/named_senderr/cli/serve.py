@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -26,7 +27,10 @@ from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.protocol.fluent_forward import Limits
 from named_senderr.queue.batcher import Batcher
+from named_senderr.queue.consumer import SinkConsumer
+from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
+from named_senderr.queue.durable import QueueWriter
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.queue.workers import SinkWorkers
 from named_senderr.runtime import ingest_now
@@ -44,6 +48,7 @@ from named_senderr.sources.forward_server import (
     OutputFull,
     ServerStats,
 )
+from named_senderr.telemetry import QueueStats
 
 SHARED_KEY_ENV = "NAMED_SENDERR_SHARED_KEY"
 MIB = 1024 * 1024
@@ -129,6 +134,64 @@ class ShipOutput:
         self.dead_letter.close()
 
 
+class DurableShipOutput:
+    """``--to URL --queue-dir DIR``: a chunk is acknowledged only once its events are fsync'd in the disk queue.
+
+    Each sink's consumer delivers from the queue and moves its cursor after the
+    store took a batch, so what serve acknowledged survives a crash of serve or
+    an outage of the store. A full queue refuses the chunk: no ack, the sender resends.
+    """
+
+    def __init__(self, config: ShipConfig, log: logging.Logger) -> None:
+        assert config.queue.dir is not None
+        self.log = log
+        self.timeout = config.queue.shutdown_timeout
+        self.dead_letter = DeadLetter(config.dead_letter)
+        sinks = [open_sink(sink_config, ingest_now()) for sink_config in config.sinks]
+        self.queue = DiskQueue(config.queue.dir, config.queue.max_bytes, tuple(sink.name for sink in sinks))
+        self.stats = QueueStats()
+        self.closing, self.halt = threading.Event(), threading.Event()
+        self.writer = QueueWriter(self.queue, "wait", lambda: True, self.stats, log.warning)
+        policy = RetryPolicy.from_config(config.retry)
+        self.consumers: list[SinkConsumer] = []
+        for sink in sinks:
+            counters = SinkCounters()
+            driver = Driver(sink, policy, self.dead_letter, counters, keep=True, halted=self.halt.is_set)
+            consumer = SinkConsumer(sink, self.queue, driver, counters, config.batch, self.closing.is_set, self.halt,
+                                    log.warning, patient=True, pause=config.retry.max_backoff)  # fmt: skip
+            self.consumers.append(consumer.start())
+
+    def __call__(self, events: list[Event]) -> None:
+        for event in events:
+            self.writer.add(event)
+        if not self.queue.has_room(self.writer.size()):
+            self.writer.discard()
+            raise OutputFull(f"queue {self.queue.dir} is full ({self.queue.max_bytes:,} bytes)")
+        self.writer.flush()  # room was checked for the whole chunk: every piece is appended
+
+    def flush(self) -> None:
+        """Nothing to do: the consumers read the queue on their own."""
+
+    def close(self) -> None:
+        """Give the sinks ``shutdown_timeout`` to catch up; what is left stays queued for the next start."""
+        self.closing.set()
+        deadline = time.monotonic() + self.timeout
+        for consumer in self.consumers:
+            consumer.thread.join(max(0.0, deadline - time.monotonic()))
+        self.halt.set()
+        for consumer in self.consumers:
+            consumer.thread.join()
+            counters = consumer.counters
+            self.log.info(
+                "%s sent %d, already stored %d, retried %d, dead-lettered %d%s",
+                consumer.sink.name, counters.sent, counters.duplicates, counters.retried, counters.dead_lettered,
+                ", the rest stays queued" if self.queue.pending(consumer.sink.name) else "",
+            )  # fmt: skip
+            consumer.sink.close()
+        self.queue.close()
+        self.dead_letter.close()
+
+
 class NdjsonOutput:
     """The default Output: one JSON line per event on a byte stream, flushed per hand-off."""
 
@@ -174,6 +237,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help=f"a ship sink instead of stdout (repeatable): {URL_FORMS}",
     )
     parser.add_argument("--dead-letter", type=Path, metavar="FILE", help="with --to: where refused events go (NDJSON)")
+    parser.add_argument(
+        "--queue-dir", type=Path, metavar="DIR", help="with --to: acknowledge only once events are on disk here"
+    )
     parser.add_argument(
         "--tag", default=DEFAULT_TAG, help=f"tag of the events sent with --to-forward (default: {DEFAULT_TAG})"
     )
@@ -242,8 +308,10 @@ def build(args: argparse.Namespace, log: logging.Logger) -> tuple[ForwardServerC
     if args.to and args.to_forward:
         raise ConfigError("--to and --to-forward are both given; choose one output")
     if args.to:
-        overrides = {"dead_letter": args.dead_letter, "timezone": args.timezone, "host": args.host}
-        output = ShipOutput(load_ship_config(None, args.to, overrides), log)
+        overrides = {"dead_letter": args.dead_letter, "timezone": args.timezone, "host": args.host,
+                     "queue.dir": args.queue_dir}  # fmt: skip
+        ship_config = load_ship_config(None, args.to, overrides)
+        output = DurableShipOutput(ship_config, log) if args.queue_dir else ShipOutput(ship_config, log)
     elif args.to_forward:
         peer_host, peer_port = parse_address(args.to_forward, "--to-forward")
         peer = ForwardOutputConfig(peer_host, peer_port, tag=args.tag, max_pending=args.max_pending)

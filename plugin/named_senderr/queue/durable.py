@@ -54,6 +54,14 @@ class QueueWriter:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def size(self) -> int:
+        """Bytes the added events will take in the queue."""
+        return sum(HEADER.size + len(payload) for payload in self._pending)
+
+    def discard(self) -> None:
+        """Forget the added events (the caller refused them)."""
+        self._pending.clear()
+
     def flush(self) -> bool:
         """Append what was added; False when ``stop()`` came while waiting for room (the rest not appended)."""
         while self._pending:
