@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from named_senderr.cli.options import add_privacy_options
 from named_senderr.cli.parse import sample_path
 from named_senderr.normalize.rollup import parse_window
 from named_senderr.ship_config import ShipConfig
@@ -88,14 +89,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     durable.add_argument("--metrics", metavar="[HOST:]PORT", help="serve /metrics and /healthz (loopback by default)")
     add_privacy_options(parser)
     parser.set_defaults(run=run)
-
-
-def add_privacy_options(parser: argparse.ArgumentParser) -> None:
-    """Privacy and rollup (normalize/privacy.py, normalize/rollup.py): applied before any sink sees an event."""
-    group = parser.add_argument_group("privacy and rollup (applied before anything leaves the host)")
-    group.add_argument("--client-ip", metavar="MODE", help="truncate:/24,/56, or hash:KEYFILE / hash:env:VAR (HMAC)")
-    group.add_argument("--qname", metavar="MODE", help="drop, hash[:KEYFILE], or suffix:N (keep the last N labels)")
-    group.add_argument("--rollup", metavar="WINDOW", help="one event per server x reason x network x WINDOW (e.g. 60s)")
 
 
 def run(args: argparse.Namespace) -> int:

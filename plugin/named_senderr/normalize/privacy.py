@@ -26,6 +26,7 @@ from pathlib import Path
 
 from named_senderr.errors import ConfigError
 from named_senderr.event import Event
+from named_senderr.normalize.network import client_network
 
 REDACTED = "redacted"
 
@@ -69,9 +70,7 @@ class Privacy:
         if self.hash_ip:
             digest = hmac.new(self.key, address.encode(), hashlib.sha256).digest()
             return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
-        ip = ipaddress.ip_address(address)
-        prefix = self.ipv4_prefix if ip.version == 4 else self.ipv6_prefix
-        return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+        return str(client_network(address, self.ipv4_prefix, self.ipv6_prefix).network_address)
 
     def _qname(self, qname: str) -> str | None:
         if self.qname_mode == "drop":

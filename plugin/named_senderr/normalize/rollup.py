@@ -13,14 +13,12 @@ Windows close one window late: events may arrive out of order by up to a window.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from named_senderr.event import Event
-
-IPV4_PREFIX, IPV6_PREFIX = 24, 56
+from named_senderr.normalize.network import client_network
+from named_senderr.normalize.timestamp import to_epoch_ns
 
 
 @dataclass
@@ -32,19 +30,8 @@ class _Group:
     first_ns: int
 
 
-def to_ns(timestamp: str) -> int:
-    """Nanoseconds of an RFC 3339 time; microsecond precision is all a named log has."""
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
-
-
 def network_address(address: str | None) -> str | None:
-    if address is None:
-        return None
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    prefix = IPV4_PREFIX if ip.version == 4 else IPV6_PREFIX
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+    return None if address is None else str(client_network(address).network_address)
 
 
 def parse_window(text: str) -> float:
@@ -71,7 +58,7 @@ def rollup(events: Iterable[Event], window: float) -> Iterator[Event]:
         if event.timestamp is None:
             yield event
             continue
-        ns = to_ns(event.timestamp)
+        ns = to_epoch_ns(event.timestamp)
         start = ns - ns % width
         key = (event.host, event.reason, network_address(event.client_ip), start)
         group = open_groups.get(key)

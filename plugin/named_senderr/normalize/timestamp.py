@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from named_senderr.errors import ConfigError
@@ -151,3 +152,20 @@ def _utc(year: int, month: int, day: int, hour: str, minute: str, second: str, z
     except ValueError:
         return None  # 99-Bad-9999 99:99:99: keep the event, flag the time
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def to_epoch_ns(timestamp: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 UTC time such as ``2026-11-21T04:48:37.067Z``."""
+    text = timestamp.removesuffix("Z")
+    head, _, fraction = text.partition(".")
+    if len(head) == 19 and (fraction.isdigit() or not fraction):
+        return _epoch_seconds(head) * 1_000_000_000 + int((fraction + "000000000")[:9])
+    moment = datetime.fromisoformat(timestamp)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+@lru_cache(maxsize=4096)
+def _epoch_seconds(head: str) -> int:
+    """Cached per second: a busy log has thousands of lines in each."""
+    return int(datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp())

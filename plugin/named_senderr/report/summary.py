@@ -9,14 +9,14 @@ and "same numbers from every source" is a property of the tallies alone.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from named_senderr.normalize import network
+
 NONE = "(none)"  # the key for events without a host, qname or view
 TOP = 10
-IPV4_PREFIX, IPV6_PREFIX = 24, 56
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,8 @@ def parse_time(text: str) -> datetime:
 
 
 def client_network(address: str) -> str:
-    """The /24 of an IPv4 or the /56 of an IPv6 client: how operators group resolvers behind a NAT or site."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    prefix = IPV4_PREFIX if ip.version == 4 else IPV6_PREFIX
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    """The client's /24 or /56 in CIDR form, the key the report counts by."""
+    return str(network.client_network(address))
 
 
 def window_ending(end: datetime, since: timedelta) -> Window:

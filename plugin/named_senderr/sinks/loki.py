@@ -9,13 +9,12 @@ whose stream, time and line it already has, so a retry or replay adds nothing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import lru_cache
 from operator import itemgetter
 
 import orjson
 
 from named_senderr.event import Event, to_flat
+from named_senderr.normalize.timestamp import to_epoch_ns
 from named_senderr.ship_config import SinkConfig
 from named_senderr.sinks.elasticsearch import MAX_REASON
 from named_senderr.sinks.http import HttpClient, Reply
@@ -39,12 +38,12 @@ class LokiSink:
         self._labels = config.labels
         self._job = config.job
         self._metadata = config.structured_metadata
-        self._ingest_ns = to_ns(ingest_time)
+        self._ingest_ns = to_epoch_ns(ingest_time)
 
     def encode(self, event: Event) -> tuple[Item, int]:
         """The entry is serialized here, once: a push only groups, sorts and joins entries."""
         flat = to_flat(event)
-        ns = to_ns(event.timestamp) if event.timestamp else self._ingest_ns
+        ns = to_epoch_ns(event.timestamp) if event.timestamp else self._ingest_ns
         key = tuple(self._job if name == "job" else flat[name] for name in self._labels)
         metadata = b""
         if self._metadata:
@@ -140,20 +139,3 @@ def classify_push(reply: Reply, items: list) -> Outcome:
     if status in (404, 405):
         return Outcome(fatal=f"{status}: no push API at {PUSH_PATH} here ({reason}); check host, port and path")
     return dead_all(items, f"{status}: {reason}")
-
-
-def to_ns(timestamp: str) -> int:
-    """Nanoseconds since the epoch of an RFC 3339 UTC time such as ``2026-11-21T04:48:37.067Z``."""
-    text = timestamp.removesuffix("Z")
-    head, _, fraction = text.partition(".")
-    if len(head) == 19 and (fraction.isdigit() or not fraction):
-        return _epoch_seconds(head) * 1_000_000_000 + int((fraction + "000000000")[:9])
-    moment = datetime.fromisoformat(timestamp)
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
-
-
-@lru_cache(maxsize=4096)
-def _epoch_seconds(head: str) -> int:
-    """Cached per second: a busy log has thousands of lines in each."""
-    return int(datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp())
