@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Real-server fixtures (``elasticsearch_url``, ``opensearch_url``, ``loki_url``) start one server per test
+Real-server fixtures (``elasticsearch_url``, ``opensearch_url``, ``victorialogs_url``) start one server per test
 session from the cache filled by ``python -m tests.servers prepare`` (or fill it on first use). Tests
 that use them get the ``servers`` marker automatically, so ``pytest -m "not servers"`` skips them.
 Without Java/Go, or when preparation fails, they are skipped — except under ``CI=true``, where a
@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 from tests import servers  # noqa: E402
 
-SERVER_FIXTURES = {"elasticsearch_url": "elasticsearch", "opensearch_url": "opensearch", "loki_url": "loki"}
+SERVER_FIXTURES = {"elasticsearch_url": "elasticsearch", "opensearch_url": "opensearch", "victorialogs_url": "victorialogs"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,9 +77,12 @@ def opensearch_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def loki_url() -> Iterator[str]:
-    """Base URL (``http://127.0.0.1:PORT``) of a fresh single-binary Loki 3.x, auth off, old samples allowed."""
-    yield from _run_server("loki")
+def victorialogs_url() -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:PORT``) of a fresh VictoriaLogs, retention long enough for the fixtures.
+
+    It also serves the Loki push API at ``/insert/loki/api/v1/push``: the Loki sink's real server here.
+    """
+    yield from _run_server("victorialogs")
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
-"""Real Elasticsearch, OpenSearch and Loki servers for integration tests.
+"""Real Elasticsearch, OpenSearch and VictoriaLogs servers for integration tests.
 
-The servers are downloaded (ES/OS integ-test zips from Maven Central) or built (Loki from its Go
-module through the Go proxy) once into a cache outside the repository, then started per test session
+The servers are downloaded (ES/OS integ-test zips from Maven Central) or built (VictoriaLogs from its
+Go module through the Go proxy) once into a cache outside the repository, then started per test session
 on a free loopback port with a throw-away data directory. ``python -m tests.servers`` drives the same
 code from the command line (``prepare`` for CI, ``run`` for manual poking).
 """
@@ -35,7 +35,7 @@ __all__ = [
     "start",
 ]
 
-SERVER_NAMES = ("elasticsearch", "opensearch", "loki")
+SERVER_NAMES = ("elasticsearch", "opensearch", "victorialogs")
 STARTUP_TIMEOUT = float(os.environ.get("NAMED_SENDERR_SERVER_TIMEOUT", "180"))
 
 
@@ -220,10 +220,10 @@ def new_data_dir(name: str) -> Path:
 
 def prepare(name: str) -> Path:
     """Download or build ``name`` into the cache if needed; return its install directory."""
-    from . import java, loki
+    from . import java, victorialogs
 
-    if name == "loki":
-        return loki.prepare()
+    if name == "victorialogs":
+        return victorialogs.prepare()
     if name in ("elasticsearch", "opensearch"):
         return java.prepare(java.DISTRIBUTIONS[name])
     raise ValueError(f"unknown server {name!r}; expected one of {SERVER_NAMES}")
@@ -231,10 +231,10 @@ def prepare(name: str) -> Path:
 
 def start(name: str, *, keep_data: bool = False) -> Server:
     """Prepare (if needed) and start ``name`` on a free port; the caller must ``stop()`` it."""
-    from . import java, loki
+    from . import java, victorialogs
 
-    if name == "loki":
-        server = loki.start(prepare(name))
+    if name == "victorialogs":
+        server = victorialogs.start(prepare(name))
     elif name in ("elasticsearch", "opensearch"):
         java.java_home()  # no JDK: fail before downloading anything
         server = java.start(java.DISTRIBUTIONS[name], prepare(name))

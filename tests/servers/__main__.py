@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
             names = SERVER_NAMES if args.name == "all" else (args.name,)
             print(f"cache: {cache_dir()}", flush=True)
             for name in names:
-                slow = " (builds from source: several minutes the first time)" if name == "loki" else ""
+                slow = " (builds from its Go module: about 1.5 min the first time)" if name == "victorialogs" else ""
                 print(f"{name}: preparing{slow}…", flush=True)
                 t0 = time.monotonic()
                 home = prepare(name)
