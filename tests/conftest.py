@@ -23,7 +23,11 @@ if str(ROOT) not in sys.path:
 
 from tests import servers  # noqa: E402
 
-SERVER_FIXTURES = {"elasticsearch_url": "elasticsearch", "opensearch_url": "opensearch", "victorialogs_url": "victorialogs"}
+SERVER_FIXTURES = {
+    "elasticsearch_url": "elasticsearch",
+    "opensearch_url": "opensearch",
+    "victorialogs_url": "victorialogs",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
