@@ -1,10 +1,17 @@
-"""report: the fixture fleet summed from files, Elasticsearch and Loki gives the same, known numbers."""
+"""report: the fixture fleet summed from files, Elasticsearch, OpenSearch and Loki gives the same, known numbers.
+
+Elasticsearch and OpenSearch are real servers. Loki is AGPL and not run: its side is a scripted loopback
+server answering in the shapes Loki's HTTP API reference documents, and every LogQL query the report
+sends is parsed by Grafana's own LogQL grammar (``tests/logql``).
+"""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
@@ -12,7 +19,11 @@ import pytest
 from named_senderr.cli import main
 from named_senderr.cli.report import parse_since, parse_until, summarize
 from named_senderr.errors import ConfigError
-from named_senderr.report.summary import Summary, client_network
+from named_senderr.report.files import tally_files
+from named_senderr.report.stores import LOKI_SERIES
+from named_senderr.report.summary import NONE, Summary, Tallies, client_network, parse_time, window_ending
+from tests import logql
+from tests.faults import FaultServer, Plan, Reply, Request
 
 FLEET = sorted(str(p) for p in (Path(__file__).resolve().parent / "data" / "fleet").glob("*.log"))
 UNTIL, SINCE = "2026-11-20T11:00:00Z", "1h"
@@ -101,12 +112,127 @@ def test_search_store_report_equals_the_files_report(kind: str, request, tmp_pat
     assert numbers(poll_summary(url, expected)) == expected
 
 
-@pytest.mark.servers
-def test_loki_report_equals_the_files_report(loki_url: str, tmp_path: Path) -> None:
-    url = f"loki+{loki_url}?job=report-{uuid.uuid4().hex[:8]}"
-    ship_fleet(tmp_path, url)
-    expected = numbers(fleet_summary(FLEET))
-    assert numbers(poll_summary(url, expected)) == expected
+# --- Loki: its query API as documented, on a scripted loopback server (Loki is AGPL and not run) -------------
+# Shapes from Loki's HTTP API reference (docs/sources/reference/loki-http-api.md): /loki/api/v1/query answers
+# "vector" (or "streams" to a log query, which Loki refuses on /query with 400), each result
+# {"metric": {labels}, "value": [<number: unix seconds>, "<string: value>"]}; /loki/api/v1/query_range answers
+# "matrix" (or "streams"), each {"metric": {labels}, "values": [[<number>, "<string>"], ...]} oldest first;
+# "data" carries "stats" too; absent labels are absent from "metric". Timestamps are RFC 3339 or numbers, a step
+# a duration [0-9]+[smhdwy] or float seconds, and anything else is a 400.
+
+LOKI_STATS = {"summary": {"bytesProcessedPerSecond": 0, "execTime": 0.002, "linesProcessedPerSecond": 0,
+                          "queueTime": 0, "totalBytesProcessed": 0, "totalLinesProcessed": 0}}  # fmt: skip
+_STEP = re.compile(r"^(\d+[smhdwy]|\d+(\.\d+)?)$")
+
+
+def loki_series(tallies: Tallies) -> dict[tuple[str, str], list[tuple[dict[str, str], str | None, int]]]:
+    """(endpoint, grouping) -> (labels, minute or None, count): what Loki holds for events with these tallies."""
+
+    def labels(**values: str) -> dict[str, str]:
+        return {k: v for k, v in values.items() if v != NONE}  # Loki leaves an absent label out of "metric"
+
+    return {
+        ("query", "host, reason"): [(labels(host=h, reason=r), None, n) for (h, r), n in tallies.host_reason.items()],
+        ("query", "client_ip"): [(labels(client_ip=a), None, n) for a, n in tallies.client_ip.items()],
+        ("query", "qname"): [(labels(qname=q), None, n) for q, n in tallies.qname.items()],
+        ("query", "view"): [(labels(view=v), None, n) for v, n in tallies.view.items()],
+        ("query_range", "reason"): [(labels(reason=r), m, n) for (m, r), n in tallies.minute_reason.items()],
+        ("query_range", "host"): [(labels(host=h), m, n) for (h, m), n in tallies.host_minute.items()],
+    }
+
+
+def loki_answer(result_type: str, result: list[dict]) -> Reply:
+    body = {"status": "success", "data": {"resultType": result_type, "result": result, "stats": LOKI_STATS}}
+    return Reply(200, orjson.dumps(body), {"Content-Type": "application/json"})
+
+
+def loki_time(text: str) -> float:
+    """A documented timestamp (RFC 3339, or a number: nanoseconds when whole) as unix seconds, else ValueError."""
+    if re.fullmatch(r"\d+", text):
+        return int(text) / 1e9
+    return float(text) if re.fullmatch(r"\d+\.\d*", text) else parse_time(text).timestamp()
+
+
+def unix(seconds: float) -> int | float:
+    """A sample time as Loki writes it: unix seconds, with a fraction only when there is one."""
+    return int(seconds) if seconds == int(seconds) else seconds
+
+
+def scripted_loki(tallies: Tallies) -> Plan:
+    """Loki holding events with ``tallies``, answering the report's metric queries as the API reference shows."""
+    series = loki_series(tallies)
+
+    def plan(request: Request, _: int) -> Reply:
+        url = urlsplit(request.path)
+        params = {k: v[0] for k, v in parse_qs(url.query).items()}
+        endpoint = url.path.removeprefix("/loki/api/v1/")
+        grouping = re.search(r"sum by \(([^)]*)\)", params.get("query", ""))
+        try:
+            times = [loki_time(params[k]) for k in (("time",) if endpoint == "query" else ("start", "end"))]
+        except (KeyError, ValueError) as exc:
+            return Reply(400, f"invalid parameter: {exc}".encode())
+        if request.method != "GET" or not grouping or (endpoint, grouping[1]) not in series:
+            return Reply(400, b"parse error: not a query this Loki holds an answer for")
+        found = series[endpoint, grouping[1]]
+        if endpoint == "query":
+            limit = re.match(r"topk\((\d+),", params["query"])
+            ranked = sorted(found, key=lambda s: -s[2])[: int(limit[1]) if limit else None]
+            return loki_answer("vector", [{"metric": m, "value": [unix(times[0]), str(n)]} for m, _, n in ranked])
+        if not _STEP.match(params.get("step", "")):
+            return Reply(400, b"invalid parameter: step")
+        points: dict[str, list[list]] = {}
+        for metric, minute, n in found:  # count_over_time([1m]) at t counts the minute before t
+            stamp = parse_time(minute.replace("Z", ":00Z")).timestamp() + 60
+            if times[0] <= stamp <= times[1] and n:
+                points.setdefault(orjson.dumps(metric, option=orjson.OPT_SORT_KEYS).decode(), []).append(
+                    [unix(stamp), str(n)]
+                )
+        result = [{"metric": orjson.loads(k), "values": sorted(v)} for k, v in points.items()]
+        return loki_answer("matrix", result)
+
+    return plan
+
+
+def fleet_tallies() -> Tallies:
+    return tally_files(FLEET, window_ending(parse_until(UNTIL), parse_since(SINCE)), print)
+
+
+def test_loki_report_from_documented_answers_equals_the_files_report() -> None:
+    with FaultServer(scripted_loki(fleet_tallies())) as loki:
+        assert numbers(fleet_summary([f"loki+{loki.url}?job=named-senderr"])) == numbers(fleet_summary(FLEET))
+
+
+def test_loki_report_sends_only_metric_queries_grafanas_grammar_parses() -> None:
+    """Metric queries only: Loki answers them with a vector or a matrix, never with log streams."""
+    with FaultServer(scripted_loki(fleet_tallies())) as loki:
+        fleet_summary([f"loki+{loki.url}?job=named-senderr"])
+    queries = [parse_qs(urlsplit(r.path).query)["query"][0] for r in loki.requests]
+    parsed = logql.parse(queries)
+    assert len(queries) == 6 and [p.explain() for p in parsed if not p.ok] == []
+    assert {p.kind for p in parsed} == {"MetricExpr"}
+
+
+def test_loki_report_marks_client_addresses_bounded_at_the_series_limit() -> None:
+    """Loki's topk keeps LOKI_SERIES of the 520 addresses: the tally is cut, and the report says so."""
+    tallies = Tallies()
+    tallies.client_ip.update({f"192.0.2.{i}" if i < 250 else f"2001:db8::{i:x}": 1 for i in range(LOKI_SERIES + 20)})
+    with FaultServer(scripted_loki(tallies)) as loki:
+        summary = fleet_summary([f"loki+{loki.url}?job=named-senderr"])
+    assert summary.bounded == ["client_ip"] and sum(n for _, n in summary.client_networks) == LOKI_SERIES
+
+
+def test_loki_report_sends_the_tenant_with_every_query() -> None:
+    with FaultServer(scripted_loki(fleet_tallies())) as loki:
+        fleet_summary([f"loki+{loki.url}?job=named-senderr&tenant=dns"])
+    assert [r.headers.get("x-scope-orgid") for r in loki.requests] == ["dns"] * 6
+
+
+def test_loki_refusing_a_query_names_the_query_and_its_answer(capsys) -> None:
+    refuse = lambda request, _: Reply(400, b"parse error at line 1, col 6: syntax error: unexpected IDENTIFIER")  # noqa: E731
+    with FaultServer(refuse) as loki:
+        code = main(["report", "--from", f"loki+{loki.url}?job=named-senderr", "--since", SINCE, "--until", UNTIL])
+    err = capsys.readouterr().err
+    assert code != 0 and "count_over_time" in err and "refused: 400: parse error at line 1" in err
 
 
 def test_by_client_net_prints_only_the_network_table(capsys) -> None:
