@@ -142,7 +142,7 @@ def test_item_count_mismatch_stops_the_sink() -> None:
 
 def test_error_reason_includes_the_cause() -> None:
     body = b'{"error":{"type":"a","reason":"b","caused_by":{"type":"c","reason":"d"}}}'
-    assert error_reason(body) == "a: b (caused by c: d)"
+    assert error_reason(Reply(400, body)) == "a: b (caused by c: d)"
 
 
 def test_dead_record_keeps_action_and_document_as_json() -> None:
