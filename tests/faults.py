@@ -9,6 +9,8 @@ checked where a user would check it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.client
 import ssl
 import subprocess
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 
@@ -172,6 +174,29 @@ def bulk_answer(statuses: list[int], reason: str = "rejected") -> Reply:
         items.append({"create": result})
     body = orjson.dumps({"errors": any(s >= 300 for s in statuses), "items": items})
     return Reply(200, body, {"Content-Type": "application/json"})
+
+
+def echoed_headers(request: Request) -> str:
+    """The request's headers as a careless server or proxy quotes them: as sent, URL-encoded, Basic decoded."""
+    auth = request.headers.get("authorization", "")
+    try:
+        decoded = base64.b64decode(auth.partition(" ")[2], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    return f"refused request with headers {request.headers!r} (auth {quote(auth, safe='')}, credentials {decoded})"
+
+
+def echoing(status: int) -> Plan:
+    """Answer every request ``status`` with an Elasticsearch-style error that quotes the request's headers;
+    ``status`` 200 answers ``_bulk`` with every item refused (400) for that reason."""
+
+    def plan(request: Request, n: int) -> Reply:
+        if status == 200:
+            return bulk_answer([400] * (len(request.ndjson) // 2), echoed_headers(request))
+        body = orjson.dumps({"error": {"type": "security_exception", "reason": echoed_headers(request)}})
+        return Reply(status, body, {"Content-Type": "application/json"})
+
+    return plan
 
 
 def make_pki(directory: Path) -> Path:

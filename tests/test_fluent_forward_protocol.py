@@ -147,6 +147,22 @@ def test_invalid_entries_are_skipped_and_counted():
     assert frame.invalid == 2
 
 
+@pytest.mark.parametrize("nanoseconds", [1_000_000_000, 4_000_000_000, 2**32 - 1])
+def test_event_time_with_a_second_or_more_of_nanoseconds_is_skipped_and_counted(nanoseconds: int):
+    """As Fluent Bit's decoder refuses it; carried into the seconds it would be a time the sender never had."""
+    bad = w.array(w.event_time(1_700_000_000, nanoseconds), w.record(log="bad"))
+    bad_with_metadata = w.array(w.array(w.event_time(1_700_000_000, nanoseconds), w.fmap()), w.record(log="bad"))
+    good = w.array(w.event_time(1_700_000_000, 999_999_999), w.record(log="good"))
+    frame = decode_one(w.forward("t", [bad, good, bad_with_metadata]))
+    assert [(e.time, e.record) for e in frame.entries] == [(EventTime(1_700_000_000, 999_999_999), {"log": "good"})]
+    assert frame.invalid == 2 and str(nanoseconds) in frame.invalid_detail
+
+
+def test_float_time_just_below_a_whole_second_rounds_up_to_it():
+    assert EventTime.from_float(1.9999999999) == EventTime(2, 0)  # was EventTime(1, 0): a second early
+    assert EventTime.from_float(1.25) == EventTime(1, 250_000_000)
+
+
 def test_non_utf8_bytes_in_a_record_are_kept_recoverably():
     frame = decode_one(w.message("t", w.uint(1), w.fmap((w.s("log"), w.s(b"caf\xe9")))))
     value = frame.entries[0].record["log"]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from fluent.sender import FluentSender
 from tests import test_fluent_forward_wire as w
 from tests.polling import wait_until
 from tests.test_forward_output import Receiver
+from tests.test_ship_servers import count
 
 SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "samples" / "named.log"
 LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#53 (example.com): error sending response: would block"
@@ -141,6 +143,26 @@ def test_to_url_hands_events_to_the_ship_sinks(serve):
     assert server.stop() == 0
     assert "stdout: sent 39" in server.stderr
     assert "client_port" in server.lines[0] and "event" not in server.lines[0]
+
+
+def test_the_same_line_at_two_times_is_two_documents_and_a_resent_chunk_adds_none(serve, elasticsearch_url, tmp_path):
+    """A line whose time the sender split off (Fluent Bit's syslog or a parser) is told apart by its EventTime;
+    the same line twice at the same time is one event, as nothing tells it from a resend."""
+    index = f"named-senderr-ids-{uuid.uuid4().hex[:8]}"
+    server = serve("--to", f"elasticsearch+{elasticsearch_url}/{index}", "--dead-letter", str(tmp_path / "dead"))
+    bare = LINE.split(" ", 2)[2]  # the line without named's own time
+    times = [w.event_time(1_700_000_000, 0), w.event_time(1_700_000_001, 0), w.event_time(1_700_000_000, 0)]
+    frame = w.forward("t", [w.array(time, w.record(log=bare)) for time in times], w.chunk_option("c1"))
+    for _ in range(2):  # the second time as a sender whose ack was lost resends the chunk
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            sock.sendall(frame)
+            unpacker = msgpack.Unpacker(raw=False)
+            while not (answers := list(unpacker)):
+                unpacker.feed(sock.recv(4096))
+        assert answers == [{"ack": "c1"}]
+    assert server.stop() == 0  # SIGTERM: the sink delivers what it holds before the exit
+    assert count(elasticsearch_url, index) == 2
+    assert "sent 2, already stored 4" in server.stderr
 
 
 def test_to_and_to_forward_together_is_a_usage_error():

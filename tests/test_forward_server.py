@@ -186,6 +186,15 @@ def test_fluent_bit_metadata_entries(server: RunningServer):
     assert len(server.output.events) == 1
 
 
+def test_event_time_with_4e9_nanoseconds_is_skipped_counted_and_the_rest_acknowledged(server: RunningServer):
+    """It rendered as ``....4000Z``; now the entry is refused (as Fluent Bit does) and its neighbours go through."""
+    bad = w.array(w.event_time(1_700_000_000, 4_000_000_000), w.record(message=BARE_LINE))
+    good = w.array(w.event_time(1_700_000_000, 250_000_000), w.record(message=BARE_LINE))
+    assert send_and_ack(server.port, w.forward("t", [bad, good], w.chunk_option("ns"))) == {"ack": "ns"}
+    assert [event.timestamp for event in server.output.events] == ["2023-11-14T22:13:20.250Z"]
+    assert server.stats.invalid_entries == 1
+
+
 def test_frames_without_chunk_get_no_ack(server: RunningServer):
     with connect(server.port) as sock:
         sock.sendall(w.message("t", w.uint(1), w.record(log=LINE)))

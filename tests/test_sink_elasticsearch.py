@@ -53,6 +53,18 @@ def test_id_differs_for_another_host() -> None:
     assert event_id(event(host="ns1"), "/") != event_id(event(host="ns2"), "/")
 
 
+def test_id_of_an_event_with_an_offset_is_the_one_earlier_versions_gave() -> None:
+    """Pinned: a replay of files shipped by an earlier version must find its documents (409), not add new ones."""
+    assert event_id(event(), "/") == "8dLmLZ76wvZi7RtZn_uaJVEnh6KeHiRog_ksxkQjKJw"
+
+
+def test_id_without_an_offset_differs_for_the_same_line_at_another_time() -> None:
+    """A Forward or syslog event has no offset: its time tells two identical lines apart."""
+    first = event(file=None, offset=None, timestamp="2026-11-21T04:48:37.067Z")
+    assert event_id(first, "/") != event_id(event(file=None, offset=None, timestamp="2026-11-21T04:48:38.067Z"), "/")
+    assert event_id(first, "/") == event_id(event(file=None, offset=None, timestamp="2026-11-21T04:48:37.067Z"), "/")
+
+
 def test_id_is_43_base64url_characters() -> None:
     ident = event_id(event(), "/")
     assert len(ident) == 43 and set(ident) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -142,7 +154,7 @@ def test_item_count_mismatch_stops_the_sink() -> None:
 
 def test_error_reason_includes_the_cause() -> None:
     body = b'{"error":{"type":"a","reason":"b","caused_by":{"type":"c","reason":"d"}}}'
-    assert error_reason(body) == "a: b (caused by c: d)"
+    assert error_reason(Reply(400, body)) == "a: b (caused by c: d)"
 
 
 def test_dead_record_keeps_action_and_document_as_json() -> None:

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 EVENT_TIME_EXT = 0
+NS_PER_SECOND = 1_000_000_000  # an EventTime's nanoseconds are the fraction of its second: below this
 MAX_DEPTH = 64  # records nest a few levels; deeper is hostile (msgpack itself stops at 1024)
 _EVENT_TIME = struct.Struct(">II")
 
@@ -65,7 +66,8 @@ class EventTime(NamedTuple):
     @classmethod
     def from_float(cls, value: float) -> EventTime:
         seconds = int(value)
-        return cls(seconds, round((value - seconds) * 1e9) % 1_000_000_000)
+        nanoseconds = round((value - seconds) * 1e9)  # 1.9999999999 rounds up to the next second
+        return cls(seconds + 1, 0) if nanoseconds == NS_PER_SECOND else cls(seconds, nanoseconds)
 
     @classmethod
     def unpack(cls, data: bytes) -> EventTime:
@@ -235,7 +237,7 @@ def _add_entries(frame: Frame, entries: Iterable[Any]) -> None:
     for raw in entries:
         if type(raw) is list and len(raw) == 2:
             time, record = raw
-            if type(time) is EventTime and type(record) is dict and time.seconds:  # the common case, fast
+            if type(time) is EventTime and type(record) is dict and time.seconds and time.nanoseconds < NS_PER_SECOND:
                 append(Entry(time, record))
                 continue
         _add_slowly(frame, raw)
@@ -262,8 +264,15 @@ def _add_slowly(frame: Frame, raw: Any) -> None:
 
 
 def _event_time(value: Any) -> EventTime | bool | None:
-    """EventTime, None for "now" (0 or nil, as Fluentd reads them), or False when not a time."""
+    """EventTime, None for "now" (0 or nil, as Fluentd reads them), or False when not a time.
+
+    Nanoseconds of 10^9 or more are not a time: Fluent Bit refuses such an EventTime when it decodes
+    one and never encodes one (flb_time_is_valid_eventtime), and carrying them into the seconds would
+    forge a time the sender never had.
+    """
     if isinstance(value, EventTime):
+        if value.nanoseconds >= NS_PER_SECOND:
+            return False
         return value if value.seconds or value.nanoseconds else None
     if isinstance(value, bool):
         return False

@@ -138,7 +138,7 @@ def _json(reply: Reply, name: str, what: str) -> dict:
     if reply.status == 0:
         raise InputError(f"{name}: {reply.fatal or reply.error}; check the URL and that the server is up")
     if not 200 <= reply.status < 300:
-        text = reply.body[:300].decode("utf-8", "replace")
+        text = reply.text(300)
         if "too_many_buckets" in text:
             raise InputError(
                 f"{name}: more hosts x active minutes than the store's search.max_buckets; "

@@ -15,14 +15,13 @@ import orjson
 
 from named_senderr.event import Event, to_ecs
 from named_senderr.ship_config import SinkConfig
-from named_senderr.sinks.http import HttpClient, Reply
+from named_senderr.sinks.http import MAX_REASON, HttpClient, Reply
 from named_senderr.sinks.ids import event_id
 from named_senderr.sinks.outcome import Outcome, dead_all, retry_all, unanswered
 
 # Only what classification reads: a replay of 5,000 documents answers a few KB, not a few MB.
 BULK_PARAMS = {"filter_path": "errors,items.*.status,items.*.error"}
 CREDENTIALS_FIX = "check username/password_env, api_key_env or bearer_token_env and the user's index privileges"
-MAX_REASON = 1000
 
 
 class BulkSink:
@@ -69,32 +68,30 @@ def classify_bulk(reply: Reply, items: list) -> Outcome:
     if status == 413:
         return Outcome(too_large=True, error="413: request larger than the server's http.max_content_length")
     if status == 429 or status >= 500:
-        return retry_all(items, f"{status}: {error_reason(reply.body)}", reply.retry_after)
+        return retry_all(items, f"{status}: {error_reason(reply)}", reply.retry_after)
     if status in (401, 403):
-        return Outcome(fatal=f"{status}: {error_reason(reply.body)}; {CREDENTIALS_FIX}")
+        return Outcome(fatal=f"{status}: {error_reason(reply)}; {CREDENTIALS_FIX}")
     if status in (404, 405):
-        return Outcome(
-            fatal=f"{status}: no _bulk API at this URL ({error_reason(reply.body)}); check host, port and path"
-        )
+        return Outcome(fatal=f"{status}: no _bulk API at this URL ({error_reason(reply)}); check host, port and path")
     if status != 200 and not _is_server_error(reply.body):
         # Not Elasticsearch's own error object: something in front (a proxy refusing the TLS client
         # certificate, an HTML error page) refused the request; the events are not at fault.
-        return Outcome(fatal=f"{status} from something in front of the server: {error_reason(reply.body)}")
+        return Outcome(fatal=f"{status} from something in front of the server: {error_reason(reply)}")
     if status != 200:
-        return dead_all(items, f"{status}: {error_reason(reply.body)}")
+        return dead_all(items, f"{status}: {error_reason(reply)}")
     try:
         body = orjson.loads(reply.body)
         results = [next(iter(result.values())) for result in body.get("items", ())] if body.get("errors") else None
     except (orjson.JSONDecodeError, AttributeError, StopIteration):
-        return Outcome(fatal=f"the answer to _bulk is not bulk JSON: {reply.body[:200]!r}; is this Elasticsearch?")
+        return Outcome(fatal=f"the answer to _bulk is not bulk JSON: {reply.text(200)!r}; is this Elasticsearch?")
     if results is None:
         return Outcome(delivered=len(items))
     if len(results) != len(items):
         return Outcome(fatal=f"_bulk answered {len(results)} items for {len(items)} sent")
-    return _per_item(items, results)
+    return _per_item(items, results, reply)
 
 
-def _per_item(items: list, results: list[dict]) -> Outcome:
+def _per_item(items: list, results: list[dict], reply: Reply) -> Outcome:
     outcome = Outcome()
     for item, result in zip(items, results, strict=True):
         status = result.get("status", 0)
@@ -104,9 +101,9 @@ def _per_item(items: list, results: list[dict]) -> Outcome:
             outcome.duplicates += 1
         elif status == 429 or status >= 500:
             outcome.retry.append(item)
-            outcome.error = f"{status}: {_describe(result.get('error'))}"
+            outcome.error = f"{status}: {_describe(result.get('error'), reply)}"
         else:
-            outcome.dead.append((item, f"{status}: {_describe(result.get('error'))}"))
+            outcome.dead.append((item, f"{status}: {_describe(result.get('error'), reply)}"))
     return outcome
 
 
@@ -118,22 +115,23 @@ def _is_server_error(body: bytes) -> bool:
         return False
 
 
-def error_reason(body: bytes) -> str:
-    """The server's own words: ``type: reason`` from an error object, else the start of the body."""
+def error_reason(reply: Reply) -> str:
+    """The server's own words, secrets redacted: ``type: reason`` from an error object, else the start of the body."""
     try:
-        error = orjson.loads(body).get("error")
+        error = orjson.loads(reply.body).get("error")
     except (orjson.JSONDecodeError, AttributeError):
         error = None
     if error is None:
-        return body[:MAX_REASON].decode("utf-8", "replace").strip() or "no reason given"
-    return _describe(error)
+        return reply.text()
+    return _describe(error, reply)
 
 
-def _describe(error: object) -> str:
+def _describe(error: object, reply: Reply) -> str:
+    """An error object in a line, secrets redacted before the cut so no piece of one is left."""
     if not isinstance(error, dict):
-        return str(error)[:MAX_REASON]
+        return reply.redact(str(error))[:MAX_REASON]
     text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
     cause = error.get("caused_by")
     if isinstance(cause, dict):
         text += f" (caused by {cause.get('type')}: {cause.get('reason')})"
-    return text[:MAX_REASON]
+    return reply.redact(text)[:MAX_REASON]

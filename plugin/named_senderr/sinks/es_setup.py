@@ -95,7 +95,7 @@ def check_features(client: HttpClient, product: str, lifecycle: bool, data_strea
             _checked(reply, f"GET {path}")
         if reply.status != 200:
             raise SetupError(
-                f"this {product} has no {name} ({reply.status}: {error_reason(reply.body)}); "
+                f"this {product} has no {name} ({reply.status}: {error_reason(reply)}); "
                 f"run setup without {option} (the integ-test distributions lack ILM, ISM and Elasticsearch data streams)"
             )
 
@@ -106,7 +106,7 @@ def apply(client: HttpClient, steps: list[Step]) -> list[str]:
     for step in steps:
         body = orjson.dumps(step.body) if step.body is not None else None
         reply = client.request(step.method, step.path, body, {"Content-Type": "application/json"})
-        reason = error_reason(reply.body) if reply.status >= 300 else ""
+        reason = error_reason(reply) if reply.status >= 300 else ""
         if reply.status in (400, 409) and ("already_exists" in reason or "version_conflict" in reason):
             done.append(f"{step.what}: already there, left as it is")
             continue
@@ -136,7 +136,7 @@ def _checked(reply: Reply, what: str) -> Reply:
     if reply.status == 0:
         raise SetupError(f"{what}: {reply.error}; is the server up at this URL?")
     if reply.status in (401, 403):
-        raise SetupError(f"{what}: {reply.status}: {error_reason(reply.body)}; {PRIVILEGES_FIX}")
+        raise SetupError(f"{what}: {reply.status}: {error_reason(reply)}; {PRIVILEGES_FIX}")
     if reply.status >= 300:
-        raise SetupError(f"{what}: {reply.status}: {error_reason(reply.body)}")
+        raise SetupError(f"{what}: {reply.status}: {error_reason(reply)}")
     return reply

@@ -1,27 +1,29 @@
 """The pooled HTTP client the network sinks share: auth, TLS, gzip, and httpx errors mapped.
 
-Secrets are read once, at start, from the environment variable or file the
-configuration names, and live only in the client's default headers: no
-message, repr or dead letter carries them. ``post`` never raises for a
+Secrets (sinks/credentials.py) live only in the client's default headers and
+its Credentials. A Reply's ``body`` is for parsing; any text for a human made
+of an answer comes from ``Reply.text`` or ``Reply.redact``, which remove every
+form of the sink's secrets, so a server echoing the request's headers puts
+them in no message, exception or dead letter. ``post`` never raises for a
 transport failure; it returns a Reply with status 0 and the cause, so each
 sink's classification stays a pure function of a Reply.
 """
 
 from __future__ import annotations
 
-import base64
-import os
 import ssl
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import httpx
 
 from named_senderr.errors import ConfigError
-from named_senderr.ship_config import AuthConfig, SinkConfig, TlsConfig
+from named_senderr.ship_config import SinkConfig, TlsConfig
+from named_senderr.sinks.credentials import NO_CREDENTIALS, Credentials, read_credentials
 
 GZIP_LEVEL = 1  # level 1 already shrinks NDJSON ~8x; higher levels cost CPU the reader needs
+MAX_REASON = 1000  # characters of a server's words kept in a message
+SCAN_BYTES = 64 * 1024  # of a body read for a message: far more than MAX_REASON characters, so no secret is cut
 
 
 @dataclass(frozen=True)
@@ -29,40 +31,20 @@ class Reply:
     """A server's answer, or ``status`` 0 and ``error`` when none came; ``fatal`` when retrying cannot help."""
 
     status: int
-    body: bytes = b""
+    body: bytes = field(default=b"", repr=False)  # for parsing only: messages take text() or redact()
     retry_after: float | None = None
     error: str | None = None
     fatal: str | None = None
+    credentials: Credentials = field(default=NO_CREDENTIALS, repr=False, compare=False)
 
+    def text(self, limit: int = MAX_REASON) -> str:
+        """The start of the body for a message, secrets redacted before the cut so no piece of one is left."""
+        text = self.redact(self.body[:SCAN_BYTES].decode("utf-8", "replace")).strip()
+        return text[:limit] or "no reason given"
 
-def read_secret(env: str | None, file: Path | None, what: str, sink: str) -> str | None:
-    """The secret named by ``env`` or ``file``; the message on failure names where, never the value."""
-    if env:
-        value = os.environ.get(env)
-        if not value:
-            raise ConfigError(f"{sink}: {what}_env names {env}, which is not set; export {env} or use {what}_file")
-        return value
-    if file:
-        try:
-            value = file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{sink}: {what}_file {file}: {exc.strerror}; make it readable by this user") from None
-        if not value:
-            raise ConfigError(f"{sink}: {what}_file {file} is empty; write the {what} into it")
-        return value
-    return None
-
-
-def auth_headers(auth: AuthConfig, sink: str) -> dict[str, str]:
-    password = read_secret(auth.password_env, auth.password_file, "password", sink)
-    if auth.username and password is not None:
-        token = base64.b64encode(f"{auth.username}:{password}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {token}"}
-    api_key = read_secret(auth.api_key_env, auth.api_key_file, "api_key", sink)
-    if api_key is not None:
-        return {"Authorization": f"ApiKey {api_key}"}
-    bearer = read_secret(auth.bearer_token_env, auth.bearer_token_file, "bearer_token", sink)
-    return {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
+    def redact(self, text: str) -> str:
+        """``text`` (a server's words taken from this answer) without any secret of the sink that asked."""
+        return self.credentials.redact(text)
 
 
 def ssl_context(tls: TlsConfig, sink: str) -> ssl.SSLContext:
@@ -90,9 +72,10 @@ class HttpClient:
 
     def __init__(self, config: SinkConfig, headers: dict[str, str] | None = None) -> None:
         self.name = config.name
+        self.credentials = read_credentials(config.auth, config.name)
         self._client = httpx.Client(
             base_url=config.url,
-            headers={**auth_headers(config.auth, config.name), **(headers or {})},
+            headers={**self.credentials.headers, **(headers or {})},
             verify=ssl_context(config.tls, config.name),
             timeout=httpx.Timeout(config.timeout),
             limits=httpx.Limits(max_connections=config.workers + 1, max_keepalive_connections=config.workers + 1),
@@ -112,6 +95,7 @@ class HttpClient:
         headers: dict | None = None,
         params: dict | None = None,
     ) -> Reply:
+        redact = self.credentials.redact  # a transport's words may quote what the server sent
         try:
             response = self._client.request(method, path, content=content, headers=headers, params=params)
         except httpx.TimeoutException as exc:
@@ -119,13 +103,14 @@ class HttpClient:
         except httpx.ConnectError as exc:
             cause = _ssl_cause(exc)
             if cause is not None:
-                return Reply(0, fatal=_tls_message(cause))
-            return Reply(0, error=f"cannot connect: {exc}")
+                return Reply(0, fatal=redact(_tls_message(cause)))
+            return Reply(0, error=redact(f"cannot connect: {exc}"))
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            return Reply(0, error=f"connection cut: {exc or type(exc).__name__}")
+            return Reply(0, error=redact(f"connection cut: {exc or type(exc).__name__}"))
         except httpx.TransportError as exc:
-            return Reply(0, error=f"{type(exc).__name__}: {exc}")
-        return Reply(response.status_code, response.content, _retry_after(response.headers.get("Retry-After")))
+            return Reply(0, error=redact(f"{type(exc).__name__}: {exc}"))
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        return Reply(response.status_code, response.content, retry_after, credentials=self.credentials)
 
     def close(self) -> None:
         self._client.close()

@@ -2,6 +2,12 @@
 
 With ``create`` and this id, a retry after a lost answer or a replay of a whole
 file finds the document already there (409) instead of storing it twice.
+Where a source has no offsets (Forward, syslog), the event's time takes the
+offset's place: a resent chunk carries the same times, so it is still found
+stored, while the same line at another time (a Fluent Bit record whose time
+was split from its message) stays another event. Two identical lines at the
+same millisecond from the same host are one event: nothing tells them from a
+resend.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def event_id(event: Event, cwd: str) -> str:
-    """sha256 over host, absolute file path, byte offset and the original line; 43 base64url characters.
+    """sha256 over host, absolute file path, byte offset (or, without one, the time) and the original line.
+
+    43 base64url characters; ids of events with an offset are those earlier versions gave.
 
     ``cwd`` resolves a relative path, so ``./named.log`` and ``named.log`` give the same ids.
     """
@@ -26,7 +34,7 @@ def event_id(event: Event, cwd: str) -> str:
             (
                 (event.host or "").encode(),
                 _file_key(event.file, cwd) if event.file else b"-",
-                str(event.offset if event.offset is not None else "").encode(),
+                str(event.offset if event.offset is not None else event.timestamp or "").encode(),
                 event.original.encode("utf-8", "surrogateescape"),
             )
         )

@@ -16,7 +16,6 @@ import orjson
 from named_senderr.event import Event, to_flat
 from named_senderr.normalize.timestamp import to_epoch_ns
 from named_senderr.ship_config import SinkConfig
-from named_senderr.sinks.elasticsearch import MAX_REASON
 from named_senderr.sinks.http import HttpClient, Reply
 from named_senderr.sinks.outcome import Outcome, dead_all, retry_all, unanswered
 
@@ -121,7 +120,7 @@ def push_body(items: list[Item], label_names: tuple[str, ...], job: str) -> byte
 def classify_push(reply: Reply, items: list) -> Outcome:
     """Loki takes or refuses a push whole: 2xx stored, 429/5xx retry, 413 split, 400 dead with Loki's reason."""
     status = reply.status
-    reason = reply.body[:MAX_REASON].decode("utf-8", "replace").strip() or "no reason given"
+    reason = reply.text()
     if reply.fatal:
         return Outcome(fatal=reply.fatal)
     if status == 0:
