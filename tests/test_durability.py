@@ -1,9 +1,9 @@
 """At-least-once through the disk queue, exactly-once in the stores: crashes, outages, throttling, shutdown.
 
-Each test runs the real CLI against the real Elasticsearch or Loki started by the suite and counts
-what the store holds where a user would count it. ``ship --follow`` keeps its tail checkpoint in the
-queue directory and moves it only after the queue's fsync, so a ``kill -9`` loses nothing; the
-deterministic ids (Elasticsearch) and Loki's deduplication absorb what is sent twice.
+Each test runs the real CLI against the real Elasticsearch or VictoriaLogs (through its Loki push endpoint)
+started by the suite and counts what the store holds where a user would count it. ``ship --follow`` keeps its
+tail checkpoint in the queue directory and moves it only after the queue's fsync, so a ``kill -9`` loses
+nothing; Elasticsearch's deterministic ids absorb what is sent twice, VictoriaLogs keeps it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from named_senderr.cli import main
 from tests import servers
 from tests.faults import FaultServer, Forward, Reply, Request
-from tests.test_ship_servers import count, loki_counts, new_index
+from tests.test_ship_servers import count, logsql, new_index
 
 pytestmark = pytest.mark.servers
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,26 +103,37 @@ def test_kill_9_mid_stream_then_restart_leaves_every_event_once_in_elasticsearch
     assert unacked_segments(tmp_path / "queue") == []
 
 
-def test_kill_9_mid_stream_then_restart_leaves_every_entry_once_in_loki(loki_url: str, tmp_path: Path) -> None:
-    total = 30_000
+def test_kill_9_mid_stream_then_restart_loses_no_entry_pushed_to_victorialogs_as_loki(
+    victorialogs_url: str, tmp_path: Path
+) -> None:
+    """Nothing is lost; the batch in flight at the kill may be stored twice, and only that one.
+
+    The Loki sink asks Loki's query API what it kept before a replay (tested on Loki-shaped answers in
+    test_loki_stored.py); VictoriaLogs serves no Loki query API and does not deduplicate, so the replayed batch
+    (at most one: the consumer acknowledges batch by batch) is sent again unasked.
+    """
+    total, batch = 30_000, 100
     log = generate(tmp_path / "named.log", total, seed=7)
     job = f"test-{uuid.uuid4().hex[:8]}"
-    url = f"loki+{loki_url}?job={job}"
+    url = f"loki+{victorialogs_url}/insert?job={job}"
 
-    def stored() -> int:
-        return sum(loki_counts(loki_url, job).values())
+    def stored() -> dict[str, int]:
+        """Entries, and distinct events among them (each line of the one input file has its own offset)."""
+        rows = logsql(victorialogs_url, f'{{job="{job}"}} | stats count() entries, count_uniq(offset) events')
+        return {name: int(value) for name, value in rows[0].items()}
 
-    first = start_follow(tmp_path, url, log, batch=100)
-    poll(stored, lambda n: n > 0, timeout=60, interval=0.05)
+    first = start_follow(tmp_path, url, log, batch=batch)
+    poll(lambda: stored()["entries"], lambda n: n > 0, timeout=60, interval=0.05)
     first.kill()
     first.wait(10)
-    partial = stored()
+    partial = stored()["entries"]
     assert 0 < partial < total, "the kill must land mid-stream"
-    second = start_follow(tmp_path, url, log, batch=100)
-    final = poll(stored, lambda n: n >= total, timeout=180, interval=0.5)
+    second = start_follow(tmp_path, url, log, batch=batch)
+    poll(lambda: stored()["events"], lambda n: n >= total, timeout=180, interval=0.5)
     assert terminate(second) == 0
-    time.sleep(1)  # bounded settle: a duplicate, were there one, would show by now
-    assert final == total and stored() == total
+    time.sleep(1)  # bounded settle: every entry sent is searchable by now
+    final = stored()
+    assert final["events"] == total and total <= final["entries"] <= total + batch, final
     assert unacked_segments(tmp_path / "queue") == []
 
 

@@ -1,17 +1,20 @@
 """The real servers behave the way the sinks rely on: template + idempotent ``_bulk`` ``create`` + search
-on Elasticsearch/OpenSearch, JSON push with structured metadata + a LogQL count on Loki."""
+on Elasticsearch/OpenSearch, Loki push (JSON and gzip) with structured metadata + a LogsQL count on VictoriaLogs."""
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 
 import httpx
 import orjson
 import pytest
 
+from tests.test_ship_servers import logsql, logsql_counts
+
 pytestmark = pytest.mark.servers  # search_url reaches its server via getfixturevalue, invisible to the hook
 
-# A fixed 2026 time, months before "now": Loki must accept old samples and still query them.
+# A fixed 2026 time, months before "now": the stores must accept old entries and still query them.
 TS = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 TS_NS = int(TS.timestamp()) * 1_000_000_000
 
@@ -76,34 +79,29 @@ def test_search_template_bulk_create_and_search(search_url: str) -> None:
         assert [(h["_id"], h["_source"]["reason"]) for h in hits["hits"]] == [("b", "broken pipe"), ("a", "timed out")]
 
 
-def loki_push(http: httpx.Client, values: list[list[object]]) -> httpx.Response:
-    return http.post("/loki/api/v1/push", json={"streams": [{"stream": {"job": "x"}, "values": values}]})
+def loki_push(http: httpx.Client, values: list[list[object]], gzip: bool, tenant: str) -> httpx.Response:
+    body = orjson.dumps({"streams": [{"stream": {"job": "x"}, "values": values}]})
+    headers = {"Content-Type": "application/json", "X-Scope-OrgID": tenant}
+    if gzip:
+        body, headers = zlib.compress(body, wbits=31), {**headers, "Content-Encoding": "gzip"}
+    return http.post("/insert/loki/api/v1/push", content=body, headers=headers, params={"_msg_field": "message"})
 
 
-def test_loki_push_with_structured_metadata_and_count(loki_url: str) -> None:
+@pytest.mark.parametrize("gzip", [False, True], ids=["json", "gzip"])
+def test_victorialogs_loki_push_with_structured_metadata_and_count(victorialogs_url: str, gzip: bool) -> None:
+    """VictoriaLogs' Loki endpoint: JSON lines become fields, metadata too, the labels the stream; no deduplication."""
+    tenant = "7:1" if gzip else "7:0"  # one tenant per case: the counts below see only their own pushes
     values: list[list[object]] = [
-        [str(TS_NS + i), f"line {i}", {"reason": reason, "client_ip": f"192.0.2.{i}"}]
+        [str(TS_NS + i), orjson.dumps({"message": f"line {i}", "offset": i}).decode(), {"reason": reason,
+         "client_ip": f"192.0.2.{i}"}]
         for i, reason in enumerate(["timed out", "timed out", "broken pipe"])
+    ]  # fmt: skip
+    with httpx.Client(base_url=victorialogs_url, timeout=30) as http:
+        assert loki_push(http, values, gzip, tenant).status_code == 204
+        assert loki_push(http, values[:1], gzip, tenant).status_code == 204  # the same entry again: stored twice
+    counts = {"timed out": 3, "broken pipe": 1}
+    assert logsql_counts(victorialogs_url, '{job="x"}', counts, tenant=tenant) == counts
+    rows = logsql(victorialogs_url, '{job="x"} client_ip:="192.0.2.2" | fields _msg, _stream, _time, offset', tenant)
+    assert rows == [
+        {"_msg": "line 2", "_stream": '{job="x"}', "_time": "2026-03-01T12:00:00.000000002Z", "offset": "2"}
     ]
-    with httpx.Client(base_url=loki_url, timeout=30) as http:
-        resp = loki_push(http, values)
-        assert resp.status_code == 204, resp.text
-        # A retry with the original timestamps is deduplicated by Loki, not counted twice.
-        assert loki_push(http, values).status_code == 204
-
-        at = str(TS_NS + 10 * 1_000_000_000)
-        params = {"query": 'sum by (reason) (count_over_time({job="x"}[1h]))', "start": at, "end": at, "step": "60"}
-        resp = http.get("/loki/api/v1/query_range", params=params)
-        assert resp.status_code == 200, resp.text
-        data = resp.json()["data"]
-        assert data["resultType"] == "matrix"
-        counts = {series["metric"]["reason"]: series["values"][-1][1] for series in data["result"]}
-        assert counts == {"timed out": "2", "broken pipe": "1"}
-
-        # Structured metadata is filterable without being a stream label.
-        start, end = str(TS_NS - 1), str(TS_NS + 1_000_000_000_000)
-        params = {"query": '{job="x"} | client_ip="192.0.2.2"', "start": start, "end": end}
-        resp = http.get("/loki/api/v1/query_range", params=params)
-        assert resp.status_code == 200, resp.text
-        lines = [line for stream in resp.json()["data"]["result"] for _, line in stream["values"]]
-        assert lines == ["line 2"]

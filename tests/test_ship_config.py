@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from named_senderr.errors import ConfigError
+from named_senderr.event import to_flat
+from named_senderr.ship_config import FLAT_FIELDS
 from named_senderr.ship_load import load_ship_config, sink_from_url
+from tests.test_sink_elasticsearch import event
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,3 +160,24 @@ def test_config_is_frozen() -> None:
     config = load_ship_config(None, ["stdout:"], {})
     with pytest.raises(AttributeError):
         config.host = "x"  # type: ignore[misc]
+
+
+def test_victorialogs_msg_field_is_taken_under_its_own_name() -> None:
+    assert (
+        sink_from_url("loki+http://h:9428/insert?_msg_field=reason_text", {}, "--to", None).msg_field == "reason_text"
+    )
+
+
+def test_msg_field_naming_no_field_of_the_record_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"_msg_field 'mesage' is not a field of the record.*usually message"):
+        sink_from_url("loki+http://h:9428/insert?_msg_field=mesage", {}, "--to", None)
+
+
+def test_the_fields_msg_field_may_name_are_those_of_the_flat_record() -> None:
+    assert set(to_flat(event())) == FLAT_FIELDS
+
+
+@pytest.mark.parametrize(("key", "why"), [("_time_field", "takes _time from it"), ("_stream_fields", "labels=")])
+def test_victorialogs_settings_its_loki_endpoint_ignores_are_refused_with_the_reason(key: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"{key} does not apply to loki\\+ sinks: .*{re.escape(why)}"):
+        sink_from_url(f"loki+http://h:9428/insert?{key}=x", {}, "--to", None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from named_senderr.cli.parse import sample_path
 from named_senderr.ship_load import load_ship_config
@@ -122,6 +123,15 @@ def test_loki_tenant_is_sent_as_x_scope_orgid(tmp_path: Path) -> None:
     with FaultServer(lambda request, n: Reply(204)) as server:
         ship(f"loki+{server.url}?tenant=dns-team", tmp_path, max_events=100)
     assert server.requests[0].headers["x-scope-orgid"] == "dns-team"
+
+
+@pytest.mark.parametrize(("path", "pushed"), [("", "/loki/api/v1/push"),
+                                             ("/insert", "/insert/loki/api/v1/push?_msg_field=message")])  # fmt: skip
+def test_only_victorialogs_push_path_gets_its_message_field_setting(tmp_path: Path, path: str, pushed: str) -> None:
+    """Loki is sent nothing it does not document; VictoriaLogs (under /insert) is told which field is the message."""
+    with FaultServer(lambda request, n: Reply(204)) as server:
+        ship(f"loki+{server.url}{path}", tmp_path, max_events=100)
+    assert [r.path for r in server.requests] == [pushed]
 
 
 def test_bodies_are_gzip_compressed(tmp_path: Path) -> None:

@@ -104,6 +104,23 @@ def test_413_asks_for_a_split() -> None:
     assert classify_push(Reply(413, b"too large"), ITEMS).too_large
 
 
+# VictoriaLogs v1.52.1's own words (answers of the real server, tested end to end in test_ship_servers.py).
+def test_victorialogs_400_for_a_request_over_its_limit_asks_for_a_split() -> None:
+    reply = Reply(400, b"cannot read Loki json data: too big data size exceeding -loki.maxRequestSize=2000 bytes")
+    assert classify_push(reply, ITEMS).too_large
+
+
+def test_victorialogs_400_for_a_path_without_insert_stops_the_sink_with_the_fix() -> None:
+    outcome = classify_push(Reply(400, b'unsupported path requested: "/loki/api/v1/push"'), ITEMS)
+    assert "loki+http://HOST:9428/insert" in outcome.fatal and not outcome.dead
+
+
+def test_victorialogs_400_for_a_tenant_it_cannot_read_stops_the_sink_with_the_fix() -> None:
+    reason = b'cannot parse common params from request: cannot parse accountID from "dns-team"'
+    outcome = classify_push(Reply(400, reason), ITEMS)
+    assert "ACCOUNT:PROJECT" in outcome.fatal and not outcome.dead
+
+
 def test_connection_failure_retries_all() -> None:
     assert classify_push(Reply(0, error="connection cut"), ITEMS).retry == ITEMS
 

@@ -26,6 +26,8 @@ UNBOUNDED_LABELS = frozenset(
     | {"message", "reason_text", "hint", "repeat_count"}
 )
 MAX_LOKI_LABELS = 15
+# What VictoriaLogs may take as its message field (``_msg_field``): every key of the flat record, the Loki line.
+FLAT_FIELDS = (BOUNDED_LABELS | UNBOUNDED_LABELS) - {"job"}
 _INDEX_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 
 
@@ -91,6 +93,7 @@ class SinkConfig:
     job: str = "named-senderr"
     tenant: str | None = None
     structured_metadata: bool = True
+    msg_field: str | None = None  # VictoriaLogs' ``_msg_field`` on its Loki endpoint (the key is ``_msg_field``)
     format: str = "ecs"
 
     def __post_init__(self) -> None:
@@ -100,6 +103,11 @@ class SinkConfig:
             _check_index(self.name, self.index or "")
         if self.kind == "loki":
             _check_labels(self.name, self.labels)
+        if self.msg_field is not None and self.msg_field not in FLAT_FIELDS:
+            raise ConfigError(
+                f"{self.name}: _msg_field {self.msg_field!r} is not a field of the record, so VictoriaLogs would "
+                f"store 'missing _msg field'; choose one of {', '.join(sorted(FLAT_FIELDS))} (usually message)"
+            )
         if self.format not in ("ecs", "flat"):
             raise ConfigError(f"{self.name}: format {self.format!r} is not one of ecs, flat")
 

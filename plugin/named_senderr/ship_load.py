@@ -47,8 +47,18 @@ _COMMON = frozenset({"url", "auth", "tls", "timeout", "workers"})
 KIND_KEYS = {
     "elasticsearch": _COMMON,
     "opensearch": _COMMON,
-    "loki": _COMMON | {"labels", "job", "tenant", "structured_metadata"},
+    "loki": _COMMON | {"labels", "job", "tenant", "structured_metadata", "_msg_field"},
     "stdout": frozenset({"url", "format"}),
+}
+# VictoriaLogs' own names for its ingestion settings, and the SinkConfig field each sets. Its Loki endpoint
+# renames the named field of the parsed line to _msg (VictoriaLogs v1.52.1 app/vlinsert/loki/loki_json.go:168-171).
+VICTORIALOGS_KEYS = {"_msg_field": "msg_field"}
+# Its other settings that the Loki endpoint ignores or the labels already set (v1.52.1): _time comes from the
+# entry (loki_json.go:139-148,178; insertutil/common_params.go:348 leaves the time fields out), the stream from
+# the labels unless _stream_fields overrides them (loki_json.go:43,173-176).
+NOT_ON_LOKI = {
+    "_time_field": "each Loki entry carries its own time, and VictoriaLogs' Loki endpoint takes _time from it",
+    "_stream_fields": "VictoriaLogs makes the Loki labels its stream fields; choose them with labels=... instead",
 }
 _AUTH_KEYS = frozenset(f.name for f in fields(AuthConfig))
 _TLS_KEYS = frozenset(f.name for f in fields(TlsConfig))
@@ -149,9 +159,12 @@ def _sink(
             raise ConfigError(f"{where}: {name}: {key} is given both in the URL and in the table; keep one")
         target[key] = value
     for key in merged:
+        if kind == "loki" and key in NOT_ON_LOKI:
+            raise ConfigError(f"{where}: {name}: {key} does not apply to loki+ sinks: {NOT_ON_LOKI[key]}; remove it")
         if key in SECRET_KEYS or key not in KIND_KEYS[kind]:
             allowed = KIND_KEYS[kind] - {"url"} | (_AUTH_KEYS | _TLS_KEYS if kind != "stdout" else set())
             raise ConfigError(_unknown(key, f"{where}: {name}", allowed, kind))
+    merged = {VICTORIALOGS_KEYS.get(key, key): value for key, value in merged.items()}
     kwargs = build_kwargs(SinkConfig, merged, f"{where}: {name}", "", base, skip=("kind", "name", "url", "index"))
     return _make(SinkConfig, where, kind=kind, name=name, url=url, index=index, **kwargs)
 

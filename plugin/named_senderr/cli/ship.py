@@ -27,6 +27,9 @@ sinks (--to, repeatable; replaces the [[sinks]] of --config):
   loki+https://loki:3100?tenant=dns&ca_file=/etc/ssl/loki-ca.pem
   elasticsearch+https://es:9200/named-senderr?username=shipper&password_env=ES_PASSWORD
   secrets never go in a URL or a file of settings: name the variable (*_env) or file (*_file)
+  loki+http://HOST:9428/insert is VictoriaLogs' Loki endpoint: the line's fields become its fields,
+  _msg_field=FIELD names the message (default there: message), tenant=ACCOUNT[:PROJECT] (numbers);
+  it cannot be asked what it kept, so a batch cut off by a crash or a lost answer may be stored twice
 
 output:
   stderr  a live line on a terminal, then per sink: sent, already stored, retried, dead-lettered

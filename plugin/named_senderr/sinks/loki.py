@@ -5,11 +5,18 @@ ship_config). Per-client fields go into structured metadata and the line.
 Entries keep their original timestamps on every attempt: Loki drops an entry
 whose stream, time and line it already has, so a retry or replay adds nothing.
 ``classify_push`` is pure: a Reply and the items in, an Outcome out.
+
+VictoriaLogs serves the same push API under ``/insert`` (``loki+http://HOST:9428/insert``;
+app/vlinsert/loki/loki.go:26 of v1.52.1). There the line's JSON becomes fields,
+``_msg_field`` names the message (``message`` unless set), ``X-Scope-OrgID`` is
+read as ``ACCOUNT[:PROJECT]`` (loki.go:70-80), and, with no Loki query API to ask
+and no deduplication, a batch cut off by a crash or a lost answer may be stored twice.
 """
 
 from __future__ import annotations
 
 from operator import itemgetter
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -22,6 +29,8 @@ from named_senderr.sinks.outcome import Outcome, dead_all, retry_all, unanswered
 PUSH_PATH = "/loki/api/v1/push"
 QUERY_PATH = "/loki/api/v1/query_range"
 QUERY_LIMIT = 5000  # Loki's default max_entries_limit_per_query
+VICTORIALOGS_BASE = "/insert"  # VictoriaLogs' Loki push API is /insert/loki/api/v1/push
+VICTORIALOGS_MSG_FIELD = "message"
 METADATA_FIELDS = ("client_ip", "client_port", "qname", "view")
 Item = tuple[tuple, int, bytes]  # (label values, time in ns, the entry as JSON: ["ns", line, {metadata}])
 
@@ -38,6 +47,10 @@ class LokiSink:
         self._job = config.job
         self._metadata = config.structured_metadata
         self._ingest_ns = to_epoch_ns(ingest_time)
+        victorialogs = urlsplit(config.url).path.endswith(VICTORIALOGS_BASE)
+        msg_field = config.msg_field or (VICTORIALOGS_MSG_FIELD if victorialogs else None)
+        self._params = {"_msg_field": msg_field} if msg_field else None
+        self._asks_store = not victorialogs
 
     def encode(self, event: Event) -> tuple[Item, int]:
         """The entry is serialized here, once: a push only groups, sorts and joins entries."""
@@ -54,7 +67,7 @@ class LokiSink:
 
     def send(self, items: list[Item]) -> Outcome:
         body = push_body(items, self._labels, self._job)
-        return classify_push(self._client.post(PUSH_PATH, body, "application/json"), items)
+        return classify_push(self._client.post(PUSH_PATH, body, "application/json", self._params), items)
 
     def dead_record(self, item: Item) -> dict:
         key, ns, entry = item
@@ -68,8 +81,11 @@ class LokiSink:
 
         Loki drops an identical entry only while the first is still in the
         stream's open head block, so a batch sent just before a crash could
-        otherwise be stored twice. If the question fails, everything is sent.
+        otherwise be stored twice. If the question fails, everything is sent; VictoriaLogs is not asked
+        (it has no Loki query API), so there a replay may store entries twice.
         """
+        if not self._asks_store:
+            return items
         streams: dict[tuple, list[Item]] = {}
         for item in items:
             streams.setdefault(item[0], []).append(item)
@@ -97,7 +113,10 @@ class LokiSink:
             stored.update((int(v[0]), v[1]) for v in values)
             if len(values) < QUERY_LIMIT:
                 return stored
-            start = max(int(v[0]) for v in values)  # the next page starts at the last time seen (inclusive)
+            last = max(int(v[0]) for v in values)  # the next page starts at the last time seen (inclusive)
+            if last == start:
+                return None  # a whole page at one instant: paging by time cannot get past it
+            start = last
 
     def close(self) -> None:
         self._client.close()
@@ -127,8 +146,8 @@ def classify_push(reply: Reply, items: list) -> Outcome:
         return unanswered(items, reply.error or "no answer")
     if 200 <= status < 300:
         return Outcome(delivered=len(items))
-    if status == 413:
-        return Outcome(too_large=True, error=f"413: {reason}")
+    if status == 413 or (status == 400 and "exceeding -loki.maxRequestSize" in reason):  # VictoriaLogs says 400
+        return Outcome(too_large=True, error=f"{status}: {reason}")
     if status == 429 or status >= 500:
         return retry_all(items, f"{status}: {reason}", reply.retry_after)
     if status == 401 and "org id" in reason:
@@ -137,4 +156,10 @@ def classify_push(reply: Reply, items: list) -> Outcome:
         return Outcome(fatal=f"{status}: {reason}; check username/password_env or bearer_token_env")
     if status in (404, 405):
         return Outcome(fatal=f"{status}: no push API at {PUSH_PATH} here ({reason}); check host, port and path")
+    if status == 400 and reason.startswith("unsupported path requested"):
+        return Outcome(fatal=f"400: {reason}; VictoriaLogs serves the Loki push API under /insert: "
+                             "loki+http://HOST:9428/insert")  # fmt: skip
+    if status == 400 and reason.startswith("cannot parse common params"):
+        return Outcome(fatal=f"400: {reason}; VictoriaLogs reads tenant (X-Scope-OrgID) as ACCOUNT or "
+                             "ACCOUNT:PROJECT, both numbers, e.g. tenant=12:0")  # fmt: skip
     return dead_all(items, f"{status}: {reason}")
