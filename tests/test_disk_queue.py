@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from named_senderr.cli import main
 from named_senderr.errors import ConfigError
 from named_senderr.event import Event
 from named_senderr.queue.consumer import decode_event, encode_event
@@ -155,7 +156,7 @@ def test_a_failed_append_keeps_no_byte_and_the_next_append_is_read(tmp_path: Pat
         queue = DiskQueue(disk / "q", 64 << 20, ("es",), segment_bytes=32 << 20)
         queue.append(payloads(10))
         ballast = fill(disk, leave=16 * 1024)
-        with pytest.raises(QueueWriteError, match="No space left on device"):
+        with pytest.raises(QueueWriteError, match=r"the disk refused the write \(No space left on device\)"):
             queue.append(payloads(300, size=1000))  # 300 KB: the disk takes its first 16 KB, then ENOSPC
         assert segment_files(disk / "q")[-1].stat().st_size == 10 * 108
         ballast.unlink()
@@ -209,6 +210,15 @@ def test_a_queue_dir_that_is_a_symlink_is_refused_with_the_real_path(tmp_path: P
     ):
         DiskQueue(tmp_path / "link", 1 << 20, ("es",))
     assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_ship_refuses_a_symlinked_queue_dir_as_a_usage_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    log = tmp_path / "named.log"
+    log.write_text("")
+    assert main(["ship", str(log), "--to", "stdout:", "--queue-dir", str(tmp_path / "link"), "--no-progress"]) == 2
+    assert f"queue dir {tmp_path}/link is a symbolic link" in capsys.readouterr().err
 
 
 def test_a_planted_lock_symlink_is_refused_and_its_target_left_alone(tmp_path: Path) -> None:

@@ -184,14 +184,14 @@ class DiskQueue:
 
     def _refused(self, exc: OSError) -> None:
         self.write_failures += 1
-        message = (
-            f"queue {self.dir}: cannot write the queue: {exc.strerror}; free space or move --queue-dir "
-            "(nothing of the refused events was kept)"
-        )
         if self.write_error is None:
-            self.warn(f"{message}; new events wait until the disk takes them again, queued ones are still delivered")
+            self.warn(
+                f"queue {self.dir}: cannot write the queue: {exc.strerror}; free space or move --queue-dir. "
+                "New events wait (serve withholds acks, ship pauses reading) until the disk takes them again; "
+                "queued ones are still delivered"
+            )
         self.write_error = exc.strerror or str(exc)
-        raise QueueWriteError(message) from None
+        raise QueueWriteError(f"queue {self.dir}: the disk refused the write ({exc.strerror}); nothing of it was kept")
 
     def read(self, reader: str, max_records: int, max_bytes: int) -> tuple[list[bytes], Position]:
         """The next records for ``reader`` (at most the limits, at least one if any) and the position after them."""
