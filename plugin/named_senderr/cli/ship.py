@@ -201,8 +201,8 @@ def format_summary(result: ShipResult, elapsed: float) -> str:
         lines.append(f"named-senderr: {queue.dropped:,} event(s) dropped because the queue was full (--when-full drop)")
     if queue is not None and queue.damaged_bytes:
         lines.append(
-            f"named-senderr: {queue.damaged_bytes:,} damaged byte(s) of the queue skipped; their events are lost "
-            "(where: see the warnings above)"
+            f"named-senderr: {queue.damaged_bytes:,} damaged byte(s) of the queue skipped or cut; their events are "
+            "lost (where: see the warnings above)"
         )
     if queue is not None and any(queue.pending.values()):
         waiting = ", ".join(name for name, pending in queue.pending.items() if pending)

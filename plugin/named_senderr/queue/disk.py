@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from named_senderr.errors import ConfigError, InputError
+from named_senderr.queue.files import (
+    Position,
+    fsync_dir,
+    load_cursors,
+    lock_dir,
+    open_segment,
+    read_segment,
+    save_cursors,
+    segment_name,
+    segment_numbers,
+    write_all,
+)
 from named_senderr.queue.records import (
     HEADER,
     MAX_RECORD,
@@ -34,14 +43,6 @@ from named_senderr.queue.records import (
     looks_torn,
     next_record,
 )
-
-__all__ = ["HEADER", "MAX_RECORD", "DiskQueue", "QueueWriteError", "decode_records", "encode_record"]
-
-CURSORS = "cursors.json"
-SUFFIX = ".seg"
-NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
-
-Position = tuple[int, int]  # (segment number, byte offset in it)
 
 
 class QueueWriteError(InputError):
@@ -75,7 +76,7 @@ class DiskQueue:
         self._skips: dict[Position, int] = {}  # damaged ranges the readers jump over
         self._cut_back: int | None = None  # a failed append's bytes not yet cut off the segment
         self._cond = threading.Condition()
-        self._lock_fd = self._open_dir()
+        self._lock_fd = lock_dir(self.dir)
         try:
             self._open(readers)
         except OSError as exc:
@@ -86,22 +87,20 @@ class DiskQueue:
             raise
 
     def _open(self, readers: tuple[str, ...]) -> None:
-        segments = self._segments()
+        segments = segment_numbers(self.dir)
         self._write_seq = segments[-1] if segments else 1
         self._end: Position = (self._write_seq, self._recover(self._write_seq))
-        self._sizes = {seq: (self.dir / _name(seq)).stat().st_size for seq in segments}
+        self._sizes = {seq: (self.dir / segment_name(seq)).stat().st_size for seq in segments}
         self._sizes.setdefault(self._write_seq, self._end[1])
-        self._fd = _open_segment(self.dir / _name(self._write_seq), os.O_CREAT)
+        self._fd = open_segment(self.dir / segment_name(self._write_seq), os.O_CREAT)
         first: Position = (segments[0], 0) if segments else (self._write_seq, 0)
         try:
-            saved = self._load_cursors()
+            saved = load_cursors(self.dir)
         except ConfigError:
             os.close(self._fd)
             raise
         self._acked = {name: min(max(saved.get(name, first), first), self._end) for name in readers}
         self._read = dict(self._acked)
-        for leftover in self.dir.glob(f".{CURSORS}.*.tmp"):  # a crash between writing and renaming
-            leftover.unlink(missing_ok=True)
         self._gc()
 
     @property
@@ -159,7 +158,7 @@ class DiskQueue:
                 self._finish_cut_back()
                 if self._end[1] and self._end[1] + len(data) > self.segment_bytes:
                     self._roll()
-                _write_all(self._fd, data)
+                write_all(self._fd, data)
                 os.fsync(self._fd)
             except OSError as exc:
                 self._cut_back = self._end[1]
@@ -210,10 +209,10 @@ class DiskQueue:
             if skip:
                 offset += skip
                 continue
-            path = self.dir / _name(seq)
-            got = decode_records(_read_segment(path, offset, stop, max(max_bytes - size, HEADER.size)))[0]
+            path = self.dir / segment_name(seq)
+            got = decode_records(read_segment(path, offset, stop, max(max_bytes - size, HEADER.size)))[0]
             if not got and not records:  # perhaps one record above the byte limit: read it whole
-                got = decode_records(_read_segment(path, offset, stop, MAX_RECORD + HEADER.size))[0]
+                got = decode_records(read_segment(path, offset, stop, MAX_RECORD + HEADER.size))[0]
             if not got:
                 if records:
                     break  # the rest next time
@@ -230,12 +229,12 @@ class DiskQueue:
 
     def _skip_damage(self, seq: int, offset: int, stop: int) -> int:
         """No whole record at ``offset``: the bytes up to the next valid one, noted and reported once."""
-        data = _read_segment(self.dir / _name(seq), offset, stop, stop - offset)
+        data = read_segment(self.dir / segment_name(seq), offset, stop, stop - offset)
         found = next_record(data, 0)
         size = stop - offset if found is None else found
         with self._cond:
             if (seq, offset) not in self._skips:
-                self._note(Damage(_name(seq), offset, size, torn=False, cut=False))
+                self._note(Damage(segment_name(seq), offset, size, torn=False, cut=False))
                 self._skips[(seq, offset)] = size
         return size
 
@@ -266,7 +265,7 @@ class DiskQueue:
             os.close(self._fd)
             if not self._unacked() and self._end[1] == 0:
                 with contextlib.suppress(FileNotFoundError):
-                    (self.dir / _name(self._write_seq)).unlink()
+                    (self.dir / segment_name(self._write_seq)).unlink()
             os.close(self._lock_fd)
 
     def _unacked(self) -> bool:
@@ -278,13 +277,13 @@ class DiskQueue:
 
     def _roll(self) -> None:
         """Start the next segment; on failure the current one stays the one written."""
-        fd = _open_segment(self.dir / _name(self._write_seq + 1), os.O_CREAT | os.O_EXCL)
+        fd = open_segment(self.dir / segment_name(self._write_seq + 1), os.O_CREAT | os.O_EXCL)
         os.close(self._fd)
         self._fd = fd
         self._write_seq += 1
         self._end = (self._write_seq, 0)
         self._sizes[self._write_seq] = 0
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def _gc(self) -> None:
         """Delete the segments every reader has left; start a new one if all have read the current one."""
@@ -301,88 +300,32 @@ class DiskQueue:
                 low = self._end
         for seq in [s for s in self._sizes if s < low[0]]:
             with contextlib.suppress(FileNotFoundError):
-                (self.dir / _name(seq)).unlink()
+                (self.dir / segment_name(seq)).unlink()
             del self._sizes[seq]
         self._skips = {p: n for p, n in self._skips.items() if p[0] >= low[0]}
 
-    def _open_dir(self) -> int:
-        if self.dir.is_symlink():
-            raise ConfigError(
-                f"queue dir {self.dir} is a symbolic link (to {os.readlink(self.dir)}); a planted link would "
-                f"send the queue elsewhere: give the real directory, --queue-dir {self.dir.resolve()}"
-            )
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            lock = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ConfigError(
-                    f"queue dir {self.dir}: its lock file is a symbolic link; remove {self.dir / 'lock'}"
-                ) from None
-            raise ConfigError(f"queue dir {self.dir}: {exc.strerror}; choose a writable directory") from None
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(lock)
-            raise ConfigError(
-                f"queue dir {self.dir} is in use by another named-senderr; give each process its own --queue-dir"
-            ) from None
-        return lock
-
-    def _segments(self) -> list[int]:
-        paths = [p for p in self.dir.glob(f"*{SUFFIX}") if p.stem.isdigit()]
-        for path in paths:
-            if path.is_symlink():
-                raise ConfigError(f"queue dir {self.dir}: segment {path.name} is a symbolic link; remove it")
-        return sorted(int(p.stem) for p in paths)
-
     def _recover(self, seq: int) -> int:
         """Find the damage in the last segment, cut what ends it; its valid length."""
-        path = self.dir / _name(seq)
+        path = self.dir / segment_name(seq)
         if not path.exists():
             return 0
         data = path.read_bytes()
         valid = decode_records(data)[1]
         while valid < len(data) and (found := next_record(data, valid)) is not None:
-            self._note(Damage(_name(seq), valid, found - valid, torn=False, cut=False))
+            self._note(Damage(segment_name(seq), valid, found - valid, torn=False, cut=False))
             self._skips[(seq, valid)] = found - valid
             valid = decode_records(data, found)[1]
         if valid < len(data):
-            self._note(Damage(_name(seq), valid, len(data) - valid, torn=looks_torn(data[valid:]), cut=True))
+            self._note(Damage(segment_name(seq), valid, len(data) - valid, torn=looks_torn(data[valid:]), cut=True))
             with open(path, "r+b") as handle:
                 handle.truncate(valid)
                 os.fsync(handle.fileno())
         return valid
 
-    def _load_cursors(self) -> dict[str, Position]:
-        try:
-            document = json.loads((self.dir / CURSORS).read_text(encoding="utf-8"))
-            return {name: (int(p[0]), int(p[1])) for name, p in document["cursors"].items()}
-        except FileNotFoundError:
-            return {}
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise ConfigError(
-                f"{self.dir / CURSORS}: not a named-senderr queue cursor file ({exc}); "
-                "delete the queue directory to start over (its events would then be lost)"
-            ) from None
-
     def _save_cursors(self) -> None:
-        """A fresh temp file (O_EXCL: never a planted one), fsync, rename: old cursors or new ones, never half.
-
-        A failure keeps the cursors in memory, to be saved by the next ack or idle wait.
-        """
-        document = {"version": 1, "cursors": {name: list(p) for name, p in self._acked.items()}}
+        """A failure keeps the cursors in memory, to be saved by the next ack or idle wait."""
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{CURSORS}.", suffix=".tmp", dir=self.dir)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(document, handle)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.dir / CURSORS)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            save_cursors(self.dir, self._acked)
         except OSError as exc:
             if self._cursor_error is None:
                 self.warn(
@@ -394,34 +337,3 @@ class DiskQueue:
         if self._cursor_error is not None:
             self.warn(f"queue {self.dir}: read cursors saved again")
             self._cursor_error = None
-
-
-def _name(seq: int) -> str:
-    return f"{seq:012d}{SUFFIX}"
-
-
-def _open_segment(path: Path, flags: int) -> int:
-    return os.open(path, os.O_WRONLY | os.O_APPEND | NOFOLLOW | flags, 0o644)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_segment(path: Path, offset: int, limit: int, size: int) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(min(size, limit - offset))
-    except FileNotFoundError:
-        return b""
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
