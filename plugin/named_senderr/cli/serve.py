@@ -65,6 +65,10 @@ output:
   stdout          one JSON event per line (default; --format ecs by default)
   --to URL        the sinks of `named-senderr ship` (Elasticsearch, OpenSearch,
                   Loki, stdout:), batched and retried as ship does
+  --queue-dir     with --to: a chunk is acknowledged once fsync'd in DIR; a full
+                  queue or a disk that refuses the write refuses the chunk whole
+                  (no ack: the sender resends it), and serve takes chunks again
+                  by itself once there is room
   --to-forward    a Fluentd / Fluent Bit in_forward (--format flat by default);
                   while it is down up to --max-pending events wait, then frames
                   are not acknowledged, so the senders keep and resend them
