@@ -79,7 +79,7 @@ def test_the_queue_record_decoder_never_raises_and_never_overreads(data: bytes) 
 
 
 @FAST
-@given(st.lists(st.binary(max_size=300), max_size=20), st.integers(0, 10_000), st.integers(0, 255))
+@given(st.lists(st.binary(min_size=1, max_size=300), max_size=20), st.integers(0, 10_000), st.integers(0, 255))
 def test_a_corrupted_record_stream_keeps_every_record_before_the_damage(
     payloads: list[bytes], where: int, flip: int
 ) -> None:
@@ -116,6 +116,35 @@ def test_any_garbage_tail_on_a_segment_is_cut_at_restart_never_a_crash(tmp_path_
     records, _ = queue.read("es", 100, 1 << 20)
     queue.close()
     assert records[0] == b"kept"
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=20), st.integers(0, 10_000), st.integers(1, 32)
+)
+def test_damage_anywhere_in_a_segment_costs_exactly_the_records_it_touched(
+    tmp_path_factory, payloads: list[bytes], where: int, width: int
+) -> None:
+    directory: Path = tmp_path_factory.mktemp("queue")
+    queue = DiskQueue(directory, 1 << 20, ("es",))
+    queue.append(payloads)
+    queue.close()
+    segment = next(directory.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    start = where % len(data)
+    stop = min(len(data), start + width)
+    data[start:stop] = bytes(b ^ 0xFF for b in data[start:stop])
+    segment.write_bytes(bytes(data))
+    spans, offset = [], 0
+    for payload in payloads:
+        spans.append((offset, offset + HEADER.size + len(payload)))
+        offset = spans[-1][1]
+    untouched = [p for p, (a, b) in zip(payloads, spans, strict=True) if b <= start or a >= stop]
+    queue = DiskQueue(directory, 1 << 20, ("es",))
+    records, _ = queue.read("es", 100, 1 << 20)
+    queue.close()
+    assert records == untouched
+    assert queue.damaged_bytes + queue.torn_bytes == sum(b - a for a, b in spans if a < stop and b > start)
 
 
 @FAST

@@ -44,10 +44,11 @@ class Stats:
 
 @dataclass
 class QueueStats:
-    """What the disk queue took, dropped (``when_full = "drop"``) and cut off as torn at start."""
+    """What the disk queue took, dropped (``when_full = "drop"``), cut off as torn at start, and found damaged."""
 
     queued: int = 0
     dropped: int = 0
     torn_bytes: int = 0
+    damaged_bytes: int = 0  # skipped or cut: the events in them are lost
     bytes: int = 0  # on disk, sampled when read
     pending: dict[str, bool] = field(default_factory=dict)  # per sink: unacknowledged events remain

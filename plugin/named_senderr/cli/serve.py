@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,10 +28,10 @@ from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.protocol.fluent_forward import Limits
 from named_senderr.queue.batcher import Batcher
-from named_senderr.queue.consumer import SinkConsumer
-from named_senderr.queue.disk import DiskQueue
+from named_senderr.queue.consumer import SinkConsumer, encode_event
+from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
 from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
-from named_senderr.queue.durable import QueueWriter
+from named_senderr.queue.durable import queue_samples
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.queue.workers import SinkWorkers
 from named_senderr.runtime import ingest_now
@@ -64,6 +65,10 @@ output:
   stdout          one JSON event per line (default; --format ecs by default)
   --to URL        the sinks of `named-senderr ship` (Elasticsearch, OpenSearch,
                   Loki, stdout:), batched and retried as ship does
+  --queue-dir     with --to: a chunk is acknowledged once fsync'd in DIR; a full
+                  queue or a disk that refuses the write refuses the chunk whole
+                  (no ack: the sender resends it), and serve takes chunks again
+                  by itself once there is room
   --to-forward    a Fluentd / Fluent Bit in_forward (--format flat by default);
                   while it is down up to --max-pending events wait, then frames
                   are not acknowledged, so the senders keep and resend them
@@ -139,7 +144,9 @@ class DurableShipOutput:
 
     Each sink's consumer delivers from the queue and moves its cursor after the
     store took a batch, so what serve acknowledged survives a crash of serve or
-    an outage of the store. A full queue refuses the chunk: no ack, the sender resends.
+    an outage of the store. A full queue, or a disk that refuses the write,
+    refuses the chunk whole: nothing of it is kept or held in memory, no ack, the
+    sender resends it; the next chunk the disk takes is acknowledged as usual.
     """
 
     def __init__(self, config: ShipConfig, log: logging.Logger) -> None:
@@ -148,10 +155,10 @@ class DurableShipOutput:
         self.timeout = config.queue.shutdown_timeout
         self.dead_letter = DeadLetter(config.dead_letter)
         sinks = [open_sink(sink_config, ingest_now()) for sink_config in config.sinks]
-        self.queue = DiskQueue(config.queue.dir, config.queue.max_bytes, tuple(sink.name for sink in sinks))
+        readers = tuple(sink.name for sink in sinks)
+        self.queue = DiskQueue(config.queue.dir, config.queue.max_bytes, readers, warn=log.warning)
         self.stats = QueueStats()
         self.closing, self.halt = threading.Event(), threading.Event()
-        self.writer = QueueWriter(self.queue, "wait", lambda: True, self.stats, log.warning)
         policy = RetryPolicy.from_config(config.retry)
         self.consumers: list[SinkConsumer] = []
         for sink in sinks:
@@ -162,15 +169,20 @@ class DurableShipOutput:
             self.consumers.append(consumer.start())
 
     def __call__(self, events: list[Event]) -> None:
-        for event in events:
-            self.writer.add(event)
-        if not self.queue.has_room(self.writer.size()):
-            self.writer.discard()
+        payloads = [encode_event(event) for event in events]
+        if not self.queue.has_room(sum(HEADER.size + len(p) for p in payloads)):
             raise OutputFull(f"queue {self.queue.dir} is full ({self.queue.max_bytes:,} bytes)")
-        self.writer.flush()  # room was checked for the whole chunk: every piece is appended
+        try:
+            self.queue.append(payloads)  # one write, one fsync: the whole chunk is kept, or none of it
+        except QueueWriteError as exc:
+            raise OutputFull(str(exc)) from None
+        self.stats.queued += len(payloads)
 
     def flush(self) -> None:
         """Nothing to do: the consumers read the queue on their own."""
+
+    def samples(self) -> Iterator[Sample]:
+        return queue_samples(self.stats, self.queue)
 
     def close(self) -> None:
         """Give the sinks ``shutdown_timeout`` to catch up; what is left stays queued for the next start."""
@@ -330,7 +342,13 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics is None:
         asyncio.run(_serve(server))
         return 0
-    with serve_metrics(args.metrics, lambda: server_samples(server.stats)) as endpoint:
+
+    def samples() -> Iterator[Sample]:
+        yield from server_samples(server.stats)
+        if isinstance(output, DurableShipOutput):
+            yield from output.samples()
+
+    with serve_metrics(args.metrics, samples) as endpoint:
         log.info("metrics on %s/metrics", endpoint.url)
         asyncio.run(_serve(server))
     return 0

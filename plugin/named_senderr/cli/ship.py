@@ -37,7 +37,7 @@ output:
 
 exit status:
   0  every event was stored
-  1  an input could not be read (the others were shipped)
+  1  an input could not be read, or damaged records in the queue were skipped (the rest was shipped)
   2  bad usage or configuration (nothing was sent)
   3  some events were refused for good: see the dead-letter file, one JSON line each with the reason
   4  a sink failed permanently (credentials, URL, retries exhausted); run the same command again
@@ -55,8 +55,9 @@ disk queue (--queue-dir, or [queue] dir, max_bytes, when_full, shutdown_timeout 
   events are written and fsync'd to the queue before any sink sees them and leave it only once
   every sink stored them; with --follow the file checkpoint (DIR/tail-checkpoint.json) moves only
   after that. SIGTERM/SIGINT: reading stops, sinks get --shutdown-timeout s to catch up, the rest
-  waits in the queue for the next start (exit 0). A full queue holds reading back (--when-full drop:
-  drops, counted and warned).
+  waits in the queue for the next start (exit 0). A full queue, or a disk that refuses the write
+  (full, I/O error), holds reading back until it takes events again (--when-full drop: drops,
+  counted and warned). Damaged queue records are skipped, reported with where and how many bytes.
 """
 
 
@@ -152,6 +153,8 @@ def _ship(config: ShipConfig, stop: threading.Event) -> int:
 
 
 def exit_status(result: ShipResult) -> int:
+    if result.queue is not None and result.queue.damaged_bytes:
+        return EXIT_INPUT_ERROR  # events were lost to damage in the queue: never a plain success
     if result.signalled and not result.dead_lettered:
         return EXIT_OK  # stopped on request; what was not delivered waits in the queue
     if result.failures:
@@ -199,6 +202,11 @@ def format_summary(result: ShipResult, elapsed: float) -> str:
     queue = result.queue
     if queue is not None and queue.dropped:
         lines.append(f"named-senderr: {queue.dropped:,} event(s) dropped because the queue was full (--when-full drop)")
+    if queue is not None and queue.damaged_bytes:
+        lines.append(
+            f"named-senderr: {queue.damaged_bytes:,} damaged byte(s) of the queue skipped or cut; their events are "
+            "lost (where: see the warnings above)"
+        )
     if queue is not None and any(queue.pending.values()):
         waiting = ", ".join(name for name, pending in queue.pending.items() if pending)
         lines.append(f"named-senderr: events for {waiting} wait in the queue; the next start delivers them")

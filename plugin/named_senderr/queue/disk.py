@@ -2,84 +2,102 @@
 
 Events are appended (and fsync'd per batch) before any sink sees them, and a
 sink's cursor moves past them only after that sink stored them; a segment is
-deleted once every cursor has left it. A record is ``length, crc32, payload``:
-after a crash the torn tail of the last segment fails the length or CRC check
-and is cut off, never trusted and never a crash. The whole directory is
-bounded by ``max_bytes``; ``wait_room`` is how the reader is held back.
+deleted once every cursor has left it. An append is all or nothing: when the
+write or its fsync fails (disk full, I/O error) the segment is cut back to
+where it ended, so nothing of a refused batch is kept or ever delivered, and
+the next append starts on clean ground. A cursor save that fails keeps the
+cursor in memory and is tried again later: delivery goes on, and a restart
+meanwhile only sends a few stored batches again. Damaged bytes cost only the
+records they touched (queue/records.py). The whole directory is bounded by
+``max_bytes``; ``wait_room`` is how the reader is held back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
+import errno
 import os
-import struct
 import threading
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from named_senderr.errors import ConfigError, InputError
+from named_senderr.queue.files import (
+    Position,
+    fsync_dir,
+    load_cursors,
+    lock_dir,
+    open_segment,
+    read_segment,
+    save_cursors,
+    segment_name,
+    segment_numbers,
+    write_all,
+)
+from named_senderr.queue.records import (
+    HEADER,
+    MAX_RECORD,
+    Damage,
+    decode_records,
+    encode_record,
+    looks_torn,
+    next_record,
+)
 
-HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
-MAX_RECORD = 16 * 1024 * 1024  # far above any event: a larger length is corruption, not data
-CURSORS = "cursors.json"
-SUFFIX = ".seg"
 
-Position = tuple[int, int]  # (segment number, byte offset in it)
-
-
-def encode_record(payload: bytes) -> bytes:
-    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-def decode_records(data: bytes) -> tuple[list[bytes], int]:
-    """The whole records at the start of ``data`` and where they end; stops at a torn or corrupt one."""
-    records: list[bytes] = []
-    offset = 0
-    while offset + HEADER.size <= len(data):
-        length, crc = HEADER.unpack_from(data, offset)
-        start = offset + HEADER.size
-        if length > MAX_RECORD or start + length > len(data):
-            break
-        payload = data[start : start + length]
-        if zlib.crc32(payload) != crc:
-            break
-        records.append(payload)
-        offset = start + length
-    return records, offset
+class QueueWriteError(InputError):
+    """An append the disk refused (full, I/O error); none of its records was kept."""
 
 
 class DiskQueue:
-    """Thread-safe: one writer (the reading loop) and one consumer thread per reader name."""
+    """Thread-safe: one writer (the reading loop) and one consumer thread per reader name.
 
-    def __init__(self, directory: Path, max_bytes: int, readers: tuple[str, ...], segment_bytes: int = 0) -> None:
+    ``warn`` hears, once each, what an operator must know: damage found, the disk refusing
+    appends and taking them again, cursors that cannot be saved and can again.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        readers: tuple[str, ...],
+        segment_bytes: int = 0,
+        warn: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self.dir = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or max(16 * 1024, min(8 * 1024 * 1024, max_bytes // 8))
-        self.torn_bytes = 0  # cut off the last segment at start: a write the crash interrupted
+        self.warn = warn
+        self.damage: list[Damage] = []
         self.appended = 0
+        self.write_failures = 0  # appends refused by the disk
+        self.write_error: str | None = None  # set while the disk refuses appends
+        self._cursor_error: str | None = None  # set while the cursors cannot be saved
+        self._skips: dict[Position, int] = {}  # damaged ranges the readers jump over
+        self._cut_back: int | None = None  # a failed append's bytes not yet cut off the segment
         self._cond = threading.Condition()
-        self._lock_file = self._open_dir()
+        self._lock_fd = lock_dir(self.dir)
         try:
             self._open(readers)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            raise InputError(f"queue dir {self.dir}: cannot open the queue: {exc.strerror}") from None
         except BaseException:
-            self._lock_file.close()
+            os.close(self._lock_fd)
             raise
 
     def _open(self, readers: tuple[str, ...]) -> None:
-        segments = self._segments()
+        segments = segment_numbers(self.dir)
         self._write_seq = segments[-1] if segments else 1
         self._end: Position = (self._write_seq, self._recover(self._write_seq))
-        self._sizes = {seq: (self.dir / _name(seq)).stat().st_size for seq in segments}
+        self._sizes = {seq: (self.dir / segment_name(seq)).stat().st_size for seq in segments}
         self._sizes.setdefault(self._write_seq, self._end[1])
-        self._file = open(self.dir / _name(self._write_seq), "ab")  # noqa: SIM115 - closed by close()
+        self._fd = open_segment(self.dir / segment_name(self._write_seq), os.O_CREAT)
         first: Position = (segments[0], 0) if segments else (self._write_seq, 0)
         try:
-            saved = self._load_cursors()
+            saved = load_cursors(self.dir)
         except ConfigError:
-            self._file.close()
+            os.close(self._fd)
             raise
         self._acked = {name: min(max(saved.get(name, first), first), self._end) for name in readers}
         self._read = dict(self._acked)
@@ -89,6 +107,14 @@ class DiskQueue:
     def bytes(self) -> int:
         with self._cond:
             return sum(self._sizes.values())
+
+    @property
+    def torn_bytes(self) -> int:
+        return sum(d.size for d in self.damage if d.torn)
+
+    @property
+    def damaged_bytes(self) -> int:
+        return sum(d.size for d in self.damage if not d.torn)
 
     def pending(self, reader: str) -> bool:
         """True while ``reader`` has not acknowledged everything appended."""
@@ -108,26 +134,63 @@ class DiskQueue:
         with self._cond:
             return sum(self._sizes.values()) + size <= self.max_bytes or not self._unacked()
 
+    def pause(self, stop: Callable[[], bool], seconds: float = 1.0, step: float = 0.2) -> bool:
+        """Wait ``seconds`` before trying a refused append again (an ack may free space); False if stopped."""
+        with self._cond:
+            for _ in range(max(1, round(seconds / step))):
+                if stop():
+                    return False
+                self._cond.wait(step)
+        return not stop()
+
     def append(self, payloads: list[bytes]) -> None:
-        """Write ``payloads`` and fsync them: once this returns they survive a crash."""
+        """Write ``payloads`` and fsync them: once this returns they survive a crash.
+
+        All or nothing: on failure (QueueWriteError) none of them was kept, whatever the disk took.
+        """
         if not payloads:
             return
+        if not all(payloads):
+            raise ValueError("an empty payload cannot be queued")
         data = b"".join(encode_record(p) for p in payloads)
         with self._cond:
             try:
+                self._finish_cut_back()
                 if self._end[1] and self._end[1] + len(data) > self.segment_bytes:
                     self._roll()
-                self._file.write(data)
-                self._file.flush()
-                os.fsync(self._file.fileno())
+                write_all(self._fd, data)
+                os.fsync(self._fd)
             except OSError as exc:
-                raise InputError(
-                    f"{self.dir}: cannot write the queue: {exc.strerror}; free space or move --queue-dir"
-                ) from exc
+                self._cut_back = self._end[1]
+                self._finish_cut_back()
+                self._refused(exc)
             self._end = (self._write_seq, self._end[1] + len(data))
             self._sizes[self._write_seq] = self._end[1]
             self.appended += len(payloads)
+            if self.write_error is not None:
+                self.warn(f"queue {self.dir}: writable again ({self.write_failures:,} append(s) refused so far)")
+                self.write_error = None
             self._cond.notify_all()
+
+    def _finish_cut_back(self) -> None:
+        """Cut the current segment back to its end after a failed append (raises while that fails)."""
+        if self._cut_back is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._cut_back)
+                self._cut_back = None
+        if self._cut_back is not None:
+            raise OSError(errno.EIO, "cannot cut a failed write off the segment")
+
+    def _refused(self, exc: OSError) -> None:
+        self.write_failures += 1
+        if self.write_error is None:
+            self.warn(
+                f"queue {self.dir}: cannot write the queue: {exc.strerror}; free space or move --queue-dir. "
+                "New events wait (serve withholds acks, ship pauses reading) until the disk takes them again; "
+                "queued ones are still delivered"
+            )
+        self.write_error = exc.strerror or str(exc)
+        raise QueueWriteError(f"queue {self.dir}: the disk refused the write ({exc.strerror}); nothing of it was kept")
 
     def read(self, reader: str, max_records: int, max_bytes: int) -> tuple[list[bytes], Position]:
         """The next records for ``reader`` (at most the limits, at least one if any) and the position after them."""
@@ -137,15 +200,23 @@ class DiskQueue:
         records: list[bytes] = []
         size = 0
         while (seq, offset) < end and len(records) < max_records and size < max_bytes:
-            path = self.dir / _name(seq)
-            limit = end[1] if seq == end[0] else None
-            got = decode_records(_read_segment(path, offset, limit, max(max_bytes - size, HEADER.size)))[0]
+            with self._cond:
+                stop = end[1] if seq == end[0] else self._sizes.get(seq, 0)
+                skip = self._skips.get((seq, offset), 0)
+            if offset >= stop:
+                seq, offset = seq + 1, 0  # the end of a finished segment: go on
+                continue
+            if skip:
+                offset += skip
+                continue
+            path = self.dir / segment_name(seq)
+            got = decode_records(read_segment(path, offset, stop, max(max_bytes - size, HEADER.size)))[0]
             if not got and not records:  # perhaps one record above the byte limit: read it whole
-                got = decode_records(_read_segment(path, offset, limit, MAX_RECORD + HEADER.size))[0]
+                got = decode_records(read_segment(path, offset, stop, MAX_RECORD + HEADER.size))[0]
             if not got:
-                if limit is not None or records:
-                    break
-                seq, offset = seq + 1, 0  # the end of a finished segment (or its corrupt rest): go on
+                if records:
+                    break  # the rest next time
+                offset += self._skip_damage(seq, offset, stop)
                 continue
             taken = got[: max_records - len(records)]
             used = sum(HEADER.size + len(r) for r in taken)
@@ -155,6 +226,17 @@ class DiskQueue:
         with self._cond:
             self._read[reader] = (seq, offset)
         return records, (seq, offset)
+
+    def _skip_damage(self, seq: int, offset: int, stop: int) -> int:
+        """No whole record at ``offset``: the bytes up to the next valid one, noted and reported once."""
+        data = read_segment(self.dir / segment_name(seq), offset, stop, stop - offset)
+        found = next_record(data, 0)
+        size = stop - offset if found is None else found
+        with self._cond:
+            if (seq, offset) not in self._skips:
+                self._note(Damage(segment_name(seq), offset, size, torn=False, cut=False))
+                self._skips[(seq, offset)] = size
+        return size
 
     def ack(self, reader: str, position: Position) -> None:
         """``reader`` stored everything before ``position``: save its cursor, delete segments all have left."""
@@ -171,6 +253,8 @@ class DiskQueue:
 
     def wait_data(self, reader: str, timeout: float) -> None:
         with self._cond:
+            if self._cursor_error is not None:
+                self._save_cursors()  # idle: try the save the disk refused again
             if self._read[reader] >= self._end:
                 self._cond.wait(timeout)
 
@@ -178,109 +262,78 @@ class DiskQueue:
         with self._cond:
             self._save_cursors()
             self._gc()
-            self._file.close()
+            os.close(self._fd)
             if not self._unacked() and self._end[1] == 0:
                 with contextlib.suppress(FileNotFoundError):
-                    (self.dir / _name(self._write_seq)).unlink()
-            self._lock_file.close()
+                    (self.dir / segment_name(self._write_seq)).unlink()
+            os.close(self._lock_fd)
 
     def _unacked(self) -> bool:
         return any(position < self._end for position in self._acked.values())
 
+    def _note(self, damage: Damage) -> None:
+        self.damage.append(damage)
+        self.warn(damage.describe(self.dir))
+
     def _roll(self) -> None:
-        self._file.close()
+        """Start the next segment; on failure the current one stays the one written."""
+        fd = open_segment(self.dir / segment_name(self._write_seq + 1), os.O_CREAT | os.O_EXCL)
+        os.close(self._fd)
+        self._fd = fd
         self._write_seq += 1
-        self._file = open(self.dir / _name(self._write_seq), "ab")  # noqa: SIM115 - closed by close()
         self._end = (self._write_seq, 0)
         self._sizes[self._write_seq] = 0
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def _gc(self) -> None:
         """Delete the segments every reader has left; start a new one if all have read the current one."""
         low = min(self._acked.values(), default=self._end)
-        if low == self._end and self._end[1] > 0:
-            self._roll()
-            self._acked = {name: self._end for name in self._acked}
-            self._read = {name: max(p, self._end) for name, p in self._read.items()}
-            self._save_cursors()
-            low = self._end
+        if low == self._end and self._end[1] > 0 and self._cut_back is None:
+            try:
+                self._roll()
+            except OSError:
+                pass  # no room for a new segment now: the next ack tries again
+            else:
+                self._acked = {name: self._end for name in self._acked}
+                self._read = {name: max(p, self._end) for name, p in self._read.items()}
+                self._save_cursors()
+                low = self._end
         for seq in [s for s in self._sizes if s < low[0]]:
             with contextlib.suppress(FileNotFoundError):
-                (self.dir / _name(seq)).unlink()
+                (self.dir / segment_name(seq)).unlink()
             del self._sizes[seq]
-
-    def _open_dir(self):
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            lock = open(self.dir / "lock", "w")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            raise ConfigError(f"queue dir {self.dir}: {exc.strerror}; choose a writable directory") from None
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.close()
-            raise ConfigError(
-                f"queue dir {self.dir} is in use by another named-senderr; give each process its own --queue-dir"
-            ) from None
-        return lock
-
-    def _segments(self) -> list[int]:
-        return sorted(int(p.stem) for p in self.dir.glob(f"*{SUFFIX}") if p.stem.isdigit())
+        self._skips = {p: n for p, n in self._skips.items() if p[0] >= low[0]}
 
     def _recover(self, seq: int) -> int:
-        """Cut a torn or corrupt tail off the last segment; its valid length."""
-        path = self.dir / _name(seq)
+        """Find the damage in the last segment, cut what ends it; its valid length."""
+        path = self.dir / segment_name(seq)
         if not path.exists():
             return 0
         data = path.read_bytes()
-        _, valid = decode_records(data)
+        valid = decode_records(data)[1]
+        while valid < len(data) and (found := next_record(data, valid)) is not None:
+            self._note(Damage(segment_name(seq), valid, found - valid, torn=False, cut=False))
+            self._skips[(seq, valid)] = found - valid
+            valid = decode_records(data, found)[1]
         if valid < len(data):
-            self.torn_bytes = len(data) - valid
+            self._note(Damage(segment_name(seq), valid, len(data) - valid, torn=looks_torn(data[valid:]), cut=True))
             with open(path, "r+b") as handle:
                 handle.truncate(valid)
                 os.fsync(handle.fileno())
         return valid
 
-    def _load_cursors(self) -> dict[str, Position]:
-        try:
-            document = json.loads((self.dir / CURSORS).read_text(encoding="utf-8"))
-            return {name: (int(p[0]), int(p[1])) for name, p in document["cursors"].items()}
-        except FileNotFoundError:
-            return {}
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise ConfigError(
-                f"{self.dir / CURSORS}: not a named-senderr queue cursor file ({exc}); "
-                "delete the queue directory to start over (its events would then be lost)"
-            ) from None
-
     def _save_cursors(self) -> None:
-        """Temp file, fsync, rename: a crash leaves the old cursors or the new ones, never half."""
-        document = {"version": 1, "cursors": {name: list(p) for name, p in self._acked.items()}}
-        tmp = self.dir / f".{CURSORS}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(document, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.dir / CURSORS)
-
-
-def _name(seq: int) -> str:
-    return f"{seq:012d}{SUFFIX}"
-
-
-def _read_segment(path: Path, offset: int, limit: int | None, size: int) -> bytes:
-    wanted = size if limit is None else min(size, limit - offset)
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(wanted)
-    except FileNotFoundError:
-        return b""
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        """A failure keeps the cursors in memory, to be saved by the next ack or idle wait."""
+        try:
+            save_cursors(self.dir, self._acked)
+        except OSError as exc:
+            if self._cursor_error is None:
+                self.warn(
+                    f"queue {self.dir}: cannot save the read cursors ({exc.strerror}); delivery goes on and "
+                    "the save is retried; a restart meanwhile sends the last batches again (stored once)"
+                )
+            self._cursor_error = exc.strerror or str(exc)
+            return
+        if self._cursor_error is not None:
+            self.warn(f"queue {self.dir}: read cursors saved again")
+            self._cursor_error = None

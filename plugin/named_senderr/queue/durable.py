@@ -17,12 +17,13 @@ from typing import BinaryIO
 
 import orjson
 
+from named_senderr.errors import InputError
 from named_senderr.event import Event
 from named_senderr.metrics import Sample, serve_metrics
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser, Rejection
 from named_senderr.queue.consumer import SinkConsumer, encode_event
-from named_senderr.queue.disk import HEADER, DiskQueue
+from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
 from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.runtime import Warn, ingest_now, read_events
@@ -38,7 +39,11 @@ JOIN_GRACE = 2.0  # seconds a halted consumer gets to notice
 
 
 class QueueWriter:
-    """Collects encoded events and appends them in one fsync'd write; waits, or drops, when the queue is full."""
+    """Collects encoded events and appends them in one fsync'd write; waits, or drops, when the queue is full.
+
+    A disk that refuses an append (full, I/O error) is a full queue too: nothing of the
+    append was kept, so the events are appended again after a pause, or dropped and counted.
+    """
 
     def __init__(self, queue: DiskQueue, when_full: str, stop: Callable[[], bool], stats: QueueStats, warn: Warn):
         self.queue = queue
@@ -54,32 +59,39 @@ class QueueWriter:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def size(self) -> int:
-        """Bytes the added events will take in the queue."""
-        return sum(HEADER.size + len(payload) for payload in self._pending)
-
-    def discard(self) -> None:
-        """Forget the added events (the caller refused them)."""
-        self._pending.clear()
-
     def flush(self) -> bool:
         """Append what was added; False when ``stop()`` came while waiting for room (the rest not appended)."""
         while self._pending:
             piece, size = self._piece()
             if self.when_full == "drop" and not self.queue.has_room(size):
-                if not self.stats.dropped:
-                    self.warn(
-                        f"queue {self.queue.dir} is full ({self.queue.max_bytes:,} bytes): dropping events "
-                        "(when_full = drop); raise [queue] max_bytes or use --when-full wait"
-                    )
-                self.stats.dropped += len(piece)
-            elif not self.queue.wait_room(size, self.stop):
+                self._drop(piece, f"is full ({self.queue.max_bytes:,} bytes)")
+            elif not self.queue.wait_room(size, self.stop) or not self._append(piece):
                 return False
-            else:
-                self.queue.append(piece)
-                self.stats.queued += len(piece)
             del self._pending[: len(piece)]
         return True
+
+    def _append(self, piece: list[bytes]) -> bool:
+        """Append ``piece``, again after a pause while the disk refuses it; False if ``stop()`` came first."""
+        while True:
+            try:
+                self.queue.append(piece)
+            except QueueWriteError as exc:
+                if self.when_full == "drop":
+                    self._drop(piece, f"cannot be written ({exc})")
+                    return True
+                if not self.queue.pause(self.stop):
+                    return False
+                continue
+            self.stats.queued += len(piece)
+            return True
+
+    def _drop(self, piece: list[bytes], why: str) -> None:
+        if not self.stats.dropped:
+            self.warn(
+                f"queue {self.queue.dir} {why}: dropping events (when_full = drop); "
+                "raise [queue] max_bytes, free space or use --when-full wait"
+            )
+        self.stats.dropped += len(piece)
 
     def _piece(self) -> tuple[list[bytes], int]:
         """The next pending events up to a segment's size, so one chunk never overruns the bound."""
@@ -116,11 +128,8 @@ def run_durable(
             for sink_config in config.sinks:
                 sinks.append(open_sink(sink_config, ingest_time))
                 stack.callback(sinks[-1].close)
-        queue = DiskQueue(config.queue.dir, config.queue.max_bytes, tuple(s.name for s in sinks))
+        queue = DiskQueue(config.queue.dir, config.queue.max_bytes, tuple(s.name for s in sinks), warn=warn)
         stack.callback(queue.close)
-        if queue.torn_bytes:
-            result.queue.torn_bytes = queue.torn_bytes
-            warn(f"queue {queue.dir}: cut {queue.torn_bytes} bytes of a write a crash interrupted (never acknowledged)")
         if config.metrics:
             server = stack.enter_context(serve_metrics(config.metrics, lambda: ship_samples(result, queue)))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
@@ -146,6 +155,7 @@ def run_durable(
             _drain(consumers, stop, config.queue.shutdown_timeout, halt)
             result.signalled = stop.is_set()
             result.queue.bytes = queue.bytes
+            result.queue.torn_bytes, result.queue.damaged_bytes = queue.torn_bytes, queue.damaged_bytes
             result.queue.pending = {s.name: queue.pending(s.name) for s in sinks}
             dead_letter.close()
     result.dead_lettered = dead_letter.count
@@ -179,6 +189,7 @@ def _follow(config, parser, writer: QueueWriter, result: ShipResult, stop, warn,
     tail = FileTail(tail_config, result.stats, warn)
     result.stats.inputs = len(config.inputs)
     next_report = clock() + REPORT_EVERY
+    refused = False  # the last checkpoint save failed (warned once)
     try:
         while not stop.is_set():
             if result.failures:
@@ -192,7 +203,14 @@ def _follow(config, parser, writer: QueueWriter, result: ShipResult, stop, warn,
                     writer.add(event)
             if not writer.flush():
                 break  # stopped while the queue was full: these lines are read again at the next start
-            batch.commit()
+            try:
+                batch.commit()
+                refused = False
+            except InputError as exc:  # a refused save costs re-reading after a restart (stored once), not the run
+                if not refused:
+                    warn(f"{exc}; reading goes on, the queue holds the events; after a restart the lines since "
+                         "the last saved checkpoint are read again (stored once)")  # fmt: skip
+                refused = True
             if report is not None and clock() >= next_report:
                 report(result)
                 next_report = clock() + REPORT_EVERY
@@ -250,14 +268,11 @@ def _drain(consumers: list[SinkConsumer], stop: threading.Event, timeout: float,
 
 def ship_samples(result: ShipResult, queue: DiskQueue) -> Iterator[Sample]:
     """What /metrics shows for ``ship``: reading, the queue, and each sink by its ``sink`` label."""
-    stats, qstats = result.stats, result.queue or QueueStats()
+    stats = result.stats
     yield Sample("named_senderr_lines_read_total", "counter", "Lines read from the inputs.", stats.lines)
     yield Sample("named_senderr_events_parsed_total", "counter", "Send-error events parsed.", stats.events)
     yield Sample("named_senderr_events_rejected_total", "counter", "Candidate lines rejected.", stats.rejected)
-    yield Sample("named_senderr_events_queued_total", "counter", "Events written to the disk queue.", qstats.queued)
-    yield Sample("named_senderr_events_dropped_total", "counter", "Events dropped, the queue full.", qstats.dropped)
-    yield Sample("named_senderr_queue_bytes", "gauge", "Bytes of the disk queue on disk.", queue.bytes)
-    yield Sample("named_senderr_queue_max_bytes", "gauge", "Size bound of the disk queue.", queue.max_bytes)
+    yield from queue_samples(result.queue or QueueStats(), queue)
     per_sink = (
         ("sent", "Events stored by the sink.", lambda c: c.sent),
         ("duplicate", "Events the sink already had (stored once).", lambda c: c.duplicates),
@@ -270,3 +285,19 @@ def ship_samples(result: ShipResult, queue: DiskQueue) -> Iterator[Sample]:
     for name, counters in result.sinks.items():
         yield Sample("named_senderr_sink_up", "gauge", "0 once the sink failed for good.", 0 if counters.failed else 1,
                      {"sink": name})  # fmt: skip
+
+
+def queue_samples(qstats: QueueStats, queue: DiskQueue) -> Iterator[Sample]:
+    """The disk queue's part of /metrics, for ``ship`` and ``serve`` alike."""
+    yield Sample("named_senderr_events_queued_total", "counter", "Events written to the disk queue.", qstats.queued)
+    yield Sample("named_senderr_events_dropped_total", "counter", "Events dropped, the queue full.", qstats.dropped)
+    yield Sample("named_senderr_queue_bytes", "gauge", "Bytes of the disk queue on disk.", queue.bytes)
+    yield Sample("named_senderr_queue_max_bytes", "gauge", "Size bound of the disk queue.", queue.max_bytes)
+    yield Sample("named_senderr_queue_writable", "gauge", "0 while the disk refuses appends (full, I/O error).",
+                 0 if queue.write_error else 1)  # fmt: skip
+    yield Sample("named_senderr_queue_write_failures_total", "counter",
+                 "Appends the disk refused; nothing of them was kept.", queue.write_failures)  # fmt: skip
+    yield Sample("named_senderr_queue_damaged_bytes_total", "counter",
+                 "Damaged queue bytes skipped or cut; their events are lost.", queue.damaged_bytes)  # fmt: skip
+    yield Sample("named_senderr_queue_torn_bytes_total", "counter",
+                 "Bytes of a write a crash interrupted, cut at start (never acknowledged).", queue.torn_bytes)  # fmt: skip

@@ -125,6 +125,7 @@ class ForwardServer:
         self._stopping = False
         self._flusher: asyncio.Task | None = None
         self._shared_key = config.shared_key.encode() if config.shared_key else None
+        self._refusing: str | None = None  # why the output refused the last frame (logged once)
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound address (port 0 picks a free one)."""
@@ -249,7 +250,9 @@ class ForwardServer:
                 )  # fmt: skip
             else:
                 self.stats.unacked += 1
-                self.log.warning("%s: frame not acknowledged (%s); the sender will resend it", peer, exc)
+                if str(exc) != self._refusing:  # once per cause, not per frame: unacked counts them all
+                    self.log.warning("%s: frame not acknowledged (%s); the sender will resend it", peer, exc)
+                self._refusing = str(exc)
             return False
         except Exception as exc:  # the output failed: no ack, so the sender keeps the chunk
             self.stats.unacked += 1
@@ -260,6 +263,7 @@ class ForwardServer:
                 exc,
             )
             return False
+        self._refusing = None
         if frame.chunk is not None:
             writer.write(encode_ack(frame.chunk))
             await writer.drain()
