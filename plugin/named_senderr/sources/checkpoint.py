@@ -149,7 +149,7 @@ def _refuse_symlink(path: Path, allow: bool) -> Path:
         return path
     if not allow:
         raise InputError(
-            f"{path}: the checkpoint is a symbolic link (to {os.readlink(path)}); refusing to write through it. "
-            "Point --checkpoint at a regular file, or pass --allow-checkpoint-symlink if the link is yours"
+            f"{path}: the checkpoint is a symbolic link (to {os.readlink(path)}); refusing to write through it: "
+            "make it a regular file (or, for tail, pass --allow-checkpoint-symlink if the link is yours)"
         )
     return Path(os.path.realpath(path))
