@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,9 +121,11 @@ def test_tail_killed_9_while_blocked_on_stdout_prints_at_most_one_write_again(tm
     printed = 1000 + first.stdout.read().count(b"\n")  # what had reached the pipe by the kill
     with (tmp_path / "second.ndjson").open("wb") as out:
         second = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
-    wait_until(lambda: checkpointed(checkpoint) == log.stat().st_size)
-    second.send_signal(signal.SIGTERM)
-    assert second.wait(DEADLINE) == 0
+    try:
+        wait_until(lambda: checkpointed(checkpoint) == log.stat().st_size)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(DEADLINE) == 0
     again = printed + (tmp_path / "second.ndjson").read_bytes().count(b"\n") - 5000
     assert 0 <= again <= PRINT_EVERY, f"{again} of {printed} events printed again"
 
@@ -136,27 +139,35 @@ def unprivileged() -> tuple[str, ...]:
     return ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 
 
-def test_tail_retries_a_file_unreadable_at_restart_and_resumes_it_from_the_checkpoint(tmp_path):
-    scratch = Path(tempfile.mkdtemp(prefix="unreadable-"))  # outside pytest's 0700 folders: another user runs tail
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder another user can work in: pytest's own are 0700."""
+    path = Path(tempfile.mkdtemp(prefix="unreadable-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_tail_retries_a_file_unreadable_at_restart_and_resumes_it_from_the_checkpoint(shared_dir):
+    log, checkpoint = shared_dir / "named.log", shared_dir / "tail.json"
+    log.write_text(LINE.format(port=1000))
+    log.chmod(0o644)
+    command = ["tail", str(log), "--checkpoint", str(checkpoint), "--format", "flat", "--poll-interval", "0.05"]
+    first = Process(*command, "--read-from-head", runner=unprivileged())
     try:
-        log, checkpoint = scratch / "named.log", scratch / "tail.json"
-        os.chmod(scratch, 0o777)
-        log.write_text(LINE.format(port=1000))
-        log.chmod(0o644)
-        command = ["tail", str(log), "--checkpoint", str(checkpoint), "--format", "flat", "--poll-interval", "0.05"]
-        first = Process(*command, "--read-from-head", runner=unprivileged())
         first.events(1)
+    finally:
         assert first.stop() == 0
-        log.chmod(0)
-        with log.open("a") as stream:
-            stream.write(LINE.format(port=1001))
-        second = Process(*command, runner=unprivileged())
+    log.chmod(0)
+    with log.open("a") as stream:
+        stream.write(LINE.format(port=1001))
+    second = Process(*command, runner=unprivileged())
+    try:
         assert "cannot open: Permission denied" in second.stderr.get(timeout=DEADLINE).decode()
         log.chmod(0o644)
         assert [e["client_port"] for e in second.events(1)] == [1001]
-        assert second.stop() == 0
     finally:
-        shutil.rmtree(scratch)
+        assert second.stop() == 0
 
 
 def test_tail_refuses_a_checkpoint_that_is_a_symbolic_link(tmp_path):
