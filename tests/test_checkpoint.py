@@ -25,7 +25,7 @@ def test_checkpoint_moves_only_when_the_batch_is_committed(tmp_path):
     tail = follow(log, checkpoint)
     batch = tail.poll()
     assert len(batch.lines) == 3
-    assert not checkpoint.exists()
+    assert [e["offset"] for e in json.loads(checkpoint.read_text())["files"]] == [0]  # where it started
     batch.commit()
     [entry] = json.loads(checkpoint.read_text())["files"]
     assert entry["offset"] == len(LINE) * 3
@@ -48,14 +48,14 @@ def test_checkpoint_records_path_and_fingerprint_of_what_was_read(tmp_path):
 
 def test_save_leaves_no_temporary_file_behind(tmp_path):
     checkpoint = Checkpoint(tmp_path / "tail.json")
-    checkpoint.replace([Position("/x", 1, 2, 3, "ab", 3)])
+    checkpoint.replace([Position("/x", 1, 2, 3, "ab", 3)], ("/x",))
     assert os.listdir(tmp_path) == ["tail.json"]
     assert Checkpoint(tmp_path / "tail.json").get(1, 2) == Position("/x", 1, 2, 3, "ab", 3)
 
 
 def test_failed_save_keeps_the_previous_checkpoint_whole(tmp_path, monkeypatch):
     path = tmp_path / "tail.json"
-    Checkpoint(path).replace([Position("/x", 1, 2, 3, "ab", 3)])
+    Checkpoint(path).replace([Position("/x", 1, 2, 3, "ab", 3)], ("/x",))
     before = path.read_bytes()
 
     def refuse(*_args):
@@ -63,7 +63,7 @@ def test_failed_save_keeps_the_previous_checkpoint_whole(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(InputError, match="cannot save the checkpoint: No space left"):
-        Checkpoint(path).replace([Position("/x", 1, 2, 99, "ab", 3)])
+        Checkpoint(path).replace([Position("/x", 1, 2, 99, "ab", 3)], ("/x",))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["tail.json"]
 
@@ -90,3 +90,43 @@ def test_foreign_or_corrupt_checkpoint_is_refused_naming_the_file_and_the_fix(tm
 
 def test_missing_checkpoint_is_an_empty_start(tmp_path):
     assert Checkpoint(tmp_path / "none.json").positions == {}
+
+
+def test_checkpoint_records_the_globs_it_follows(tmp_path):
+    log, checkpoint = tmp_path / "named.log", tmp_path / "tail.json"
+    follow(log, checkpoint).poll()  # nothing matches yet: a file that appears later is new, even after a restart
+    assert json.loads(checkpoint.read_text())["globs"] == [str(log)]
+
+
+def test_planted_temp_file_link_is_not_written_through(tmp_path):
+    log, checkpoint, victim = tmp_path / "named.log", tmp_path / "tail.json", tmp_path / "victim"
+    log.write_bytes(LINE)
+    victim.write_text("precious")
+    os.symlink(victim, tmp_path / f".tail.json.{os.getpid()}.tmp")
+    follow(log, checkpoint).poll().commit()
+    assert victim.read_text() == "precious"
+    assert not checkpoint.is_symlink()
+
+
+def test_checkpoint_path_that_is_a_link_is_refused_naming_the_flag(tmp_path):
+    checkpoint = tmp_path / "tail.json"
+    os.symlink(tmp_path / "elsewhere.json", checkpoint)
+    with pytest.raises(InputError, match=r"tail\.json: the checkpoint is a symbolic link .*--allow-checkpoint-symlink"):
+        follow(tmp_path / "named.log", checkpoint)
+
+
+def test_checkpoint_link_is_written_through_when_allowed(tmp_path):
+    log, checkpoint, target = tmp_path / "named.log", tmp_path / "tail.json", tmp_path / "state" / "tail.json"
+    log.write_bytes(LINE)
+    target.parent.mkdir()
+    os.symlink(target, checkpoint)
+    config = TailConfig((str(log),), checkpoint, read_from_head=True, allow_checkpoint_symlink=True)
+    FileTail(config, Stats(), print).poll().commit()
+    assert checkpoint.is_symlink()
+    assert [e["offset"] for e in json.loads(target.read_text())["files"]] == [len(LINE)]
+
+
+def test_temp_file_left_by_a_kill_during_a_save_is_removed_at_the_next_start(tmp_path):
+    (tmp_path / ".tail.json.k3x9q1.tmp").write_text('{"version": 1, "files": [')
+    Checkpoint(tmp_path / "tail.json")
+    assert os.listdir(tmp_path) == []

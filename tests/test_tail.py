@@ -69,6 +69,14 @@ def append(path, *numbers: int) -> None:
         stream.write(b"".join(line(n) for n in numbers))
 
 
+def run_and_stop(log, checkpoint, *numbers: int, glob=None) -> None:
+    """A first run (over ``glob``, or just ``log``) that reads ``numbers``, appended now, commits and stops."""
+    append(log, *numbers)
+    first = Harness(glob or log, checkpoint=checkpoint)
+    first.take()
+    first.tail.close()
+
+
 def test_lines_appended_after_the_start_are_read_once(tmp_path):
     log = tmp_path / "named.log"
     append(log, 0, 1)
@@ -242,3 +250,91 @@ def test_poll_interval_outside_its_bounds_is_a_config_error(interval):
 def test_no_glob_is_a_config_error_with_an_example():
     with pytest.raises(ConfigError, match=r"/var/log/named/\*\.log"):
         TailConfig(())
+
+
+def test_file_created_by_a_rename_rotation_while_stopped_is_read_from_its_start(tmp_path):
+    log, checkpoint = tmp_path / "named.log", tmp_path / "tail.json"
+    run_and_stop(log, checkpoint, 0, 1)
+    log.rename(tmp_path / "named.log.0")
+    append(log, 10, 11)  # the new file, created while the tail was stopped
+    second = Harness(log, checkpoint=checkpoint, rotate_wait=0, read_from_head=False)
+    assert second.take() == [10, 11]
+
+
+def test_copytruncate_while_stopped_finishes_the_copy_under_the_glob_from_the_checkpoint(tmp_path):
+    log, checkpoint = tmp_path / "named.log", tmp_path / "tail.json"
+    run_and_stop(log, checkpoint, 0, 1, glob=tmp_path / "named.log*")
+    append(log, 2, 3)  # written while stopped, before logrotate copied the file
+    shutil.copyfile(log, tmp_path / "named.log.1")
+    log.write_bytes(b"")
+    append(log, 20, 21)
+    second = Harness(tmp_path / "named.log*", checkpoint=checkpoint, read_from_head=False)
+    assert sorted(second.take()) == [2, 3, 20, 21]
+
+
+def test_copytruncate_while_stopped_finishes_the_copy_beside_the_file_outside_the_glob(tmp_path):
+    log, checkpoint = tmp_path / "named.log", tmp_path / "tail.json"
+    run_and_stop(log, checkpoint, 0, 1)
+    append(log, 2, 3)
+    shutil.copyfile(log, tmp_path / "named.log-20261121")
+    log.write_bytes(b"")
+    append(log, 20, 21)
+    second = Harness(log, checkpoint=checkpoint, rotate_wait=0, read_from_head=False)
+    assert sorted(second.take()) == [2, 3, 20, 21]
+
+
+def test_copytruncate_while_running_finishes_the_copy_outside_the_glob(tmp_path):
+    log = tmp_path / "named.log"
+    append(log, 0, 1)
+    tail = Harness(log)
+    tail.take()
+    append(log, 2, 3)  # not yet read when logrotate copies
+    shutil.copyfile(log, tmp_path / "named.log.1")
+    log.write_bytes(b"")
+    append(log, 20)
+    tail.take()
+    assert sorted(tail.taken) == [0, 1, 2, 3, 20]
+
+
+def test_file_truncated_while_stopped_without_a_copy_says_from_which_byte_lines_are_lost(tmp_path):
+    log, checkpoint = tmp_path / "named.log", tmp_path / "tail.json"
+    run_and_stop(log, checkpoint, 0, 1)
+    read_to = log.stat().st_size
+    log.write_bytes(b"")
+    append(log, 20)
+    second = Harness(log, checkpoint=checkpoint, read_from_head=False)
+    assert second.take() == [20]
+    assert any(f"after byte {read_to} is lost" in w for w in second.warnings)
+
+
+def test_commit_through_moves_the_checkpoint_past_exactly_the_lines_taken(tmp_path):
+    checkpoint = tmp_path / "tail.json"
+    append(tmp_path / "a.log", 0, 1)
+    append(tmp_path / "b.log", 2, 3)
+    first = Harness(tmp_path / "*.log", checkpoint=checkpoint)
+    batch = first.tail.poll()
+    assert [number(x.raw) for x in batch.lines] == [0, 1, 2, 3]
+    batch.commit_through(3)  # then killed: the fourth line was never passed on
+    second = Harness(tmp_path / "*.log", checkpoint=checkpoint, read_from_head=False)
+    assert second.take() == [3]
+
+
+def test_glob_that_matches_nothing_says_so_once_and_again_when_a_file_appears(tmp_path):
+    tail = Harness(tmp_path / "*.log", read_from_head=False)
+    tail.take()
+    tail.take()
+    assert [w for w in tail.warnings if "no file matches yet" in w] == [
+        f"{tmp_path / '*.log'}: no file matches yet; waiting for one to appear, to read it from its start"
+    ]
+    append(tmp_path / "a.log", 0)
+    assert tail.take() == [0]
+    assert tail.warnings[-1] == f"{tmp_path / '*.log'}: now matches {tmp_path / 'a.log'}; following it"
+
+
+def test_missing_checkpoint_directory_is_created_and_said(tmp_path):
+    log, checkpoint = tmp_path / "named.log", tmp_path / "var" / "lib" / "named-senderr" / "tail.json"
+    append(log, 0)
+    tail = Harness(log, checkpoint=checkpoint)
+    assert tail.take() == [0]
+    assert checkpoint.is_file()
+    assert tail.warnings == [f"created {checkpoint.parent} for the checkpoint tail.json"]

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from named_senderr.cli.tail import PRINT_EVERY
+from tests.polling import wait_until
 
 DEADLINE = 10.0
 LINE = "21-Nov-2026 04:47:35.739 client @0x7f04 192.0.2.7#{port} (a.example): error sending response: would block\n"
@@ -16,9 +27,9 @@ LINE = "21-Nov-2026 04:47:35.739 client @0x7f04 192.0.2.7#{port} (a.example): er
 class Process:
     """A named-senderr subprocess whose stdout and stderr lines are read with a deadline."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, runner: tuple[str, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "named_senderr", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [*runner, sys.executable, "-m", "named_senderr", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         self.stdout: queue.Queue = queue.Queue()
         self.stderr: queue.Queue = queue.Queue()
@@ -84,3 +95,89 @@ def test_tail_with_a_bad_poll_interval_is_a_usage_error(tmp_path):
     )
     assert result.returncode == 2
     assert b"poll interval 0.0 s is outside" in result.stderr
+
+
+def checkpointed(checkpoint: Path) -> int:
+    """Bytes of the log the checkpoint vouches for; 0 before it exists."""
+    if not checkpoint.exists():
+        return 0
+    return sum(entry["offset"] for entry in json.loads(checkpoint.read_text())["files"])
+
+
+def test_tail_killed_9_while_blocked_on_stdout_prints_at_most_one_write_again(tmp_path):
+    log, checkpoint = tmp_path / "named.log", tmp_path / "tail.json"
+    log.write_text("".join(LINE.format(port=n) for n in range(5000)))  # one poll's batch
+    command = [sys.executable, "-m", "named_senderr", "tail", str(log), "--checkpoint", str(checkpoint),
+               "--format", "flat", "--read-from-head", "--poll-interval", "0.05"]  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert first.stdout is not None
+    for _ in range(1000):  # then stop reading: the pipe fills and the tail blocks inside its batch
+        first.stdout.readline()
+    deadline = time.monotonic() + 5  # bounded: the fixed tail saves its checkpoint after each write well before
+    while checkpointed(checkpoint) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.kill()
+    first.wait(DEADLINE)
+    printed = 1000 + first.stdout.read().count(b"\n")  # what had reached the pipe by the kill
+    with (tmp_path / "second.ndjson").open("wb") as out:
+        second = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: checkpointed(checkpoint) == log.stat().st_size)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(DEADLINE) == 0
+    again = printed + (tmp_path / "second.ndjson").read_bytes().count(b"\n") - 5000
+    assert 0 <= again <= PRINT_EVERY, f"{again} of {printed} events printed again"
+
+
+def unprivileged() -> tuple[str, ...]:
+    """A prefix that runs the command as nobody when we are root (who reads any file whatever its mode)."""
+    if os.getuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without util-linux setpriv: cannot make a file unreadable to tail")
+    return ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder another user can work in: pytest's own are 0700."""
+    path = Path(tempfile.mkdtemp(prefix="unreadable-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_tail_retries_a_file_unreadable_at_restart_and_resumes_it_from_the_checkpoint(shared_dir):
+    log, checkpoint = shared_dir / "named.log", shared_dir / "tail.json"
+    log.write_text(LINE.format(port=1000))
+    log.chmod(0o644)
+    command = ["tail", str(log), "--checkpoint", str(checkpoint), "--format", "flat", "--poll-interval", "0.05"]
+    first = Process(*command, "--read-from-head", runner=unprivileged())
+    try:
+        first.events(1)
+    finally:
+        assert first.stop() == 0
+    log.chmod(0)
+    with log.open("a") as stream:
+        stream.write(LINE.format(port=1001))
+    second = Process(*command, runner=unprivileged())
+    try:
+        assert "cannot open: Permission denied" in second.stderr.get(timeout=DEADLINE).decode()
+        log.chmod(0o644)
+        assert [e["client_port"] for e in second.events(1)] == [1001]
+    finally:
+        assert second.stop() == 0
+
+
+def test_tail_refuses_a_checkpoint_that_is_a_symbolic_link(tmp_path):
+    checkpoint = tmp_path / "tail.json"
+    checkpoint.symlink_to(tmp_path / "elsewhere.json")
+    result = subprocess.run(
+        [sys.executable, "-m", "named_senderr", "tail", str(tmp_path / "named.log"), "--checkpoint", str(checkpoint)],
+        capture_output=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert b"is a symbolic link" in result.stderr and b"--allow-checkpoint-symlink" in result.stderr

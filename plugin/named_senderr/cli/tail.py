@@ -1,8 +1,12 @@
 """``named-senderr tail``: follow named's logs across rotation, NDJSON events on stdout.
 
-Runs until SIGTERM or SIGINT. Events are written and flushed before the
-checkpoint moves past them, so a restart with the same ``--checkpoint``
-resumes exactly after the last line printed.
+Runs until SIGTERM or SIGINT. Events go to stdout in writes of at most
+PRINT_EVERY, each flushed before the checkpoint moves past its lines: after
+SIGTERM or SIGINT a restart with the same ``--checkpoint`` resumes exactly
+after the last line printed. A kill -9 that lands between a write and its
+checkpoint (the time of one fsync) prints that write's events again: at most
+PRINT_EVERY duplicates, since a write to a pipe and the rename of a file
+cannot be made one atomic step.
 """
 
 from __future__ import annotations
@@ -29,11 +33,16 @@ from named_senderr.sinks.stdout import NdjsonWriter
 from named_senderr.sources.file_tail import FileTail, TailConfig
 from named_senderr.telemetry import Stats
 
+PRINT_EVERY = 256  # events per write to stdout; below NdjsonWriter's own batch, so it never writes on its own
+
 EPILOG = """\
 Files present at the first start are followed from their end (--read-from-head:
-from their start); files that appear later, and every file named in the
-checkpoint, are read from where they were left. Rotation by rename and by
-copytruncate are both followed; gzip'd rotations are skipped (use 'parse').
+from their start); files that appear later, also while tail was stopped, are
+read from their start, and every file named in the checkpoint from where it
+was left. Rotation by rename and by copytruncate are both followed, also
+across a restart; gzip'd rotations are skipped (use 'parse'). A checkpoint
+whose folder is missing gets one; a checkpoint that is a symbolic link is
+refused unless --allow-checkpoint-symlink.
 
 examples:
   named-senderr tail '/var/log/named/*.log' --checkpoint /var/lib/named-senderr/tail.json
@@ -51,6 +60,7 @@ class EventPrinter:
     format: str = "ecs"
     host: str | None = None
     rejects: BinaryIO | None = None
+    unflushed: int = field(default=0, init=False)  # events written since the last flush
     _writer: NdjsonWriter = field(init=False)
     _render: Callable[[Event], dict] = field(init=False)
 
@@ -76,6 +86,7 @@ class EventPrinter:
             result.host = result.host or self.host
             self.stats.events_by_reason[result.reason] += 1
             self._writer.write(self._render(result))
+            self.unflushed += 1
             return
         self.stats.rejected_by_reason[result.reason] += 1
         if self.rejects is not None:
@@ -84,6 +95,7 @@ class EventPrinter:
 
     def flush(self) -> None:
         self._writer.flush()
+        self.unflushed = 0
         if self.rejects is not None:
             self.rejects.flush()
 
@@ -107,6 +119,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("globs", nargs="+", metavar="GLOB", help="files or globs; quote globs so new files are found")
     parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="where to keep offsets (JSON) across restarts")
+    parser.add_argument(
+        "--allow-checkpoint-symlink", action="store_true", help="write through a --checkpoint that is a symbolic link"
+    )
     parser.add_argument("--read-from-head", action="store_true", help="read files found at the first start from 0")
     parser.add_argument("--poll-interval", type=float, default=0.25, metavar="S", help="seconds between looks")
     parser.add_argument("--rotate-wait", type=float, default=5.0, metavar="S", help="read a rotated file this long")
@@ -133,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         rotate_wait=args.rotate_wait,
         read_from_head=args.read_from_head,
+        allow_checkpoint_symlink=args.allow_checkpoint_symlink,
     )
     stats = Stats(inputs=len(config.globs))
     parser = NamedLineParser(TimestampNormalizer(resolve_zone(args.timezone)))
@@ -144,8 +160,11 @@ def run(args: argparse.Namespace) -> int:
         printer = EventPrinter(parser, sys.stdout.buffer, stats, args.format, args.host, rejects)
         while not stop.is_set():
             batch = tail.poll()
-            for line in batch.lines:
+            for taken, line in enumerate(batch.lines, 1):
                 printer.take(line.raw, line.path, line.offset, line.oversize)
+                if printer.unflushed >= PRINT_EVERY:
+                    printer.flush()
+                    batch.commit_through(taken)
             printer.flush()
             batch.commit()
             if not batch.more:
