@@ -1,0 +1,123 @@
+"""ship into a real VictoriaLogs, checked with LogsQL the way a user checks.
+
+Each test ships into its own ``job`` (or tenant), so tests sharing the server do not see each
+other's entries. Counts are taken after ``/internal/force_flush``, which makes the last second's
+entries searchable at once instead of polling for them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from named_senderr.cli import main
+from named_senderr.normalize.timestamp import to_epoch_ns
+from named_senderr.sinks.victorialogs import tenant_headers
+from tests.faults import FaultServer, Forward, Reply
+from tests.test_ship_servers import REAL_LOGS, REAL_REASONS, flat_events
+
+pytestmark = pytest.mark.servers
+
+
+def select(base: str, path: str, query: str, tenant: str | None = None) -> httpx.Response:
+    """``/select/logsql/PATH`` over all time, after a flush."""
+    headers = tenant_headers(tenant)
+    httpx.get(f"{base}/internal/force_flush", headers=headers).raise_for_status()
+    return httpx.post(f"{base}/select/logsql/{path}", data={"query": query, "start": "0"}, headers=headers)
+
+
+def logsql(base: str, query: str, tenant: str | None = None) -> list[dict]:
+    """Every line LogsQL answers for ``query``."""
+    reply = select(base, "query", query, tenant)
+    assert reply.status_code == 200, reply.text
+    return [orjson.loads(line) for line in reply.text.splitlines()]
+
+
+def count(base: str, job: str, tenant: str | None = None) -> int:
+    rows = logsql(base, f'{{job="{job}"}} | stats count() n', tenant)
+    return int(rows[0]["n"]) if rows else 0
+
+
+def by_reason(base: str, job: str, field: str = "event.reason") -> dict[str, int]:
+    return {r[field]: int(r["n"]) for r in logsql(base, f'{{job="{job}"}} | stats by ({field}) count() n')}
+
+
+def ship(tmp_path: Path, url: str, *inputs: str, max_events: int = 5000) -> int:
+    """The CLI with quick retries, so fault tests take milliseconds per retry."""
+    config = tmp_path / "ship.toml"
+    config.write_text(f"[batch]\nmax_events = {max_events}\n[retry]\ninitial_backoff = 0.01\nmax_backoff = 0.05\n")
+    args = ["--config", str(config), "--timezone", "UTC", "--dead-letter", str(tmp_path / "dead.ndjson")]
+    return main(["ship", *inputs, "--to", url, *args, "--no-progress"])
+
+
+def new_job() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def test_stored_entries_by_reason_match_the_files(victorialogs_url: str, tmp_path: Path) -> None:
+    job = new_job()
+    assert ship(tmp_path, f"victorialogs+{victorialogs_url}?job={job}", *REAL_LOGS) == 0
+    assert by_reason(victorialogs_url, job) == REAL_REASONS
+
+
+def test_time_is_the_events_time_and_msg_its_message(victorialogs_url: str, tmp_path: Path) -> None:
+    job = new_job()
+    assert ship(tmp_path, f"victorialogs+{victorialogs_url}?job={job}", *REAL_LOGS) == 0
+    stored = {(r["_time"], r["_msg"]) for r in logsql(victorialogs_url, f'{{job="{job}"}} | fields _time, _msg')}
+    expected = {(e["timestamp"], e["message"]) for e in flat_events(*REAL_LOGS)}
+    assert {(to_epoch_ns(t), m) for t, m in stored} == {(to_epoch_ns(t), m) for t, m in expected}
+
+
+def test_streams_are_the_bounded_fields_only(victorialogs_url: str, tmp_path: Path) -> None:
+    job = new_job()
+    assert ship(tmp_path, f"victorialogs+{victorialogs_url}?job={job}", *REAL_LOGS) == 0
+    reply = select(victorialogs_url, "stream_field_names", f'{{job="{job}"}}')
+    names = {v["value"] for v in reply.json()["values"]}
+    assert names == {"job", "event.reason", "bind.message_kind"}  # and host.name, but these logs name no host
+    ip = "2001:db8:53::2"
+    expected = sum(1 for e in flat_events(*REAL_LOGS) if e["client_ip"] == ip)
+    assert expected > 0 and logsql(victorialogs_url, f'{{job="{job}"}} client.ip:="{ip}" | stats count() n') == [
+        {"n": str(expected)}
+    ]
+
+
+def test_flat_format_stores_the_flat_records_under_their_flat_names(victorialogs_url: str, tmp_path: Path) -> None:
+    job = new_job()
+    url = f"victorialogs+{victorialogs_url}?job={job}&format=flat&stream_fields=job,reason"
+    assert ship(tmp_path, url, *REAL_LOGS) == 0
+    assert by_reason(victorialogs_url, job, "reason") == REAL_REASONS
+    rows = logsql(victorialogs_url, f'{{job="{job}"}} | stats by (_stream) count() n')
+    assert {r["_stream"] for r in rows} == {f'{{job="{job}",reason="{reason}"}}' for reason in REAL_REASONS}
+
+
+def test_a_tenant_sees_only_its_own_entries(victorialogs_url: str, tmp_path: Path) -> None:
+    job = new_job()
+    assert ship(tmp_path, f"victorialogs+{victorialogs_url}?job={job}&tenant=7:3", *REAL_LOGS) == 0
+    total = sum(REAL_REASONS.values())
+    assert count(victorialogs_url, job, "7:3") == total
+    assert count(victorialogs_url, job) == 0 and count(victorialogs_url, job, "7:4") == 0
+
+
+def test_answer_lost_after_storing_is_not_stored_again(victorialogs_url: str, tmp_path: Path, capsys) -> None:
+    job = new_job()
+    with FaultServer(lambda request, n: Forward(victorialogs_url), lose_answer=frozenset({0})) as proxy:
+        assert ship(tmp_path, f"victorialogs+{proxy.url}?job={job}", *REAL_LOGS) == 0
+    total = sum(REAL_REASONS.values())
+    assert proxy.cuts == 1 and count(victorialogs_url, job) == total
+    assert f"({total} already stored)" in capsys.readouterr().err
+
+
+def test_429_storm_and_cut_requests_in_front_lose_and_duplicate_nothing(victorialogs_url: str, tmp_path: Path) -> None:
+    job = new_job()
+
+    def plan(request, n: int) -> Reply | Forward:
+        refuse = request.path.startswith("/insert") and n < 3
+        return Reply(429, b"cannot add rows into storage in read-only mode") if refuse else Forward(victorialogs_url)
+
+    with FaultServer(plan, cut=frozenset({3}), lose_answer=frozenset({4, 9})) as proxy:
+        assert ship(tmp_path, f"victorialogs+{proxy.url}?job={job}", *REAL_LOGS, max_events=50) == 0
+    assert proxy.cuts == 3 and by_reason(victorialogs_url, job) == REAL_REASONS
