@@ -7,7 +7,12 @@ entries searchable at once instead of polling for them.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +22,9 @@ import pytest
 from named_senderr.cli import main
 from named_senderr.normalize.timestamp import to_epoch_ns
 from named_senderr.sinks.victorialogs import tenant_headers
+from tests import servers
 from tests.faults import FaultServer, Forward, Reply
+from tests.polling import wait_until
 from tests.test_ship_servers import REAL_LOGS, REAL_REASONS, flat_events
 
 pytestmark = pytest.mark.servers
@@ -121,3 +128,55 @@ def test_429_storm_and_cut_requests_in_front_lose_and_duplicate_nothing(victoria
     with FaultServer(plan, cut=frozenset({3}), lose_answer=frozenset({4, 9})) as proxy:
         assert ship(tmp_path, f"victorialogs+{proxy.url}?job={job}", *REAL_LOGS, max_events=50) == 0
     assert proxy.cuts == 3 and by_reason(victorialogs_url, job) == REAL_REASONS
+
+
+@pytest.fixture
+def full_victorialogs(tmp_path: Path) -> Iterator[tuple[servers.Server, Path]]:
+    """A VictoriaLogs of this test's own whose storage is a 40 MiB tmpfs, and a file that fills it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        server = servers.start("victorialogs")
+    except servers.ServerError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"victorialogs unavailable: {exc}", pytrace=False)
+        pytest.skip(f"victorialogs unavailable: {exc}")
+    storage = server.data_dir / "storage"
+    server.halt()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(storage)], check=True)
+    try:
+        server.resume()
+        filler = storage / "filler"
+        free = os.statvfs(storage).f_bavail * os.statvfs(storage).f_frsize
+        filler.write_bytes(b"\0" * (free - 4 * 1024 * 1024))  # under -storage.minFreeDiskSpaceBytes (10 MB)
+        wait_until(lambda: read_only(server.url), timeout=10)  # it looks at the free space every 2 s
+        yield server, filler
+    finally:
+        server.halt()
+        subprocess.run(["umount", str(storage)], check=False)
+        server.stop()
+
+
+def read_only(base: str) -> bool:
+    return any(
+        line.startswith("vl_storage_is_read_only") and line.endswith(" 1")
+        for line in httpx.get(f"{base}/metrics").text.splitlines()
+    )
+
+
+def test_real_read_only_storage_429_is_retried_until_space_returns(full_victorialogs, tmp_path: Path) -> None:
+    server, filler = full_victorialogs
+    job = new_job()
+    config = tmp_path / "ship.toml"
+    config.write_text("[retry]\ninitial_backoff = 0.05\nmax_backoff = 0.2\nmax_attempts = 10000\ndeadline = 120\n")
+    command = [sys.executable, "-m", "named_senderr", "ship", *REAL_LOGS, "--to", f"victorialogs+{server.url}?job={job}",
+               "--config", str(config), "--timezone", "UTC", "--no-progress",
+               "--dead-letter", str(tmp_path / "dead.ndjson")]  # fmt: skip
+    shipper = subprocess.Popen(command, stderr=subprocess.PIPE)
+    wait_until(lambda: server.log.read_text().count("read-only mode") >= 3, timeout=30)  # its 429s, logged
+    assert shipper.poll() is None and count(server.url, job) == 0, "refused, still retrying, nothing stored"
+    filler.unlink()
+    _, err = shipper.communicate(timeout=60)
+    assert shipper.returncode == 0 and count(server.url, job) == sum(REAL_REASONS.values())
+    retried = re.search(r"retried ([\d,]+), dead-lettered 0$", err.decode(), re.MULTILINE)
+    assert retried and int(retried[1].replace(",", "")) >= 3 * sum(REAL_REASONS.values())

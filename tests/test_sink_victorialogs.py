@@ -54,7 +54,7 @@ def test_each_entry_is_one_line() -> None:
 
 
 def test_query_args_name_the_message_the_events_time_and_ecs_stream_fields() -> None:
-    assert sink()._params == {
+    assert sink().params == {
         "_msg_field": "message",
         "_time_field": "@timestamp",
         "_stream_fields": "job,host.name,event.reason,bind.message_kind",
@@ -62,7 +62,7 @@ def test_query_args_name_the_message_the_events_time_and_ecs_stream_fields() -> 
 
 
 def test_flat_query_args_use_the_flat_names() -> None:
-    params = sink("?format=flat&stream_fields=job,host,severity")._params
+    params = sink("?format=flat&stream_fields=job,host,severity").params
     assert params["_time_field"] == "timestamp" and params["_stream_fields"] == "job,host,severity"
 
 

@@ -71,7 +71,7 @@ class VictoriaLogsSink:
         self._ingest_time = ingest_time
         self._id_field = ID_FIELDS[config.format]
         self._selector = selector(config)
-        self._params = {
+        self.params = {
             "_msg_field": "message",
             "_time_field": field_name("timestamp", config.format),
             "_stream_fields": ",".join(field_name(f, config.format) for f in config.stream_fields),
@@ -93,7 +93,7 @@ class VictoriaLogsSink:
     def send(self, items: list[Item]) -> Outcome:
         body = b"".join(line for _, _, line in items)
         # Not form-encoded: VictoriaLogs would read such a body as query args and store nothing.
-        reply = self._client.post(INSERT_PATH, body, "application/stream+json", self._params)
+        reply = self._client.post(INSERT_PATH, body, "application/stream+json", self.params)
         return classify_insert(reply, items)
 
     def dead_record(self, item: Item) -> dict:
