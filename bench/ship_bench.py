@@ -4,7 +4,8 @@ Generates a named log where every line is a send error, starts each server
 from the test suite's cache (tests/servers), warms it up on another file, and
 runs ``named-senderr ship`` as a child process: events/s from start to exit,
 the client's CPU seconds and peak RSS from wait4 (client CPU well below the
-wall time means the server, sharing the machine's cores, is the limit). The
+wall time means the server, sharing the machine's cores, is the limit; the
+server's own CPU seconds, over its whole process group, are the last column). The
 naive client parses the same file with the same reader and parser but sends
 one HTTP request per event (for at most --naive-seconds). Every stored count
 is checked afterwards, so a fast but lossy run cannot pass. A "null" row ships
@@ -55,6 +56,19 @@ def timed(command: list[str]) -> tuple[float, float, float, str]:
     return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stderr
 
 
+def group_cpu(leader: int) -> float:
+    """CPU seconds so far of every process in the server's process group (the JVM launchers fork)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == leader:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def stored(name: str, base: str, target: str) -> int:
     if name in LOGS_STORES:
         httpx.get(f"{base}/internal/force_flush", timeout=120).raise_for_status()
@@ -88,12 +102,16 @@ def bench_server(name: str, log: Path, warmup: Path, events: int, naive_seconds:
                 command = [*NAMED_SENDERR, "ship", str(log), "--to", url, "--timezone", "UTC", "--no-progress"]
             else:
                 command = [sys.executable, __file__, "--naive", name, url, str(log), str(naive_seconds)]
+            server_cpu = group_cpu(server.process.pid)
             seconds, cpu, rss, stderr = timed(command)
+            server_cpu = group_cpu(server.process.pid) - server_cpu
             sent = int(stderr.split()[-1]) if target == "bench-naive" else events
             count = stored(name, server.url, target)
             check = "ok" if count == sent else f"MISMATCH: {count} stored"
             rate = sent / seconds
-            rows.append(f"{name:<18} {label:<24} {sent:>9,} {rate:>10,.0f} {cpu:>8.1f} {rss:>7.0f}   {check}")
+            rows.append(
+                f"{name:<18} {label:<24} {sent:>9,} {rate:>10,.0f} {cpu:>8.1f} {rss:>7.0f} {server_cpu:>9.1f}   {check}"
+            )
         return rows
     finally:
         server.stop()
@@ -173,7 +191,10 @@ def main() -> None:
         print(
             f"input: {args.events:,} send-error lines, {log.stat().st_size / 1_048_576:.0f} MiB; {os.cpu_count()} cores"
         )
-        print(f"{'server':<18} {'client':<24} {'events':>9} {'events/s':>10} {'CPU s':>8} {'RSS MB':>7}   stored")
+        print(
+            f"{'server':<18} {'client':<24} {'events':>9} {'events/s':>10} {'CPU s':>8} {'RSS MB':>7}"
+            f" {'server s':>9}   stored"
+        )
         for name in args.servers.split(","):
             print(bench_null(name, log, args.events), flush=True)
             if not args.null_only:
