@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -25,6 +26,7 @@ from named_senderr.sinks.victorialogs import tenant_headers
 from tests import servers
 from tests.faults import FaultServer, Forward, Reply
 from tests.polling import wait_until
+from tests.servers import victorialogs
 from tests.test_ship_servers import REAL_LOGS, REAL_REASONS, flat_events
 
 pytestmark = pytest.mark.servers
@@ -111,7 +113,8 @@ def test_a_tenant_sees_only_its_own_entries(victorialogs_url: str, tmp_path: Pat
 
 def test_answer_lost_after_storing_is_not_stored_again(victorialogs_url: str, tmp_path: Path, capsys) -> None:
     job = new_job()
-    with FaultServer(lambda request, n: Forward(victorialogs_url), lose_answer=frozenset({0})) as proxy:
+    # Request 0 is the sink's look at /flags, 1 the insert.
+    with FaultServer(lambda request, n: Forward(victorialogs_url), lose_answer=frozenset({1})) as proxy:
         assert ship(tmp_path, f"victorialogs+{proxy.url}?job={job}", *REAL_LOGS) == 0
     total = sum(REAL_REASONS.values())
     assert proxy.cuts == 1 and count(victorialogs_url, job) == total
@@ -122,12 +125,24 @@ def test_429_storm_and_cut_requests_in_front_lose_and_duplicate_nothing(victoria
     job = new_job()
 
     def plan(request, n: int) -> Reply | Forward:
-        refuse = request.path.startswith("/insert") and n < 3
+        refuse = request.path.startswith("/insert") and n < 4  # 0 is the sink's look at /flags
         return Reply(429, b"cannot add rows into storage in read-only mode") if refuse else Forward(victorialogs_url)
 
-    with FaultServer(plan, cut=frozenset({3}), lose_answer=frozenset({4, 9})) as proxy:
+    with FaultServer(plan, cut=frozenset({4}), lose_answer=frozenset({5, 10})) as proxy:
         assert ship(tmp_path, f"victorialogs+{proxy.url}?job={job}", *REAL_LOGS, max_events=50) == 0
     assert proxy.cuts == 3 and by_reason(victorialogs_url, job) == REAL_REASONS
+
+
+def own_victorialogs(retention: str = "100y") -> servers.Server:
+    """A VictoriaLogs for one test (stop it); skipped where it cannot start, failed under CI=true."""
+    try:
+        server = victorialogs.start(servers.prepare("victorialogs"), retention=retention)
+    except servers.ServerError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"victorialogs unavailable: {exc}", pytrace=False)
+        pytest.skip(f"victorialogs unavailable: {exc}")
+    server._cleanup.append(lambda: shutil.rmtree(server.data_dir, ignore_errors=True))
+    return server
 
 
 @pytest.fixture
@@ -135,12 +150,7 @@ def full_victorialogs(tmp_path: Path) -> Iterator[tuple[servers.Server, Path]]:
     """A VictoriaLogs of this test's own whose storage is a 40 MiB tmpfs, and a file that fills it."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    try:
-        server = servers.start("victorialogs")
-    except servers.ServerError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"victorialogs unavailable: {exc}", pytrace=False)
-        pytest.skip(f"victorialogs unavailable: {exc}")
+    server = own_victorialogs()
     storage = server.data_dir / "storage"
     server.halt()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(storage)], check=True)
@@ -180,3 +190,22 @@ def test_real_read_only_storage_429_is_retried_until_space_returns(full_victoria
     assert shipper.returncode == 0 and count(server.url, job) == sum(REAL_REASONS.values())
     retried = re.search(r"retried ([\d,]+), dead-lettered 0$", err.decode(), re.MULTILINE)
     assert retried and int(retried[1].replace(",", "")) >= 3 * sum(REAL_REASONS.values())
+
+
+@pytest.fixture
+def short_retention_victorialogs() -> Iterator[servers.Server]:
+    """A VictoriaLogs of this test's own that keeps one day: the real logs' days are older."""
+    server = own_victorialogs("1d")
+    yield server
+    server.stop()
+
+
+def test_entries_older_than_the_servers_retention_are_dead_lettered_not_lost(
+    short_retention_victorialogs: servers.Server, tmp_path: Path
+) -> None:
+    """VictoriaLogs would answer 200 and skip them; the sink reads -retentionPeriod and says so instead."""
+    base, job = short_retention_victorialogs.url, new_job()
+    assert ship(tmp_path, f"victorialogs+{base}?job={job}", *REAL_LOGS) == 3
+    dead = [orjson.loads(line) for line in (tmp_path / "dead.ndjson").read_bytes().splitlines()]
+    assert len(dead) == sum(REAL_REASONS.values()) and count(base, job) == 0
+    assert "-retentionPeriod=1d" in dead[0]["reason"] and dead[0]["document"]["job"] == job

@@ -15,9 +15,12 @@ from named_senderr.sinks.victorialogs import (
     classify_insert,
     id_queries,
     id_window,
+    outside,
     selector,
     tenant_headers,
 )
+from named_senderr.sinks.victorialogs_limits import DAY_NS, duration_ns, parse_flags
+from tests.servers import free_port
 from tests.test_sink_elasticsearch import event
 
 INGEST = "2026-11-21T05:00:00.000Z"
@@ -28,8 +31,9 @@ def config(query: str = ""):
     return sink_from_url(f"victorialogs+http://h:9428{query}", {}, "t", None)
 
 
-def sink(query: str = "") -> VictoriaLogsSink:
-    return VictoriaLogsSink(config(query), INGEST)
+def sink(query: str = "", ingest: str = INGEST) -> VictoriaLogsSink:
+    """On a port nothing listens on: its question for the server's flags is refused at once."""
+    return VictoriaLogsSink(sink_from_url(f"victorialogs+http://127.0.0.1:{free_port()}{query}", {}, "t", None), ingest)
 
 
 def line(query: str = "", **changes) -> dict:
@@ -78,7 +82,7 @@ def test_event_without_time_is_stored_at_the_ingest_time_and_marked_so() -> None
 
 def test_the_same_line_gets_the_same_id_in_every_run() -> None:
     first, _ = sink().encode(event())
-    again, _ = VictoriaLogsSink(config(), "2027-01-01T00:00:00.000Z").encode(event())
+    again, _ = sink(ingest="2027-01-01T00:00:00.000Z").encode(event())
     assert first[0] == again[0]
 
 
@@ -187,3 +191,57 @@ def test_no_answer_retries_after_asking_what_was_stored() -> None:
 
 def test_other_status_from_something_in_front_stops_the_sink() -> None:
     assert "in front of VictoriaLogs" in classify_insert(Reply(418, b"teapot"), ITEMS).fatal
+
+
+NOW = 1_796_169_600 * 1_000_000_000  # 2026-12-02T00:00:00Z
+
+
+def test_retention_durations_are_read_as_victorialogs_reads_them() -> None:
+    day = DAY_NS
+    assert [duration_ns(v) for v in ("7d", "100y", "1y2d", "12h", "0")] == [
+        7 * day,
+        36_500 * day,
+        367 * day,
+        day // 2,
+        0,
+    ]
+    assert duration_ns("3M") == duration_ns("3") == 93 * day  # months of 31 days
+    assert duration_ns("7 days") is None and duration_ns("") is None
+
+
+def test_flags_that_do_not_name_the_retention_mean_its_defaults() -> None:
+    limits = parse_flags('-storageDataPath="/var/lib/vl"\n')
+    assert (limits.retention, limits.future, limits.backfill) == ("7d", "2d", "0")
+    assert parse_flags('-retentionPeriod="100y"\n').retention_ns == 36_500 * DAY_NS
+    assert parse_flags('-retentionPeriod="forever"\n') is None
+
+
+def test_entry_older_than_the_retention_is_refused_naming_the_flag_and_the_fix() -> None:
+    why = parse_flags("").refusal(NOW - 8 * DAY_NS, NOW)
+    assert "-retentionPeriod=7d" in why and "start it with a -retentionPeriod that covers" in why
+
+
+def test_entry_on_the_oldest_day_kept_is_not_refused() -> None:
+    assert parse_flags("").refusal(NOW - 7 * DAY_NS, NOW) is None
+
+
+def test_entry_further_ahead_than_the_future_retention_is_refused() -> None:
+    limits = parse_flags("")
+    assert "-futureRetention=2d" in limits.refusal(NOW + 3 * DAY_NS, NOW)
+    assert limits.refusal(NOW + 2 * DAY_NS, NOW) is None
+
+
+def test_backfill_limit_refuses_older_entries_only_when_set() -> None:
+    assert "-maxBackfillAge=1h" in parse_flags('-maxBackfillAge="1h"').refusal(NOW - 2 * 3600 * 10**9, NOW)
+    assert parse_flags("").refusal(NOW - 2 * 3600 * 10**9, NOW) is None
+
+
+def test_outside_keeps_entries_at_their_ingest_time_and_those_in_the_window() -> None:
+    old, fresh, untimed = ("a", NOW - 30 * DAY_NS, b""), ("b", NOW, b""), ("c", None, b"")
+    refused, kept = outside(parse_flags(""), [old, fresh, untimed], NOW)
+    assert [item for item, _ in refused] == [old] and kept == [fresh, untimed]
+    assert outside(None, [old], NOW) == ([], [old])
+
+
+def test_a_sink_that_cannot_read_the_flags_refuses_nothing() -> None:
+    assert sink().limits is None

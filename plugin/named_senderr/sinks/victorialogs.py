@@ -10,9 +10,10 @@ What the server answers (app/vlinsert/jsonline/jsonline.go@v1.52.1): 200 once th
 400 for bad parameters (:31-35) or when every line was unreadable (:88-91, 58-62); 429 when its disk
 is full and it turned read-only (app/vlstorage/main.go:531-537). A single unreadable line among good
 ones is skipped with 200 and a warning in its own log (:75-80): the lines made here are always JSON
-with an RFC 3339 time. Two silent drops are the server's: an entry older than its -retentionPeriod
-(lib/logstorage/storage.go:1169-1177), and a 200 after waiting past -insert.maxQueueDuration (1 min)
-for an insert slot (jsonline.go:41-45), which the client's timeout (30 s by default) ends first.
+with an RFC 3339 time. It also skips entries outside its retention window: the sink reads that
+window from ``/flags`` once and dead-letters such entries with the reason (victorialogs_limits.py).
+One silent drop remains the server's: a 200 after waiting past -insert.maxQueueDuration (1 min) for
+an insert slot (jsonline.go:41-45), which the client's timeout (30 s by default) ends first.
 ``classify_insert`` is pure: a Reply and the items in, an Outcome out.
 """
 
@@ -30,11 +31,13 @@ from named_senderr.ship_config import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
 from named_senderr.sinks.ids import event_id
 from named_senderr.sinks.outcome import Outcome, dead_all, whole_request
+from named_senderr.sinks.victorialogs_limits import TimeLimits, parse_flags
 
 INSERT_PATH = "/insert/jsonline"
 QUERY_PATH = "/select/logsql/query"
 # Makes rows still in the 1 s insert buffer searchable (lib/logstorage/datadb.go:977-980).
 FLUSH_PATH = "/internal/force_flush"
+FLAGS_PATH = "/flags"  # the flags set on its command line (lib/httpserver/httpserver.go:446-452 of VictoriaMetrics)
 MAX_QUERY = 16_000  # -search.maxQueryLen is 16 KiB by default (app/vlselect/logsql/logsql.go:43)
 ID_FIELDS = {"ecs": "event.id", "flat": "event_id"}
 Item = tuple[str, int | None, bytes]  # (event id, event time in ns or None for the ingest time, the JSON line)
@@ -77,6 +80,9 @@ class VictoriaLogsSink:
             "_stream_fields": ",".join(field_name(f, config.format) for f in config.stream_fields),
         }
         self._cwd = os.getcwd()  # relative input paths resolve against it in the ids
+        flags = self._client.request("GET", FLAGS_PATH)
+        # Unknown (a -flagsAuthKey, a proxy without /flags, the server down now): nothing is refused here.
+        self.limits = parse_flags(flags.body.decode("utf-8", "replace")) if flags.status == 200 else None
 
     def encode(self, event: Event) -> tuple[Item, int]:
         ident = event_id(event, self._cwd)
@@ -91,10 +97,16 @@ class VictoriaLogsSink:
         return (ident, to_epoch_ns(event.timestamp) if event.timestamp else None, line), len(line)
 
     def send(self, items: list[Item]) -> Outcome:
+        """Entries the server would skip are dead here; the others go in one request."""
+        refused, items = outside(self.limits, items, time.time_ns())
+        if not items:
+            return Outcome(dead=refused)
         body = b"".join(line for _, _, line in items)
         # Not form-encoded: VictoriaLogs would read such a body as query args and store nothing.
-        reply = self._client.post(INSERT_PATH, body, "application/stream+json", self.params)
-        return classify_insert(reply, items)
+        outcome = classify_insert(self._client.post(INSERT_PATH, body, "application/stream+json", self.params), items)
+        if not (outcome.fatal or outcome.too_large):  # else the whole batch is abandoned or split and sent again
+            outcome.dead.extend(refused)
+        return outcome
 
     def dead_record(self, item: Item) -> dict:
         return {"event_id": item[0], "document": orjson.Fragment(item[2].rstrip(b"\n"))}
@@ -119,6 +131,20 @@ class VictoriaLogsSink:
 
     def close(self) -> None:
         self._client.close()
+
+
+def outside(limits: TimeLimits | None, items: list[Item], now_ns: int) -> tuple[list[tuple[Item, str]], list[Item]]:
+    """(items the server would skip, with why; the others). An item stored at its ingest time always fits."""
+    if limits is None:
+        return [], items
+    refused, kept = [], []
+    for item in items:
+        why = limits.refusal(item[1], now_ns) if item[1] is not None else None
+        if why:
+            refused.append((item, why))
+        else:
+            kept.append(item)
+    return refused, kept
 
 
 def id_window(items: list[Item], now_ns: int) -> tuple[int, int]:
