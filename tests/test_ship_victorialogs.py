@@ -133,10 +133,10 @@ def test_429_storm_and_cut_requests_in_front_lose_and_duplicate_nothing(victoria
     assert proxy.cuts == 3 and by_reason(victorialogs_url, job) == REAL_REASONS
 
 
-def own_victorialogs(retention: str = "100y") -> servers.Server:
+def own_victorialogs(retention: str = "100y", flags: tuple[str, ...] = ()) -> servers.Server:
     """A VictoriaLogs for one test (stop it); skipped where it cannot start, failed under CI=true."""
     try:
-        server = victorialogs.start(servers.prepare("victorialogs"), retention=retention)
+        server = victorialogs.start(servers.prepare("victorialogs"), retention=retention, flags=flags)
     except servers.ServerError as exc:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"victorialogs unavailable: {exc}", pytrace=False)
@@ -209,3 +209,41 @@ def test_entries_older_than_the_servers_retention_are_dead_lettered_not_lost(
     dead = [orjson.loads(line) for line in (tmp_path / "dead.ndjson").read_bytes().splitlines()]
     assert len(dead) == sum(REAL_REASONS.values()) and count(base, job) == 0
     assert "-retentionPeriod=1d" in dead[0]["reason"] and dead[0]["document"]["job"] == job
+
+
+PASSWORD = "vl-Pa55-shown-nowhere"
+
+
+@pytest.fixture
+def password_victorialogs(monkeypatch) -> Iterator[servers.Server]:
+    """A VictoriaLogs of this test's own that demands basic auth (its -httpAuth.* flags) on every path."""
+    monkeypatch.setenv("VL_TEST_PASSWORD", PASSWORD)
+    monkeypatch.setenv("VL_WRONG_PASSWORD", "wr0ng")
+    server = own_victorialogs(flags=("-httpAuth.username=shipper", f"-httpAuth.password={PASSWORD}"))
+    yield server
+    server.stop()
+
+
+def test_basic_auth_is_sent_on_every_request_and_every_entry_stored(
+    password_victorialogs: servers.Server, tmp_path: Path, capfd
+) -> None:
+    base, job = password_victorialogs.url, new_job()
+    assert (
+        ship(tmp_path, f"victorialogs+{base}?job={job}&username=shipper&password_env=VL_TEST_PASSWORD", *REAL_LOGS) == 0
+    )
+    query = {"query": f'{{job="{job}"}} | stats count() n', "start": "0"}
+    auth = ("shipper", PASSWORD)
+    httpx.get(f"{base}/internal/force_flush", auth=auth).raise_for_status()
+    assert httpx.post(f"{base}/select/logsql/query", data=query, auth=auth).json() == {
+        "n": str(sum(REAL_REASONS.values()))
+    }
+    assert PASSWORD not in "".join(capfd.readouterr())
+
+
+def test_a_wrong_password_stops_the_sink_with_the_fix_and_is_never_shown(
+    password_victorialogs: servers.Server, tmp_path: Path, capfd
+) -> None:
+    url = f"victorialogs+{password_victorialogs.url}?username=shipper&password_env=VL_WRONG_PASSWORD"
+    assert ship(tmp_path, url, *REAL_LOGS) == 4
+    output = "".join(capfd.readouterr()) + (tmp_path / "dead.ndjson").read_text()
+    assert "401" in output and "password_env" in output and PASSWORD not in output and "wr0ng" not in output
