@@ -82,7 +82,7 @@ def stored(name: str, base: str, target: str) -> int:
 
 def sink_url(name: str, base: str, target: str) -> str:
     if name == "loki":
-        return f"loki+{base}/insert?job={target}"
+        return f"loki+{base}/insert?job={target}&_msg_field=message"
     return f"victorialogs+{base}?job={target}" if name == "victorialogs" else f"{name}+{base}/{target}"
 
 
