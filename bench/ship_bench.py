@@ -121,7 +121,8 @@ def bench_null(name: str, log: Path, events: int) -> str:
     """The client alone: a server that answers every request with success at once, storing nothing."""
     answers = {"loki": Reply(204), "victorialogs": Reply(200)}
     answer = answers.get(name, Reply(200, b'{"errors":false}', {"Content-Type": "application/json"}))
-    with FaultServer(lambda request, n: answer, record=False) as server:
+    flags = Reply(404)  # no /flags here: the VictoriaLogs sink then refuses nothing for its age
+    with FaultServer(lambda request, n: flags if request.path == "/flags" else answer, record=False) as server:
         url = sink_url(name, server.url, "bench-null")
         seconds, cpu, rss, _ = timed(
             [*NAMED_SENDERR, "ship", str(log), "--to", url, "--timezone", "UTC", "--no-progress"]
