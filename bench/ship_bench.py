@@ -4,14 +4,16 @@ Generates a named log where every line is a send error, starts each server
 from the test suite's cache (tests/servers), warms it up on another file, and
 runs ``named-senderr ship`` as a child process: events/s from start to exit,
 the client's CPU seconds and peak RSS from wait4 (client CPU well below the
-wall time means the server, sharing the machine's cores, is the limit). The
+wall time means the server, sharing the machine's cores, is the limit; the
+server's own CPU seconds, over its whole process group, are the last column). The
 naive client parses the same file with the same reader and parser but sends
 one HTTP request per event (for at most --naive-seconds). Every stored count
 is checked afterwards, so a fast but lossy run cannot pass. A "null" row ships
 to a local server that answers success at once: the client's own ceiling.
+"loki" is the Loki push sink into VictoriaLogs' Loki endpoint (Loki itself is not built here).
 
     python bench/ship_bench.py --events 300000
-    python bench/ship_bench.py --events 100000 --servers loki --naive-seconds 10
+    python bench/ship_bench.py --events 100000 --servers victorialogs --naive-seconds 10
     python bench/ship_bench.py --events 1200000 --null-only     # memory does not grow with the input
 """
 
@@ -26,33 +28,20 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import servers  # noqa: E402
 from tests.faults import FaultServer, Reply  # noqa: E402
-from tests.servers import loki as loki_server  # noqa: E402
 
-# Loki's default rate limits (4 MB/s per tenant) would make this a test of its 429s.
-LOKI_LIMITS = """\
-  ingestion_rate_mb: 1024
-  ingestion_burst_size_mb: 1024
-  per_stream_rate_limit: 512MB
-  per_stream_rate_limit_burst: 1024MB
-"""
 NAMED_SENDERR = [sys.executable, "-m", "named_senderr"]
+LOGS_STORES = ("loki", "victorialogs")  # both shipped into a VictoriaLogs, counted by job with LogsQL
 
 
 def start(name: str) -> servers.Server:
-    if name != "loki":
-        return servers.start(name)
-    data = servers.new_data_dir("loki-bench")
-    port, grpc_port = servers.free_port(), servers.free_port()
-    text = loki_server.CONFIG.format(port=port, grpc_port=grpc_port, data=data)
-    (data / "loki.yaml").write_text(text.replace("limits_config:\n", "limits_config:\n" + LOKI_LIMITS))
-    command = [str(servers.prepare("loki") / "loki"), f"-config.file={data / 'loki.yaml'}"]
-    return servers.launch("loki", loki_server.VERSION, command, port=port, health_path="/ready", data_dir=data)
+    return servers.start("victorialogs" if name == "loki" else name)
 
 
 def timed(command: list[str]) -> tuple[float, float, float, str]:
@@ -67,18 +56,34 @@ def timed(command: list[str]) -> tuple[float, float, float, str]:
     return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stderr
 
 
+def group_cpu(leader: int) -> float:
+    """CPU seconds so far of every process in the server's process group (the JVM launchers fork)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == leader:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def stored(name: str, base: str, target: str) -> int:
-    if name == "loki":
-        query = f'sum(count_over_time({{job="{target}"}}[30d]))'
-        reply = httpx.get(f"{base}/loki/api/v1/query", params={"query": query, "time": time.time() + 3600}, timeout=120)
-        result = reply.json()["data"]["result"]
-        return int(result[0]["value"][1]) if result else 0
+    if name in LOGS_STORES:
+        httpx.get(f"{base}/internal/force_flush", timeout=120).raise_for_status()
+        query = f'{{job="{target}"}} | stats count() n'
+        reply = httpx.post(f"{base}/select/logsql/query", data={"query": query, "start": "0"}, timeout=120)
+        rows = reply.text.splitlines()
+        return int(orjson.loads(rows[0])["n"]) if rows else 0
     httpx.post(f"{base}/{target}/_refresh", timeout=120).raise_for_status()
     return httpx.get(f"{base}/{target}/_count", timeout=60).json()["count"]
 
 
 def sink_url(name: str, base: str, target: str) -> str:
-    return f"loki+{base}?job={target}" if name == "loki" else f"{name}+{base}/{target}"
+    if name == "loki":
+        return f"loki+{base}/insert?job={target}&_msg_field=message"
+    return f"victorialogs+{base}?job={target}" if name == "victorialogs" else f"{name}+{base}/{target}"
 
 
 def bench_server(name: str, log: Path, warmup: Path, events: int, naive_seconds: float) -> list[str]:
@@ -91,18 +96,22 @@ def bench_server(name: str, log: Path, warmup: Path, events: int, naive_seconds:
         rows = []
         for label, target in (("named-senderr ship", "bench-ship"), ("naive, 1 request/event", "bench-naive")):
             url = sink_url(name, server.url, target)
-            if name != "loki":
+            if name not in LOGS_STORES:
                 subprocess.run([*NAMED_SENDERR, "setup", "elasticsearch", "--to", url], check=True, capture_output=True)
             if target == "bench-ship":
                 command = [*NAMED_SENDERR, "ship", str(log), "--to", url, "--timezone", "UTC", "--no-progress"]
             else:
                 command = [sys.executable, __file__, "--naive", name, url, str(log), str(naive_seconds)]
+            server_cpu = group_cpu(server.process.pid)
             seconds, cpu, rss, stderr = timed(command)
+            server_cpu = group_cpu(server.process.pid) - server_cpu
             sent = int(stderr.split()[-1]) if target == "bench-naive" else events
             count = stored(name, server.url, target)
             check = "ok" if count == sent else f"MISMATCH: {count} stored"
             rate = sent / seconds
-            rows.append(f"{name:<18} {label:<24} {sent:>9,} {rate:>10,.0f} {cpu:>8.1f} {rss:>7.0f}   {check}")
+            rows.append(
+                f"{name:<18} {label:<24} {sent:>9,} {rate:>10,.0f} {cpu:>8.1f} {rss:>7.0f} {server_cpu:>9.1f}   {check}"
+            )
         return rows
     finally:
         server.stop()
@@ -110,8 +119,10 @@ def bench_server(name: str, log: Path, warmup: Path, events: int, naive_seconds:
 
 def bench_null(name: str, log: Path, events: int) -> str:
     """The client alone: a server that answers every request with success at once, storing nothing."""
-    answer = Reply(204) if name == "loki" else Reply(200, b'{"errors":false}', {"Content-Type": "application/json"})
-    with FaultServer(lambda request, n: answer, record=False) as server:
+    answers = {"loki": Reply(204), "victorialogs": Reply(200)}
+    answer = answers.get(name, Reply(200, b'{"errors":false}', {"Content-Type": "application/json"}))
+    flags = Reply(404)  # no /flags here: the VictoriaLogs sink then refuses nothing for its age
+    with FaultServer(lambda request, n: flags if request.path == "/flags" else answer, record=False) as server:
         url = sink_url(name, server.url, "bench-null")
         seconds, cpu, rss, _ = timed(
             [*NAMED_SENDERR, "ship", str(log), "--to", url, "--timezone", "UTC", "--no-progress"]
@@ -121,7 +132,7 @@ def bench_null(name: str, log: Path, events: int) -> str:
 
 
 def naive(name: str, url: str, log: str, seconds: float) -> None:
-    """One plain JSON request per event (PUT _create/<id>, or a one-entry push) on a keep-alive connection.
+    """One plain JSON request per event (PUT _create/<id>, a one-entry push or line) on a keep-alive connection.
 
     Same reader, parser and documents as ``ship``; prints how many were sent on stderr.
     """
@@ -131,6 +142,7 @@ def naive(name: str, url: str, log: str, seconds: float) -> None:
     from named_senderr.ship_load import sink_from_url
     from named_senderr.ship_runtime import open_sink
     from named_senderr.sinks.loki import PUSH_PATH, push_body
+    from named_senderr.sinks.victorialogs import INSERT_PATH
     from named_senderr.telemetry import Stats
 
     config = sink_from_url(url, {}, "bench", None)
@@ -143,6 +155,8 @@ def naive(name: str, url: str, log: str, seconds: float) -> None:
         item, _ = sink.encode(event)
         if name == "loki":
             reply = client.post(PUSH_PATH, content=push_body([item], config.labels, config.job))
+        elif name == "victorialogs":
+            reply = client.post(INSERT_PATH, content=item[2], params=sink.params)
         else:
             action, document = item.splitlines()
             ident = action.split(b'"')[5].decode()
@@ -159,7 +173,7 @@ def naive(name: str, url: str, log: str, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=300_000, help="send-error lines to generate")
-    parser.add_argument("--servers", default="elasticsearch,loki,opensearch", help="comma-separated")
+    parser.add_argument("--servers", default="elasticsearch,opensearch,victorialogs,loki", help="comma-separated")
     parser.add_argument("--naive-seconds", type=float, default=15.0, help="time budget of the naive client")
     parser.add_argument("--null-only", action="store_true", help="only the client's ceiling (no real server)")
     parser.add_argument("--naive", nargs=4, metavar=("KIND", "URL", "LOG", "SECONDS"), help=argparse.SUPPRESS)
@@ -178,7 +192,10 @@ def main() -> None:
         print(
             f"input: {args.events:,} send-error lines, {log.stat().st_size / 1_048_576:.0f} MiB; {os.cpu_count()} cores"
         )
-        print(f"{'server':<18} {'client':<24} {'events':>9} {'events/s':>10} {'CPU s':>8} {'RSS MB':>7}   stored")
+        print(
+            f"{'server':<18} {'client':<24} {'events':>9} {'events/s':>10} {'CPU s':>8} {'RSS MB':>7}"
+            f" {'server s':>9}   stored"
+        )
         for name in args.servers.split(","):
             print(bench_null(name, log, args.events), flush=True)
             if not args.null_only:

@@ -251,3 +251,49 @@ def test_report_without_plot_does_not_import_matplotlib() -> None:
         "sys.exit(1 if 'matplotlib' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("form", ["ecs", "flat"])
+def test_victorialogs_report_equals_the_files_report(form: str, victorialogs_url: str, tmp_path: Path) -> None:
+    url = f"victorialogs+{victorialogs_url}?job=report-{uuid.uuid4().hex[:8]}&format={form}"
+    ship_fleet(tmp_path, url)
+    expected = numbers(fleet_summary(FLEET))
+    assert numbers(poll_summary(url, expected)) == expected
+
+
+@pytest.mark.servers
+def test_victorialogs_report_reads_only_its_tenant(victorialogs_url: str, tmp_path: Path) -> None:
+    job = f"report-{uuid.uuid4().hex[:8]}"
+    ship_fleet(tmp_path, f"victorialogs+{victorialogs_url}?job={job}&tenant=5")
+    expected = numbers(fleet_summary(FLEET))
+    assert numbers(poll_summary(f"victorialogs+{victorialogs_url}?job={job}&tenant=5", expected)) == expected
+    assert fleet_summary([f"victorialogs+{victorialogs_url}?job={job}"]).events == 0
+
+
+@pytest.mark.servers
+def test_victorialogs_report_marks_top_lists_cut_at_their_bound(
+    victorialogs_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    from named_senderr.report import stores
+
+    url = f"victorialogs+{victorialogs_url}?job=report-{uuid.uuid4().hex[:8]}"
+    ship_fleet(tmp_path, url)
+    expected = numbers(fleet_summary(FLEET))
+    poll_summary(url, expected)
+    monkeypatch.setattr(stores, "CLIENT_BUCKETS", 3)
+    summary = fleet_summary([url])
+    assert summary.bounded == ["client_ip", "qname"] and summary.events == expected["events"]
+
+
+def test_victorialogs_report_asks_only_stats_queries_over_the_window() -> None:
+    from named_senderr.report.stores import vl_queries
+    from named_senderr.report.summary import window_ending
+    from named_senderr.ship_load import sink_from_url
+
+    config = sink_from_url("victorialogs+http://h:9428?job=dns", {}, "t", None)
+    queries = vl_queries(config, window_ending(parse_until(UNTIL), parse_since(SINCE)))
+    assert all(
+        q.startswith('{job="dns"} _time:[2026-11-20T10:00:00Z, 2026-11-20T11:00:00Z) ') for q in queries.values()
+    )
+    assert all(" | stats by (" in q for q in queries.values())

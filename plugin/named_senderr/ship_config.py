@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from named_senderr.errors import ConfigError
+from named_senderr.event import ECS_NAMES
 from named_senderr.metrics import parse_address
 
 DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
@@ -28,6 +29,7 @@ UNBOUNDED_LABELS = frozenset(
 MAX_LOKI_LABELS = 15
 # What VictoriaLogs may take as its message field (``_msg_field``): every key of the flat record, the Loki line.
 FLAT_FIELDS = (BOUNDED_LABELS | UNBOUNDED_LABELS) - {"job"}
+_VL_TENANT = re.compile(r"^\d{1,10}(:\d{1,10})?$")  # AccountID[:ProjectID], each a uint32 (lib/logstorage/tenant_id.go)
 _INDEX_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 
 
@@ -95,6 +97,7 @@ class SinkConfig:
     structured_metadata: bool = True
     msg_field: str | None = None  # VictoriaLogs' ``_msg_field`` on its Loki endpoint (the key is ``_msg_field``)
     format: str = "ecs"
+    stream_fields: tuple[str, ...] = DEFAULT_LABELS  # VictoriaLogs: the flat names of its _stream_fields
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.workers < 1:
@@ -108,6 +111,9 @@ class SinkConfig:
                 f"{self.name}: _msg_field {self.msg_field!r} is not a field of the record, so VictoriaLogs would "
                 f"store 'missing _msg field'; choose one of {', '.join(sorted(FLAT_FIELDS))} (usually message)"
             )
+        if self.kind == "victorialogs":
+            _check_labels(self.name, self.stream_fields, "stream field", "VictoriaLogs stream")
+            _check_tenant(self.name, self.tenant)
         if self.format not in ("ecs", "flat"):
             raise ConfigError(f"{self.name}: format {self.format!r} is not one of ecs, flat")
 
@@ -220,15 +226,31 @@ def _check_index(name: str, index: str) -> None:
         )
 
 
-def _check_labels(name: str, labels: tuple[str, ...]) -> None:
+def _check_labels(name: str, labels: tuple[str, ...], what: str = "label", per: str = "Loki stream") -> None:
+    """Loki labels and VictoriaLogs stream fields alike: each value makes a stream, so only bounded fields."""
+    key = what.replace(" ", "_") + "s"
     for label in labels:
         if label in UNBOUNDED_LABELS:
+            found = (
+                f'query it with `| json | {label}="..."`), and client_ip, client_port, qname and view are '
+                "structured metadata"
+                if what == "label"
+                else f'query it with `{ECS_NAMES[label]}:="..."`, or `{label}:="..."` with format = "flat")'
+            )
             raise ConfigError(
-                f"{name}: label {label!r} is unbounded (one Loki stream per value) and is refused; "
-                f"remove it from labels: {label} is in every JSON line already (query it with "
-                f'`| json | {label}="..."`), and client_ip, client_port, qname and view are structured metadata'
+                f"{name}: {what} {label!r} is unbounded (one {per} per value) and is refused; "
+                f"remove it from {key}: {label} is in every JSON line already ({found}"
             )
         if label not in BOUNDED_LABELS:
-            raise ConfigError(f"{name}: unknown label {label!r}; choose from {', '.join(sorted(BOUNDED_LABELS))}")
+            raise ConfigError(f"{name}: unknown {what} {label!r}; choose from {', '.join(sorted(BOUNDED_LABELS))}")
     if len(set(labels)) != len(labels) or len(labels) > MAX_LOKI_LABELS:
-        raise ConfigError(f"{name}: labels must be distinct and at most {MAX_LOKI_LABELS}")
+        raise ConfigError(f"{name}: {key} must be distinct and at most {MAX_LOKI_LABELS}")
+
+
+def _check_tenant(name: str, tenant: str | None) -> None:
+    parts = (tenant or "0").split(":")
+    if not _VL_TENANT.match(tenant or "0") or max(int(p) for p in parts) >= 2**32:
+        raise ConfigError(
+            f"{name}: tenant {tenant!r} is not a VictoriaLogs tenant; give ACCOUNT or ACCOUNT:PROJECT, "
+            'numbers below 4294967296 (e.g. tenant = "12:0"), sent as the AccountID and ProjectID headers'
+        )

@@ -35,11 +35,15 @@ SCHEMES = (
     "opensearch+https",
     "loki+http",
     "loki+https",
+    "victorialogs+http",
+    "victorialogs+https",
 )
 URL_FORMS = (
-    "elasticsearch+https://HOST:9200/INDEX, opensearch+https://HOST:9200/INDEX, loki+http://HOST:3100 or stdout:"
+    "elasticsearch+https://HOST:9200/INDEX, opensearch+https://HOST:9200/INDEX, loki+http://HOST:3100, "
+    "victorialogs+http://HOST:9428 or stdout:"
 )
 LOKI_PUSH_PATH = "/loki/api/v1/push"
+VICTORIALOGS_INSERT_PATH = "/insert/jsonline"
 # A secret given as a value, and the setting that names where it is kept instead.
 SECRET_KEYS = {"password": "password", "secret": "password", "api_key": "api_key", "apikey": "api_key"}
 SECRET_KEYS |= {"token": "bearer_token", "bearer_token": "bearer_token"}
@@ -48,6 +52,7 @@ KIND_KEYS = {
     "elasticsearch": _COMMON,
     "opensearch": _COMMON,
     "loki": _COMMON | {"labels", "job", "tenant", "structured_metadata", "_msg_field"},
+    "victorialogs": _COMMON | {"stream_fields", "job", "tenant", "format"},
     "stdout": frozenset({"url", "format"}),
 }
 # VictoriaLogs' own names for its ingestion settings, and the SinkConfig field each sets. Its Loki endpoint
@@ -136,6 +141,8 @@ def sink_from_url(url: str, settings: dict, where: str, base: Path | None) -> Si
     index = None
     if kind == "loki":
         path = path.removesuffix(LOKI_PUSH_PATH)
+    elif kind == "victorialogs":
+        path = path.removesuffix(VICTORIALOGS_INSERT_PATH)
     else:
         path, _, index = path.rpartition("/")
     return _sink(kind, name, f"{transport}://{host}{path}", index or None, settings, query, where, base)

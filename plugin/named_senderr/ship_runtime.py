@@ -4,7 +4,8 @@ Every sink is opened (secrets read, TLS files loaded) before the first line is
 read, so a configuration mistake costs nothing. The run stops reading when a
 sink fails permanently; what was queued is dead-lettered and the summary says
 so. Deterministic ids (Elasticsearch) and Loki's deduplication make running
-the same command again the way to resume.
+the same command again the way to resume; VictoriaLogs keeps every copy, so
+there the disk queue's cursor (--queue-dir) is.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from named_senderr.sinks.elasticsearch import BulkSink
 from named_senderr.sinks.loki import LokiSink
 from named_senderr.sinks.outcome import Sink
 from named_senderr.sinks.stdout import StdoutSink
+from named_senderr.sinks.victorialogs import VictoriaLogsSink
 from named_senderr.telemetry import QueueStats, Stats
 
 REPORT_EVERY = 0.5  # seconds between progress reports
@@ -59,6 +61,8 @@ class ShipResult:
 def open_sink(config: SinkConfig, ingest_time: str) -> Sink:
     if config.kind == "loki":
         return LokiSink(config, ingest_time)
+    if config.kind == "victorialogs":
+        return VictoriaLogsSink(config, ingest_time)
     if config.kind == "stdout":
         return StdoutSink(config, ingest_time, sys.stdout.buffer)
     return BulkSink(config, ingest_time)

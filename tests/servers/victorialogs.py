@@ -52,11 +52,14 @@ def prepare(version: str = VERSION) -> Path:
     return home
 
 
-def start(home: Path, version: str = VERSION, timeout: float = STARTUP_TIMEOUT) -> Server:
+def start(
+    home: Path, version: str = VERSION, timeout: float = STARTUP_TIMEOUT, retention: str = "100y", flags: tuple = ()
+) -> Server:
     """Start VictoriaLogs on a free loopback port with a fresh data dir.
 
     The retention is 100 years because the fixtures carry 2026 timestamps: the default 7 days would drop
-    them with nothing but a warning in the server's own log.
+    them with nothing but a warning in the server's own log (a test of that passes a shorter one).
+    ``flags`` are more of its command-line flags, e.g. ``-httpAuth.username=...``.
     """
     data = new_data_dir("victorialogs")
     port = free_port()
@@ -64,7 +67,8 @@ def start(home: Path, version: str = VERSION, timeout: float = STARTUP_TIMEOUT) 
         str(home / "victoria-logs"),
         f"-storageDataPath={data / 'storage'}",
         f"-httpListenAddr=127.0.0.1:{port}",
-        "-retentionPeriod=100y",
+        f"-retentionPeriod={retention}",
         "-loggerLevel=WARN",
+        *flags,
     ]
     return launch("victorialogs", version, cmd, port=port, health_path="/health", data_dir=data, timeout=timeout)

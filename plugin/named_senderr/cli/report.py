@@ -16,6 +16,7 @@ sources (--from):
   FILE ...                                   named logs, read with the parse reader
   elasticsearch+http://host:9200/INDEX       aggregations only (also opensearch+http...)
   loki+http://host:3100?job=named-senderr    LogQL metric queries
+  victorialogs+http://host:9428?job=named-senderr  LogsQL stats queries (format=flat if shipped so)
 
 output:
   stdout  the summary (or JSON with --json); --plot PNG and --html FILE write files
@@ -81,6 +82,8 @@ def summarize(sources: list[str], since: timedelta, until: datetime, timezone: s
         config = sink_from_url(first, {}, "--from", None)
         if config.kind == "loki":
             return build(config.name, window, stores.tally_loki(config, window))
+        if config.kind == "victorialogs":
+            return build(config.name, window, stores.tally_victorialogs(config, window))
         return build(config.name, window, stores.tally_elasticsearch(config, window))
     from named_senderr.report.files import tally_files
 

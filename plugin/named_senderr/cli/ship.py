@@ -26,6 +26,7 @@ sinks (--to, repeatable; replaces the [[sinks]] of --config):
   settings ride in the query string or in the TOML file, e.g.
   loki+https://loki:3100?tenant=dns&ca_file=/etc/ssl/loki-ca.pem
   elasticsearch+https://es:9200/named-senderr?username=shipper&password_env=ES_PASSWORD
+  victorialogs+http://vl:9428?job=named-senderr&tenant=12:0&format=flat
   secrets never go in a URL or a file of settings: name the variable (*_env) or file (*_file)
   loki+http://HOST:9428/insert is VictoriaLogs' Loki endpoint: the line's fields become its fields,
   _msg_field=FIELD names the message (default there: message), tenant=ACCOUNT[:PROJECT] (numbers);
@@ -41,7 +42,8 @@ exit status:
   2  bad usage or configuration (nothing was sent)
   3  some events were refused for good: see the dead-letter file, one JSON line each with the reason
   4  a sink failed permanently (credentials, URL, retries exhausted); run the same command again
-     to resume: events already stored are not stored twice
+     to resume: events already stored are not stored twice (VictoriaLogs, which keeps every copy:
+     only with --queue-dir, whose cursor resumes where the last run stopped)
 
 examples:
   named-senderr ship --sample --to stdout:

@@ -2,7 +2,8 @@
 
 Elasticsearch/OpenSearch: one ``_search`` with ``size: 0`` and terms/date_histogram
 aggregations. Loki: LogQL metric queries (instant for totals, ``query_range`` with a
-one-minute step for the per-minute series). Client networks need the addresses
+one-minute step for the per-minute series). VictoriaLogs: LogsQL ``stats`` pipes, one
+query per tally, the minutes as ``_time:1m`` groups. Client networks need the addresses
 first: ES has no aggregation that buckets both IPv4 /24 and IPv6 /56, so both stores
 count per client address, bounded (CLIENT_BUCKETS for ES, LOKI_SERIES for Loki's
 default ``max_query_series`` of 500), and the networks are summed here. When a bound
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import orjson
 
 from named_senderr.errors import InputError
-from named_senderr.report.summary import NONE, Tallies, Window, minute_key
+from named_senderr.report.summary import NONE, Tallies, Window, minute_key, parse_time
 from named_senderr.ship_config import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
+from named_senderr.sinks.victorialogs import QUERY_PATH, field_name, selector, tenant_headers
 
 CLIENT_BUCKETS = 10_000  # distinct client addresses (and qnames) counted exactly per report
 HOST_BUCKETS = 1_000
@@ -123,6 +126,51 @@ def tally_loki(config: SinkConfig, window: Window) -> Tallies:
     return tallies
 
 
+def vl_queries(config: SinkConfig, window: Window) -> dict[str, str]:
+    """Tally name -> LogsQL: every count a ``stats`` pipe; the top lists one past their bound, to tell."""
+    host, reason, ip, qname, view = (
+        field_name(f, config.format) for f in ("host", "reason", "client_ip", "qname", "view")
+    )
+    base = f"{selector(config)} _time:[{_iso(window.start)}, {_iso(window.end)})"
+    top = "count() n | sort by (n desc) limit"
+    return {
+        "host_reason": f"{base} | stats by ({host}, {reason}) count() n",
+        "minute_reason": f"{base} | stats by (_time:1m, {reason}) count() n",
+        "host_minute": f"{base} | stats by ({host}, _time:1m) count() n",
+        "client_ip": f"{base} {ip}:* | stats by ({ip}) {top} {CLIENT_BUCKETS + 1}",
+        "qname": f"{base} | stats by ({qname}) {top} {CLIENT_BUCKETS + 1}",
+        "view": f"{base} | stats by ({view}) {top} {REASON_BUCKETS + 1}",
+    }
+
+
+def tally_victorialogs(config: SinkConfig, window: Window) -> Tallies:
+    client = HttpClient(config, tenant_headers(config.tenant))
+    rows: dict[str, list[dict]] = {}
+    try:
+        for name, query in vl_queries(config, window).items():
+            body = urlencode({"query": query}).encode()
+            reply = client.request("POST", QUERY_PATH, body, {"Content-Type": "application/x-www-form-urlencoded"})
+            rows[name] = [orjson.loads(line) for line in _answer(reply, config.name, name).splitlines() if line]
+    finally:
+        client.close()
+    host, reason = field_name("host", config.format), field_name("reason", config.format)
+    key = lambda row, field: row.get(field) or NONE  # noqa: E731 - a missing field groups as ""
+    minute = lambda row: minute_key(parse_time(row["_time"]))  # noqa: E731
+    tallies = Tallies()
+    for row in rows["host_reason"]:
+        tallies.host_reason[key(row, host), key(row, reason)] = int(row["n"])
+    for row in rows["minute_reason"]:
+        tallies.minute_reason[minute(row), key(row, reason)] = int(row["n"])
+    for row in rows["host_minute"]:
+        tallies.host_minute[key(row, host), minute(row)] = int(row["n"])
+    for name, bound in (("client_ip", CLIENT_BUCKETS), ("qname", CLIENT_BUCKETS), ("view", REASON_BUCKETS)):
+        field = field_name(name, config.format)
+        getattr(tallies, name).update({key(row, field): int(row["n"]) for row in rows[name][:bound]})
+        if len(rows[name]) > bound:
+            tallies.bounded.append(name)
+    return tallies
+
+
 def _merge(results: list[dict], name: str) -> Counter[str]:
     counts: Counter[str] = Counter()
     for r in results:
@@ -135,6 +183,11 @@ def _label(result: dict, name: str) -> str:
 
 
 def _json(reply: Reply, name: str, what: str) -> dict:
+    return orjson.loads(_answer(reply, name, what))
+
+
+def _answer(reply: Reply, name: str, what: str) -> bytes:
+    """The body of a 2xx answer; else the reason, as an InputError naming the store and the query."""
     if reply.status == 0:
         raise InputError(f"{name}: {reply.fatal or reply.error}; check the URL and that the server is up")
     if not 200 <= reply.status < 300:
@@ -145,7 +198,7 @@ def _json(reply: Reply, name: str, what: str) -> dict:
                 "use a shorter --since (the per-minute peak needs one bucket per host and minute)"
             )
         raise InputError(f"{name}: {what} refused: {reply.status}: {text}")
-    return orjson.loads(reply.body)
+    return reply.body
 
 
 def _minute_ms(epoch_ms: int) -> str:

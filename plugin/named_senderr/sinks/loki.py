@@ -24,7 +24,7 @@ from named_senderr.event import Event, to_flat
 from named_senderr.normalize.timestamp import to_epoch_ns
 from named_senderr.ship_config import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
-from named_senderr.sinks.outcome import Outcome, dead_all, retry_all, unanswered
+from named_senderr.sinks.outcome import Outcome, dead_all, whole_request
 
 PUSH_PATH = "/loki/api/v1/push"
 QUERY_PATH = "/loki/api/v1/query_range"
@@ -140,16 +140,11 @@ def classify_push(reply: Reply, items: list) -> Outcome:
     """Loki takes or refuses a push whole: 2xx stored, 429/5xx retry, 413 split, 400 dead with Loki's reason."""
     status = reply.status
     reason = reply.text()
-    if reply.fatal:
-        return Outcome(fatal=reply.fatal)
-    if status == 0:
-        return unanswered(items, reply.error or "no answer")
-    if 200 <= status < 300:
-        return Outcome(delivered=len(items))
-    if status == 413 or (status == 400 and "exceeding -loki.maxRequestSize" in reason):  # VictoriaLogs says 400
+    if status == 400 and "exceeding -loki.maxRequestSize" in reason:  # VictoriaLogs says 400
         return Outcome(too_large=True, error=f"{status}: {reason}")
-    if status == 429 or status >= 500:
-        return retry_all(items, f"{status}: {reason}", reply.retry_after)
+    outcome = whole_request(reply, items, reason)
+    if outcome is not None:
+        return outcome
     if status == 401 and "org id" in reason:
         return Outcome(fatal=f'401: {reason}; this Loki is multi-tenant: set tenant = "..." (sent as X-Scope-OrgID)')
     if status in (401, 403):

@@ -7,10 +7,13 @@ item; the driver (queue/driver.py) alone decides when to try again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from named_senderr.errors import NamedSenderrError
 from named_senderr.event import Event
+
+if TYPE_CHECKING:  # stdout.py imports this module for `parse`: keep httpx out of its start-up
+    from named_senderr.sinks.http import Reply
 
 
 class SinkFailed(NamedSenderrError):
@@ -43,6 +46,25 @@ def unanswered(items: list[Any], error: str) -> Outcome:
 
 def dead_all(items: list[Any], reason: str) -> Outcome:
     return Outcome(dead=[(item, reason) for item in items])
+
+
+def whole_request(reply: Reply, items: list[Any], reason: str) -> Outcome | None:
+    """What a store that takes or refuses a request whole (Loki, VictoriaLogs) means alike; None: its own.
+
+    ``reason`` is the start of the answer's body, for the messages.
+    """
+    status = reply.status
+    if reply.fatal:
+        return Outcome(fatal=reply.fatal)
+    if status == 0:
+        return unanswered(items, reply.error or "no answer")
+    if 200 <= status < 300:
+        return Outcome(delivered=len(items))
+    if status == 413:
+        return Outcome(too_large=True, error=f"413: {reason}")
+    if status == 429 or status >= 500:
+        return retry_all(items, f"{status}: {reason}", reply.retry_after)
+    return None
 
 
 class Sink(Protocol):

@@ -1,0 +1,133 @@
+"""Every LogsQL query of the VictoriaLogs dashboard, run against a real VictoriaLogs holding the fixture fleet.
+
+Grafana is not started (it is AGPL): each panel's target is sent the way the VictoriaLogs data source
+plugin sends it (github.com/VictoriaMetrics/victorialogs-datasource, Apache-2.0, pkg/plugin/query.go
+and pkg/utils/utils.go at 9f5a995, v0.30.1+1): Grafana fills ``$job``; the plugin replaces
+``$__range`` and ``$__interval`` (utils.go:424-429), puts ``_time:[from, to]`` in front of a ``stats``
+query that has no time filter and asks ``/select/logsql/stats_query`` at ``time=to`` (query.go:176-199,
+utils.go:622-653), and asks ``/select/logsql/stats_query_range`` with ``start``, ``end`` and the
+panel's ``step`` for ``statsRange`` (query.go:202-241). Series are named by the target's legendFormat
+(query.go:306-335). Expected numbers come from the fleet's files, as for the Kibana and Loki views.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import httpx
+import pytest
+
+from named_senderr.cli import main
+from named_senderr.report.summary import parse_time
+from tests.test_dashboards import CONF, START, expected
+from tests.test_report import FLEET, HOSTS, PEAKS, REASONS, UNTIL
+from tests.test_ship_victorialogs import count
+
+pytestmark = pytest.mark.servers
+DASHBOARD = CONF / "grafana" / "named-senderr-victorialogs-dashboard.json"
+FROM, TO = (int(parse_time(t).timestamp()) for t in (START, UNTIL))
+LEGEND = re.compile(r"\{\{\s*(.+?)\s*\}\}")  # the plugin's legendReplacer (query.go:306)
+
+
+@pytest.fixture(scope="module")
+def vl_job(victorialogs_url: str, tmp_path_factory) -> str:
+    job = f"dash-{uuid.uuid4().hex[:8]}"
+    dead = tmp_path_factory.mktemp("dash") / "dead.ndjson"
+    url = f"victorialogs+{victorialogs_url}?job={job}"
+    assert main(["ship", *FLEET, "--to", url, "--dead-letter", str(dead), "--no-progress"]) == 0
+    assert count(victorialogs_url, job) == sum(HOSTS.values())
+    return job
+
+
+def targets(job: str) -> dict[str, dict]:
+    """Panel title -> its target, with ``$job`` filled as Grafana fills a dashboard variable."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return {p["title"]: {**p["targets"][0], "expr": p["targets"][0]["expr"].replace("$job", job)}
+            for p in dashboard["panels"]}  # fmt: skip
+
+
+def plugin_expr(expr: str) -> str:
+    """utils.ReplaceTemplateVariable for the fleet's hour (interval: the one-minute step)."""
+    return expr.replace("$__range", f"[{FROM}, {TO}]").replace("$__interval", "1m")
+
+
+def legend(target: dict, labels: dict[str, str]) -> str:
+    return LEGEND.sub(lambda m: labels.get(m[1], ""), target["legendFormat"])
+
+
+def ask(base: str, path: str, params: dict) -> list[dict]:
+    reply = httpx.get(f"{base}/select/logsql/{path}", params=params)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def stats(base: str, target: dict) -> dict[str, int]:
+    assert target["queryType"] == "stats"
+    expr = plugin_expr(target["expr"])
+    if "_time:" not in expr.split("|")[0]:  # utils.AddTimeFieldWithRange
+        expr = f"_time:[{FROM}, {TO}] {expr}"
+    results = ask(base, "stats_query", {"query": expr, "time": str(TO)})
+    return {legend(target, r["metric"]): int(r["value"][1]) for r in results}
+
+
+def stats_range(base: str, target: dict) -> dict[str, dict[str, int]]:
+    """minute -> series -> events; each point is stamped with the start of its step."""
+    assert target["queryType"] == "statsRange"
+    params = {"query": plugin_expr(target["expr"]), "start": str(FROM), "end": str(TO), "step": target["step"]}
+    series: dict[str, dict[str, int]] = {}
+    for r in ask(base, "stats_query_range", params):
+        for stamp, value in r["values"]:
+            if int(value):
+                minute = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(stamp))
+                series.setdefault(minute, {})[legend(target, r["metric"])] = int(value)
+    return series
+
+
+def test_every_panel_asks_the_victorialogs_data_source_for_stats() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["__inputs"][0]["pluginId"] == "victoriametrics-logs-datasource"
+    loki = json.loads((CONF / "grafana" / "named-senderr-loki-dashboard.json").read_text())
+    assert [p["title"] for p in dashboard["panels"]] == [p["title"] for p in loki["panels"]]
+    for target in (t for p in dashboard["panels"] for t in p["targets"]):
+        assert target["datasource"]["type"] == "victoriametrics-logs-datasource"
+        assert target["queryType"] in ("stats", "statsRange") and " | stats by (" in target["expr"]
+
+
+def test_dashboard_per_minute_by_reason_matches_the_files(victorialogs_url: str, vl_job: str) -> None:
+    target = targets(vl_job)["Send errors per minute by reason"]
+    assert stats_range(victorialogs_url, target) == expected().minutes
+
+
+def test_dashboard_per_server_and_reason_mix_match_the_files(victorialogs_url: str, vl_job: str) -> None:
+    panels = targets(vl_job)
+    per_server = stats(victorialogs_url, panels["Send errors per server"])
+    assert per_server == HOSTS and list(per_server) == list(HOSTS)  # sorted, busiest first
+    assert stats(victorialogs_url, panels["Reason mix"]) == REASONS
+
+
+def test_dashboard_top_ipv4_networks_and_qnames_match_the_files(victorialogs_url: str, vl_job: str) -> None:
+    panels, summary = targets(vl_job), expected()
+    v4 = [(net, n) for net, n in summary.client_networks if "." in net]
+    assert list(stats(victorialogs_url, panels["Top client networks (IPv4 /24)"]).items()) == v4
+    assert list(stats(victorialogs_url, panels["Top query names"]).items()) == summary.qnames
+
+
+def test_dashboard_per_server_series_peaks_where_the_files_do(victorialogs_url: str, vl_job: str) -> None:
+    series = stats_range(victorialogs_url, targets(vl_job)["Send errors by server per minute"])
+    peaks = {}
+    for host in HOSTS:
+        minute = min(series, key=lambda m: (-series[m].get(host, 0), m))
+        peaks[host] = (minute, series[minute][host])
+    assert peaks == PEAKS
+
+
+def test_a_panel_query_broken_on_purpose_is_caught(victorialogs_url: str, vl_job: str) -> None:
+    """The harness fails a wrong query: a misspelt field groups every event under one empty name."""
+    target = targets(vl_job)["Reason mix"]
+    broken = {**target, "expr": target["expr"].replace("event.reason", "event.reasons")}
+    assert stats(victorialogs_url, broken) != REASONS
