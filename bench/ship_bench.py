@@ -136,22 +136,25 @@ def naive(name: str, url: str, log: str, seconds: float) -> None:
 
     Same reader, parser and documents as ``ship``; prints how many were sent on stderr.
     """
+    from named_senderr.engine.printing import ingest_now
+    from named_senderr.engine.transforms import ParseLines
     from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
     from named_senderr.parse.named import NamedLineParser
-    from named_senderr.runtime import ingest_now, read_events
     from named_senderr.ship_load import sink_from_url
-    from named_senderr.ship_runtime import open_sink
     from named_senderr.sinks.loki import PUSH_PATH, push_body
+    from named_senderr.sinks.registry import open_sink
     from named_senderr.sinks.victorialogs import INSERT_PATH
+    from named_senderr.sources.files import FileSource
     from named_senderr.telemetry import Stats
 
     config = sink_from_url(url, {}, "bench", None)
     sink = open_sink(config, ingest_now())
-    parser = NamedLineParser(TimestampNormalizer(resolve_zone("UTC")))
+    stats = Stats()
+    parse = ParseLines(NamedLineParser(TimestampNormalizer(resolve_zone("UTC"))), stats)
     client = httpx.Client(base_url=config.url, headers={"Content-Type": "application/json"}, timeout=60)
     deadline = time.monotonic() + seconds
     sent = 0
-    for event in read_events([log], parser, None, Stats(), print):
+    for event in (e for batch in FileSource((log,), stats, print).batches() for e in parse(batch.lines)):
         item, _ = sink.encode(event)
         if name == "loki":
             reply = client.post(PUSH_PATH, content=push_body([item], config.labels, config.job))

@@ -8,9 +8,9 @@ import threading
 import time
 from pathlib import Path
 
+from named_senderr.engine.shipping import run_ship
 from named_senderr.event import Event
 from named_senderr.ship_config import QueueConfig, ShipConfig, SinkConfig
-from named_senderr.ship_runtime import run_ship
 from named_senderr.sinks.outcome import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from named_senderr.engine.shipping import run_ship
 from named_senderr.errors import ConfigError
 from named_senderr.metrics import Sample, parse_address, render, serve_metrics
 from named_senderr.ship_config import QueueConfig, ShipConfig, SinkConfig
-from named_senderr.ship_runtime import run_ship
 from tests.test_backpressure import GatedSink, generated
 
 

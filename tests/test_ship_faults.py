@@ -7,23 +7,27 @@ faults in front of real servers are in test_ship_servers.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from named_senderr.cli.parse import sample_path
+from named_senderr.engine.shipping import ShipResult, run_ship
 from named_senderr.ship_load import load_ship_config
-from named_senderr.ship_runtime import ShipResult, run_ship
 from tests.faults import FaultServer, Reply, Request, bulk_answer
 
 SAMPLE_EVENTS = 39
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def ship(url: str, tmp_path: Path, max_events: int = 10) -> ShipResult:
+def ship(url: str, tmp_path: Path, max_events: int = 10, log: str | None = None) -> ShipResult:
     table = tmp_path / "ship.toml"
     table.write_text(f"[batch]\nmax_events = {max_events}\n[retry]\nmax_attempts = 12\n")
-    config = load_ship_config(table, [url], {"inputs": (sample_path(),), "dead_letter": tmp_path / "dead.ndjson"})
+    inputs = (log or sample_path(),)
+    config = load_ship_config(table, [url], {"inputs": inputs, "dead_letter": tmp_path / "dead.ndjson"})
     return run_ship(config, warn=print, sleep=lambda seconds: None)
 
 
@@ -141,11 +145,15 @@ def test_bodies_are_gzip_compressed(tmp_path: Path) -> None:
 
 
 def test_unreachable_server_fails_the_sink_and_stops_reading(tmp_path: Path) -> None:
+    """Reading stops at the next source batch (2,000 candidate lines), so the input must be larger than one."""
+    log = tmp_path / "named.log"
+    generate = [sys.executable, str(ROOT / "bench" / "generate_log.py"), "--lines", "10000", "--error-rate", "1"]
+    subprocess.run([*generate, "-o", str(log)], check=True)
     with FaultServer(all_created) as server:
         url = server.url
-    result = ship(f"loki+{url}", tmp_path, max_events=5)
+    result = ship(f"loki+{url}", tmp_path, max_events=5, log=str(log))
     assert result.stopped and "gave up after 12 attempt(s)" in result.failures[0]
-    assert result.stats.events < SAMPLE_EVENTS
+    assert result.stats.events < 10_000
 
 
 def test_every_event_read_but_not_sent_is_dead_lettered_when_a_sink_fails(tmp_path: Path) -> None:

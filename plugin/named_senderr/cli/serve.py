@@ -21,6 +21,7 @@ from typing import BinaryIO
 import orjson
 
 from named_senderr.config import FORMATS
+from named_senderr.engine.printing import ingest_now
 from named_senderr.errors import ConfigError
 from named_senderr.event import Event
 from named_senderr.metrics import Sample, serve_metrics
@@ -31,15 +32,14 @@ from named_senderr.queue.batcher import Batcher
 from named_senderr.queue.consumer import SinkConsumer, encode_event
 from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
 from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
-from named_senderr.queue.durable import queue_samples
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.queue.workers import SinkWorkers
-from named_senderr.runtime import ingest_now
+from named_senderr.queue.writer import queue_samples
 from named_senderr.ship_config import ShipConfig
 from named_senderr.ship_load import URL_FORMS, load_ship_config
-from named_senderr.ship_runtime import open_sink
 from named_senderr.sinks.forward import DEFAULT_TAG, ForwardOutput, ForwardOutputConfig
 from named_senderr.sinks.outcome import Sink
+from named_senderr.sinks.registry import open_sink
 from named_senderr.sources.exec_filter import RecordParser, renderer
 from named_senderr.sources.forward_server import (
     DEFAULT_KEYS,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from named_senderr.cli.options import add_privacy_options
 from named_senderr.cli.parse import sample_path
+from named_senderr.engine.shipping import ShipResult, run_ship
 from named_senderr.normalize.rollup import parse_window
 from named_senderr.ship_config import ShipConfig
 from named_senderr.ship_load import URL_FORMS, load_ship_config
-from named_senderr.ship_runtime import ShipResult, run_ship
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_DEAD_LETTERED, EXIT_SINK_FAILED = 0, 1, 3, 4
 

@@ -25,10 +25,10 @@ import orjson
 
 from named_senderr.cli.parse import format_summary
 from named_senderr.config import FORMATS
+from named_senderr.engine.printing import ingest_now
 from named_senderr.event import Event, to_ecs, to_flat
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser, Rejection
-from named_senderr.runtime import ingest_now
 from named_senderr.sinks.stdout import NdjsonWriter
 from named_senderr.sources.file_tail import FileTail, TailConfig
 from named_senderr.telemetry import Stats

@@ -28,6 +28,7 @@ class _Group:
     first_seen: str
     last_seen: str
     first_ns: int
+    seq: int = 0  # the smallest source batch number among the grouped events
 
 
 def network_address(address: str | None) -> str | None:
@@ -49,47 +50,75 @@ def parse_window(text: str) -> float:
     return seconds
 
 
-def rollup(events: Iterable[Event], window: float) -> Iterator[Event]:
-    """The rolled-up events; events without a time pass through alone."""
-    width = int(window * 1_000_000_000)
-    open_groups: dict[tuple, _Group] = {}
-    newest = None
-    for event in events:
+class Windows:
+    """Open rollup windows; ``add`` returns what an event closes, ``close`` the rest.
+
+    Each group remembers the smallest source batch number (``seq``) it holds, so the engine acknowledges a
+    batch only once the events rolled up from it have left.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._width = int(window * 1_000_000_000)
+        self._groups: dict[tuple, _Group] = {}
+        self._newest: int | None = None
+
+    def add(self, event: Event, seq: int = 0) -> list[Event]:
+        """The events ``event`` completes: itself when it has no time, windows time has moved past."""
         if event.timestamp is None:
-            yield event
-            continue
+            return [event]
         ns = to_epoch_ns(event.timestamp)
-        start = ns - ns % width
+        start = ns - ns % self._width
         key = (event.host, event.reason, network_address(event.client_ip), start)
-        group = open_groups.get(key)
+        group = self._groups.get(key)
         if group is None:
-            open_groups[key] = _Group(event, event.repeat_count, event.timestamp, event.timestamp, ns)
+            self._groups[key] = _Group(event, event.repeat_count, event.timestamp, event.timestamp, ns, seq)
         else:
             group.count += event.repeat_count
+            group.seq = min(group.seq, seq)
             if ns < group.first_ns:
                 group.first_seen, group.first_ns = event.timestamp, ns
             elif event.timestamp > group.last_seen:
                 group.last_seen = event.timestamp
-        if newest is None or start > newest:  # time moved on: close what is more than a window behind
-            newest = start
-            yield from _flush(open_groups, [k for k in open_groups if k[3] < start - width], window)
-    yield from _flush(open_groups, list(open_groups), window)
+        if self._newest is None or start > self._newest:  # time moved on: close what is more than a window behind
+            self._newest = start
+            return self._flush([k for k in self._groups if k[3] < start - self._width])
+        return []
+
+    def close(self) -> list[Event]:
+        """Every open window, oldest first."""
+        return self._flush(list(self._groups))
+
+    def oldest_seq(self) -> int | None:
+        return min((group.seq for group in self._groups.values()), default=None)
+
+    def _flush(self, keys: list[tuple]) -> list[Event]:
+        groups = self._groups
+        done = []
+        for key in sorted(keys, key=lambda k: (k[3], groups[k].first_ns)):
+            group = groups.pop(key)
+            done.append(
+                replace(
+                    group.exemplar,
+                    client_ip=key[2],
+                    client_port=None,
+                    scope=None,
+                    timestamp=group.first_seen,
+                    repeat_count=group.count,
+                    first_seen=group.first_seen,
+                    last_seen=group.last_seen,
+                    rollup_window=self.window,
+                )
+            )
+        return done
 
 
-def _flush(groups: dict[tuple, _Group], keys: list[tuple], window: float) -> Iterator[Event]:
-    for key in sorted(keys, key=lambda k: (k[3], groups[k].first_ns)):
-        group = groups.pop(key)
-        yield replace(
-            group.exemplar,
-            client_ip=key[2],
-            client_port=None,
-            scope=None,
-            timestamp=group.first_seen,
-            repeat_count=group.count,
-            first_seen=group.first_seen,
-            last_seen=group.last_seen,
-            rollup_window=window,
-        )
+def rollup(events: Iterable[Event], window: float) -> Iterator[Event]:
+    """The rolled-up events; events without a time pass through alone."""
+    windows = Windows(window)
+    for event in events:
+        yield from windows.add(event)
+    yield from windows.close()
 
 
 def stages(events: Iterable[Event], privacy: Callable[[Event], Event] | None, window: float | None) -> Iterator[Event]:

@@ -21,9 +21,19 @@ POLL = 0.2  # seconds between checks for a failed sink while the queue is full
 
 
 class SinkWorkers:
-    def __init__(self, sink: Sink, make_driver: Callable[[], Driver], counters: SinkCounters) -> None:
+    """``done(tag)`` is called from a worker once the batch submitted with ``tag`` is settled: stored, already
+    there, dead-lettered, or abandoned to the dead-letter file because the sink stopped."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        make_driver: Callable[[], Driver],
+        counters: SinkCounters,
+        done: Callable[[Any], None] | None = None,
+    ) -> None:
         self.sink = sink
         self.counters = counters
+        self._done = done
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=sink.workers)
         self._drivers = [make_driver() for _ in range(sink.workers)]
         self._threads = [
@@ -33,16 +43,21 @@ class SinkWorkers:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, batch: list[Any]) -> bool:
+    def submit(self, batch: list[Any], tag: Any = None) -> bool:
         """Queue ``batch``, waiting while the queue is full; once the sink has failed, dead-letter it, False."""
         while not self.counters.failed:
             try:
-                self._queue.put(batch, timeout=POLL)
+                self._queue.put((batch, tag), timeout=POLL)
                 return True
             except queue.Full:
                 continue
         self._drivers[0].abandon(batch, f"not sent: the sink had stopped ({self.counters.failed})")
+        self._settled(tag)
         return False
+
+    def has_room(self) -> bool:
+        """A batch submitted now would not wait."""
+        return not self._queue.full()
 
     def close(self) -> None:
         """Let the workers finish what is queued, then stop them (the sink stays open: its opener closes it)."""
@@ -52,14 +67,25 @@ class SinkWorkers:
             thread.join()
 
     def _run(self, driver: Driver) -> None:
-        while (batch := self._queue.get()) is not _STOP:
-            if self.counters.failed:
-                driver.abandon(batch, f"not sent: the sink had stopped ({self.counters.failed})")
-                continue
+        while (entry := self._queue.get()) is not _STOP:
+            batch, tag = entry
             try:
-                driver.deliver(batch)
-            except SinkFailed as exc:
-                self.counters.fail(str(exc))
-            except Exception as exc:  # a bug must stop the run, not hang the reader
-                driver.abandon(batch, f"not sent: internal error {exc!r}")
-                self.counters.fail(f"{self.sink.name}: internal error {exc!r}; please report it")
+                self._deliver(driver, batch)
+            finally:
+                self._settled(tag)
+
+    def _deliver(self, driver: Driver, batch: list[Any]) -> None:
+        if self.counters.failed:
+            driver.abandon(batch, f"not sent: the sink had stopped ({self.counters.failed})")
+            return
+        try:
+            driver.deliver(batch)
+        except SinkFailed as exc:
+            self.counters.fail(str(exc))
+        except Exception as exc:  # a bug must stop the run, not hang the reader
+            driver.abandon(batch, f"not sent: internal error {exc!r}")
+            self.counters.fail(f"{self.sink.name}: internal error {exc!r}; please report it")
+
+    def _settled(self, tag: Any) -> None:
+        if self._done is not None:
+            self._done(tag)

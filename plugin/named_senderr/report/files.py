@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from named_senderr.engine.transforms import ParseLines
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.report.summary import NONE, Tallies, Window, minute_key, parse_time
-from named_senderr.runtime import Warn, read_events
+from named_senderr.sources.files import FileSource
 from named_senderr.telemetry import Stats
+
+Warn = Callable[[str], None]
 
 
 def tally_files(
     inputs: Iterable[str], window: Window, warn: Warn, timezone: str | None = None, host: str | None = None
 ) -> Tallies:
     """Count every event of ``inputs`` inside ``window``; lines without a time are outside every window."""
-    parser = NamedLineParser(TimestampNormalizer(resolve_zone(timezone)))
+    stats = Stats()
+    parse = ParseLines(NamedLineParser(TimestampNormalizer(resolve_zone(timezone))), stats, host)
     tallies = Tallies()
-    for event in read_events(inputs, parser, host, Stats(), warn):
+    events = (event for batch in FileSource(tuple(inputs), stats, warn).batches() for event in parse(batch.lines))
+    for event in events:
         if event.timestamp is None:
             continue
         moment = parse_time(event.timestamp)

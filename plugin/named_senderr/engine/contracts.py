@@ -1,0 +1,107 @@
+"""What every source, stage and delivery gives the runner.
+
+A source hands the runner batches of raw lines, each with an ``ack`` that
+moves the source's position (a file checkpoint, a Forward ack). The runner
+calls it only once the next stage durably holds the batch's events: the disk
+queue when there is one, else every sink. Stages turn events into events and
+may hold some back (rollup); a delivery takes events and says how far they
+are durable. These are the only shapes the runner knows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from named_senderr.event import Event
+
+Ack = Callable[[], None]
+
+
+def no_ack() -> None:
+    """For sources with no position to move (files read once, stdin)."""
+
+
+@dataclass(slots=True)
+class Line:
+    """One raw line and where it came from; ``oversize``: only its head was kept."""
+
+    data: bytes
+    file: str | None = None
+    offset: int | None = None
+    host: str | None = None  # the sender's host name, where the transport carries one
+    oversize: bool = False
+
+
+@dataclass
+class Batch:
+    """Lines of one source, acknowledged together."""
+
+    lines: list[Line]
+    ack: Ack = field(default=no_ack)
+
+
+class Emit(Protocol):
+    def __call__(self, batch: Batch, *, wait: bool = True) -> bool:
+        """Hand ``batch`` to the pipeline; False when it was refused (full, stopping): do not move past it.
+
+        With ``wait`` the call blocks while the pipeline is full; without it (network sources that must
+        keep serving other peers) a full pipeline refuses at once.
+        """
+        ...
+
+
+class Source(Protocol):
+    """Produces batches until its input ends or ``stop`` is set; ``close`` comes after the last ack."""
+
+    name: str
+
+    def run(self, emit: Emit, stop: threading.Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Stage(Protocol):
+    """One transform: events in, events out, some possibly held back for later."""
+
+    def process(self, events: list[Event], seq: int) -> list[Event]:
+        """The events to pass on; ``seq`` numbers the source batch they came from."""
+        ...
+
+    def flush(self, final: bool) -> list[Event]:
+        """Held events that are due now (all of them when ``final``)."""
+        ...
+
+    def oldest_held(self) -> int | None:
+        """The smallest batch ``seq`` whose events are still held here, or None."""
+        ...
+
+
+class Delivery(Protocol):
+    """Where transformed events go: the disk queue, or straight to the sinks."""
+
+    def ready(self) -> bool:
+        """Room for more right now (checked before a refusable batch is transformed)."""
+        ...
+
+    def put(self, events: list[Event], seq: int) -> bool:
+        """Take ``events`` of batch ``seq``; False when they were refused whole (the source must resend)."""
+        ...
+
+    def durable_through(self) -> int:
+        """The highest batch ``seq`` whose events, and those of every earlier batch, are durably held."""
+        ...
+
+    def tick(self) -> None:
+        """Time-driven work: batches whose first event waited long enough leave."""
+        ...
+
+    def failed(self) -> bool:
+        """A sink failed for good: reading should stop."""
+        ...
+
+    def close(self, stop: threading.Event) -> None:
+        """Deliver what is held (after ``stop``, within the shutdown timeout), then release everything."""
+        ...

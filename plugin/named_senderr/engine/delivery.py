@@ -1,0 +1,216 @@
+"""Where transformed events go, and how far they are durable: straight to the sinks, or the disk queue.
+
+``SinkLanes`` batches events per sink and hands the batches to each sink's
+workers; a batch is durable once its sink settled it (stored, already there,
+or dead-lettered), and a source batch once every sink settled every batch
+holding its events. ``QueueLanes`` appends to the disk queue with one fsync:
+durable at once; each sink's consumer then delivers from its own cursor.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from named_senderr.event import Event
+from named_senderr.queue.batcher import Batcher
+from named_senderr.queue.consumer import SinkConsumer, encode_event
+from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
+from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
+from named_senderr.queue.retry import RetryPolicy
+from named_senderr.queue.workers import SinkWorkers
+from named_senderr.queue.writer import QueueWriter
+from named_senderr.ship_config import BatchConfig, QueueConfig
+from named_senderr.sinks.outcome import Sink
+from named_senderr.telemetry import QueueStats
+
+JOIN_GRACE = 2.0  # seconds a halted consumer gets to notice
+
+
+@dataclass
+class _Lane:
+    sink: Sink
+    batcher: Batcher
+    workers: SinkWorkers
+    counters: SinkCounters
+    open_seq: int | None = None  # the smallest source batch in the batcher's open batch
+    in_flight: dict[int, int] = field(default_factory=dict)  # batch id -> its smallest source batch
+
+
+class SinkLanes:
+    """In memory: a source batch is durable once every sink settled its events."""
+
+    def __init__(
+        self,
+        sinks: list[Sink],
+        policy: RetryPolicy,
+        dead_letter: DeadLetter,
+        batch: BatchConfig,
+        counters: dict[str, SinkCounters],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._last_seq = 0
+        self.lanes: list[_Lane] = []
+        for sink in sinks:
+            lane_counters = counters.setdefault(sink.name, SinkCounters())
+
+            def driver(sink: Sink = sink, lane_counters: SinkCounters = lane_counters) -> Driver:
+                return Driver(sink, policy, dead_letter, lane_counters, clock, sleep)
+
+            lane = _Lane(sink, Batcher(batch, clock), None, lane_counters)  # type: ignore[arg-type]
+            lane.workers = SinkWorkers(sink, driver, lane_counters, done=self._settled_in(lane))
+            self.lanes.append(lane)
+
+    def ready(self) -> bool:
+        return all(lane.workers.has_room() and not lane.counters.failed for lane in self.lanes)
+
+    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
+        for lane in self.lanes:
+            if lane.counters.failed:
+                return False
+            encode, add = lane.sink.encode, lane.batcher.add
+            for event in events:
+                if lane.open_seq is None:
+                    lane.open_seq = seq
+                done = add(*encode(event))
+                if done is not None:
+                    self._submit(lane, done, lane.open_seq)
+                    lane.open_seq = seq if len(lane.batcher) else None
+        with self._lock:
+            self._last_seq = seq
+        return True
+
+    def durable_through(self) -> int:
+        with self._lock:
+            through = self._last_seq
+            for lane in self.lanes:
+                waiting = list(lane.in_flight.values())
+                if lane.open_seq is not None:
+                    waiting.append(lane.open_seq)
+                if waiting:
+                    through = min(through, min(waiting) - 1)
+            return through
+
+    def tick(self) -> None:
+        for lane in self.lanes:
+            if lane.batcher.expired():
+                self._take(lane)
+
+    def failed(self) -> bool:
+        return any(lane.counters.failed for lane in self.lanes)
+
+    def close(self, stop: threading.Event) -> None:
+        for lane in self.lanes:
+            self._take(lane)
+            lane.workers.close()
+
+    def _take(self, lane: _Lane) -> None:
+        batch = lane.batcher.take()
+        if batch is not None:
+            self._submit(lane, batch, lane.open_seq if lane.open_seq is not None else self._last_seq)
+        lane.open_seq = None
+
+    def _submit(self, lane: _Lane, batch: list[Any], first_seq: int | None) -> None:
+        batch_id = next(self._ids)
+        with self._lock:
+            lane.in_flight[batch_id] = first_seq if first_seq is not None else self._last_seq
+        lane.workers.submit(batch, batch_id)
+
+    def _settled_in(self, lane: _Lane) -> Callable[[Any], None]:
+        def settled(batch_id: Any) -> None:
+            with self._lock:
+                lane.in_flight.pop(batch_id, None)
+
+        return settled
+
+
+class QueueLanes:
+    """Through the disk queue: a source batch is durable once its events are appended and fsync'd."""
+
+    def __init__(
+        self,
+        sinks: list[Sink],
+        config: QueueConfig,
+        policy: RetryPolicy,
+        dead_letter: DeadLetter,
+        batch: BatchConfig,
+        counters: dict[str, SinkCounters],
+        stats: QueueStats,
+        warn: Callable[[str], None],
+        stop: threading.Event,
+        patient: bool,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        assert config.dir is not None
+        self.config = config
+        self.stats = stats
+        self.queue = DiskQueue(config.dir, config.max_bytes, tuple(s.name for s in sinks), warn=warn)
+        self.halt, self.closing = threading.Event(), threading.Event()
+        self._durable = 0
+        wait = self.halt.wait if sleep is time.sleep else sleep
+        self.consumers: list[SinkConsumer] = []
+        for sink in sinks:
+            sink_counters = counters.setdefault(sink.name, SinkCounters())
+            driver = Driver(sink, policy, dead_letter, sink_counters, clock, wait, keep=True, halted=self.halt.is_set)
+            consumer = SinkConsumer(sink, self.queue, driver, sink_counters, batch, self.closing.is_set, self.halt,
+                                    warn, patient=patient, pause=policy.maximum)  # fmt: skip
+            self.consumers.append(consumer.start())
+        self._failed = lambda: any(c.counters.failed for c in self.consumers)
+        self.writer = QueueWriter(self.queue, config.when_full, lambda: stop.is_set() or self._failed(),
+                                  stats, warn)  # fmt: skip
+
+    def ready(self) -> bool:
+        return self.queue.has_room(HEADER.size) and self.queue.write_error is None
+
+    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
+        if wait:
+            for event in events:
+                self.writer.add(event)
+            if not self.writer.flush():
+                return False
+        else:  # refuse the batch whole rather than wait: the sender keeps it and sends it again
+            payloads = [encode_event(event) for event in events]
+            if not self.queue.has_room(sum(HEADER.size + len(p) for p in payloads)):
+                return False
+            try:
+                self.queue.append(payloads)
+            except QueueWriteError:
+                return False
+            self.stats.queued += len(payloads)
+        self._durable = seq
+        return True
+
+    def durable_through(self) -> int:
+        return self._durable
+
+    def tick(self) -> None:
+        """The consumers read the queue on their own."""
+
+    def failed(self) -> bool:
+        return self._failed()
+
+    def close(self, stop: threading.Event) -> None:
+        """Let the sinks catch up: until done without a signal; ``shutdown_timeout`` seconds once one came."""
+        self.closing.set()
+        deadline = None
+        while any(c.thread.is_alive() for c in self.consumers):
+            if stop.is_set() and deadline is None:
+                deadline = time.monotonic() + self.config.shutdown_timeout
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            for consumer in self.consumers:
+                consumer.thread.join(0.1)
+        self.halt.set()
+        for consumer in self.consumers:
+            consumer.thread.join(JOIN_GRACE)
+        self.stats.bytes = self.queue.bytes
+        self.stats.pending = {c.sink.name: self.queue.pending(c.sink.name) for c in self.consumers}
+        self.queue.close()

@@ -1,0 +1,52 @@
+"""Pipelines that print NDJSON events: ``parse`` (files once); the streaming commands print the same way.
+
+Kept free of the shipping machinery (HTTP client, queue, sinks): ``parse``
+starts with only what it needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from named_senderr.config import ParseConfig
+from named_senderr.engine.runner import Runner
+from named_senderr.engine.transforms import ParseLines, chain
+from named_senderr.event import Event, to_ecs, to_flat
+from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
+from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
+from named_senderr.parse.named import NamedLineParser
+from named_senderr.sinks.stream import StreamDelivery
+from named_senderr.sources.files import FileSource, ProgressFactory
+from named_senderr.telemetry import Stats
+
+Warn = Callable[[str], None]
+
+
+def ingest_now() -> str:
+    """The run's ingest time, RFC 3339 UTC in milliseconds: the time of events whose line had none."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def renderer(name: str) -> Callable[[Event], dict]:
+    if name == "flat":
+        return to_flat
+    ingest_time = ingest_now()
+    return lambda event: to_ecs(event, ingest_time)
+
+
+def run_parse(config: ParseConfig, out: BinaryIO, warn: Warn, progress: ProgressFactory | None = None) -> Stats:
+    """Parse every input of ``config`` to NDJSON on ``out``; unreadable inputs are warned and counted."""
+    stats = Stats()
+    privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # reads the key before any input
+    with ExitStack() as stack:
+        rejects = stack.enter_context(open(config.rejects, "wb")) if config.rejects else None
+        parse = ParseLines(NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone))), stats, config.host,
+                           rejects)  # fmt: skip
+        source = FileSource(config.inputs, stats, warn, progress)
+        delivery = StreamDelivery(out, renderer(config.format), flush_every=False)
+        Runner([source], parse, chain(privacy, config.rollup, time.monotonic), delivery).run()
+    return stats

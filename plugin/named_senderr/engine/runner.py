@@ -1,0 +1,122 @@
+"""The one runner: sources -> parse -> stages -> delivery, acknowledgements, backpressure, stopping, progress.
+
+Every command is this runner with other parts. Each source runs in its own
+thread (the first in the caller's) and hands batches to ``emit``; one lock
+keeps the transforms and the delivery single-threaded. A batch's ``ack`` is
+called once the delivery holds its events durably and no stage still holds
+any of them, in the order the batches came. A ticker thread sends batches
+that waited long enough, closes idle rollup windows and reports progress.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from named_senderr.engine.contracts import Ack, Batch, Delivery, Source, Stage, no_ack
+from named_senderr.engine.transforms import ParseLines
+from named_senderr.event import Event
+
+TICK = 0.1  # seconds between the ticker's looks
+
+
+@dataclass
+class Runner:
+    """Run ``sources`` through ``parse``, ``stages`` and ``delivery`` until they end or ``stop`` is set."""
+
+    sources: list[Source]
+    parse: ParseLines
+    stages: list[Stage]
+    delivery: Delivery
+    stop: threading.Event = field(default_factory=threading.Event)
+    report: Callable[[], None] | None = None
+    report_every: float = 0.5
+    stopped: bool = False  # reading stopped early because a sink failed
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _seq: int = field(default=0, init=False)
+    _acks: deque[tuple[int, Ack]] = field(default_factory=deque, init=False)
+    _reading: threading.Event = field(default_factory=threading.Event, init=False)  # set: stop reading
+
+    def run(self) -> None:
+        """Blocks until every source ended (or was stopped) and the delivery let go of what it held."""
+        ticker = threading.Thread(target=self._tick, name="engine ticker", daemon=True)
+        ticker.start()
+        watcher = threading.Thread(target=self._watch, name="engine stop", daemon=True)
+        watcher.start()
+        others = [threading.Thread(target=s.run, args=(self.emit, self._reading), name=s.name, daemon=True)
+                  for s in self.sources[1:]]  # fmt: skip
+        try:
+            for thread in others:
+                thread.start()
+            if self.sources:
+                self.sources[0].run(self.emit, self._reading)
+            for thread in others:
+                thread.join()
+        finally:
+            self._reading.set()
+            ticker.join()
+            with self._lock:
+                for index, stage in enumerate(self.stages):
+                    self._forward(stage.flush(final=True), index + 1, self._seq)
+            self.delivery.close(self.stop)
+            with self._lock:
+                self._release()
+            for source in self.sources:
+                source.close()
+
+    def emit(self, batch: Batch, *, wait: bool = True) -> bool:
+        """Take ``batch`` through the transforms to the delivery; False when refused (not acknowledged)."""
+        with self._lock:
+            if self._reading.is_set() or (not wait and not self.delivery.ready()):
+                return False
+            self._seq += 1
+            seq = self._seq
+            events = self.parse(batch.lines)
+            if not self._forward(events, 0, seq, wait):
+                return False
+            if batch.ack is not no_ack:
+                self._acks.append((seq, batch.ack))
+            self._release()
+            if self.delivery.failed():
+                self.stopped = True
+                self._reading.set()
+            return True
+
+    def _forward(self, events: list[Event], first: int, seq: int, wait: bool = True) -> bool:
+        """``events`` through the stages from index ``first`` on, then to the delivery."""
+        for stage in self.stages[first:]:
+            events = stage.process(events, seq)
+        return self.delivery.put(events, seq, wait)
+
+    def _release(self) -> None:
+        """Acknowledge, in order, every batch the delivery holds durably and no stage still holds."""
+        through = self.delivery.durable_through()
+        held = [s for stage in self.stages if (s := stage.oldest_held()) is not None]
+        if held:
+            through = min(through, min(held) - 1)
+        while self._acks and self._acks[0][0] <= through:
+            self._acks.popleft()[1]()
+
+    def _tick(self) -> None:
+        next_report = time.monotonic() + self.report_every
+        while not self._reading.wait(TICK):
+            with self._lock:
+                for index, stage in enumerate(self.stages):
+                    self._forward(stage.flush(final=False), index + 1, self._seq)
+                self.delivery.tick()
+                self._release()
+                if self.delivery.failed():
+                    self.stopped = True
+                    self._reading.set()
+            if self.report is not None and time.monotonic() >= next_report:
+                self.report()
+                next_report = time.monotonic() + self.report_every
+
+    def _watch(self) -> None:
+        """A signal (``stop``) ends reading; the delivery then gets its shutdown time."""
+        while not self._reading.is_set():
+            if self.stop.wait(TICK):
+                self._reading.set()

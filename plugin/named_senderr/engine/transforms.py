@@ -1,0 +1,123 @@
+"""The transform chain every source goes through: parse -> privacy -> rollup.
+
+Parsing turns raw lines into events and is the one place where a rejected
+candidate is counted and, with a rejects file, kept: whatever the source, a
+rejected line never travels on as an event. Privacy and rollup are stages in
+the sense of ``contracts.Stage``: privacy rewrites each event, rollup holds
+events in time windows and says which source batches it still holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import orjson
+
+from named_senderr.engine.contracts import Line, Stage
+from named_senderr.event import Event
+from named_senderr.normalize.rollup import Windows
+from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser, Rejection
+from named_senderr.telemetry import Stats
+
+
+@dataclass
+class ParseLines:
+    """Raw lines to events; every candidate counted as an event or a rejection by reason."""
+
+    parser: NamedLineParser
+    stats: Stats
+    host: str | None = None  # host.name for lines whose text and transport carry none
+    rejects: BinaryIO | None = None
+
+    def __call__(self, lines: list[Line]) -> list[Event]:
+        events = []
+        parse = self.parser.parse_bytes
+        for line in lines:
+            if line.oversize or len(line.data) > MAX_LINE_BYTES:
+                result: Event | Rejection | None = oversize(line.data)
+            else:
+                result = parse(line.data)
+            if result is None:
+                continue
+            self.stats.candidates += 1
+            if isinstance(result, Event):
+                result.file, result.offset = line.file, line.offset
+                result.host = result.host or line.host or self.host
+                self.stats.events_by_reason[result.reason] += 1
+                events.append(result)
+            else:
+                self.reject(result, line)
+        return events
+
+    def reject(self, rejection: Rejection, line: Line) -> None:
+        self.stats.rejected_by_reason[rejection.reason] += 1
+        if self.rejects is not None:
+            record = {"reason": rejection.reason, "detail": rejection.detail, "file": line.file,
+                      "offset": line.offset, "line": rejection.line}  # fmt: skip
+            self.rejects.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def oversize(head: bytes) -> Rejection:
+    detail = f"line longer than {MAX_LINE_BYTES} bytes; its first {MAX_LINE_BYTES} bytes are kept"
+    return Rejection("line_too_long", detail, head[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace"))
+
+
+@dataclass
+class Rewrite:
+    """A stage that rewrites every event and holds none (privacy)."""
+
+    apply: Callable[[Event], Event]
+
+    def process(self, events: list[Event], seq: int) -> list[Event]:
+        return [self.apply(event) for event in events]
+
+    def flush(self, final: bool) -> list[Event]:
+        return []
+
+    def oldest_held(self) -> int | None:
+        return None
+
+
+@dataclass
+class Rollup:
+    """One event per server x reason x client network x window; windows close as time moves on.
+
+    A source that falls silent would keep its last windows open for ever: they are closed once no event came
+    for ``window`` seconds of the clock (``flush``), and all of them at the end.
+    """
+
+    window: float
+    clock: Callable[[], float]
+    _windows: Windows = field(init=False)
+    _last_event: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self._windows = Windows(self.window)
+
+    def process(self, events: list[Event], seq: int) -> list[Event]:
+        done: list[Event] = []
+        for event in events:
+            done.extend(self._windows.add(event, seq))
+        if events:
+            self._last_event = self.clock()
+        return done
+
+    def flush(self, final: bool) -> list[Event]:
+        if final or self.clock() - self._last_event >= self.window:
+            return self._windows.close()
+        return []
+
+    def oldest_held(self) -> int | None:
+        return self._windows.oldest_seq()
+
+
+def chain(privacy: Callable[[Event], Event] | None, window: float | None, clock: Callable[[], float]) -> list[Stage]:
+    """Privacy first (so rollup groups by the reduced address), then rollup."""
+    stages: list[Stage] = []
+    if privacy is not None:
+        stages.append(Rewrite(privacy))
+    if window is not None:
+        stages.append(Rollup(window, clock))
+    return stages

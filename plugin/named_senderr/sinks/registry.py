@@ -1,0 +1,22 @@
+"""Open a sink by its kind, the one place that maps configuration to sink classes."""
+
+from __future__ import annotations
+
+import sys
+
+from named_senderr.ship_config import SinkConfig
+from named_senderr.sinks.elasticsearch import BulkSink
+from named_senderr.sinks.loki import LokiSink
+from named_senderr.sinks.outcome import Sink
+from named_senderr.sinks.stdout import StdoutSink
+from named_senderr.sinks.victorialogs import VictoriaLogsSink
+
+
+def open_sink(config: SinkConfig, ingest_time: str) -> Sink:
+    if config.kind == "loki":
+        return LokiSink(config, ingest_time)
+    if config.kind == "victorialogs":
+        return VictoriaLogsSink(config, ingest_time)
+    if config.kind == "stdout":
+        return StdoutSink(config, ingest_time, sys.stdout.buffer)
+    return BulkSink(config, ingest_time)

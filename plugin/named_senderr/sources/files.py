@@ -1,0 +1,64 @@
+"""Files read once from start to end (plain, gzip) and stdin, as engine batches."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from named_senderr.engine.contracts import Batch, Emit, Line
+from named_senderr.errors import InputError
+from named_senderr.sources.log_file import InputSource, candidate_lines
+from named_senderr.telemetry import Stats
+
+CHUNK = 2000  # candidate lines per batch: one queue append (and fsync) each
+ProgressFactory = Callable[[InputSource], "Callable[[], None] | None"]
+
+
+@dataclass
+class FileSource:
+    """Every input in order; an unreadable one is warned, counted and skipped. Nothing to acknowledge."""
+
+    inputs: tuple[str, ...]
+    stats: Stats
+    warn: Callable[[str], None]
+    progress: ProgressFactory | None = None
+    name: str = "files"
+
+    def run(self, emit: Emit, stop: threading.Event) -> None:
+        for batch in self.batches(stop):
+            if not emit(batch):
+                return  # the pipeline is stopping
+
+    def batches(self, stop: threading.Event | None = None) -> Iterator[Batch]:
+        """The batches themselves, for a reader that needs no runner (``report`` on files)."""
+        for name in self.inputs:
+            if stop is not None and stop.is_set():
+                return
+            source = InputSource(name)
+            self.stats.inputs += 1
+            try:
+                yield from self._read(source)
+            except InputError as exc:
+                self.stats.unreadable_inputs += 1
+                self.warn(str(exc) if str(exc).startswith(name) else f"{name}: {exc}")
+
+    def close(self) -> None:
+        """Each file is closed once read."""
+
+    def _read(self, source: InputSource) -> Iterator[Batch]:
+        file = None if source.is_stdin else source.name
+        stream = source.open()
+        try:
+            lines: list[Line] = []
+            on_block = self.progress(source) if self.progress else None
+            for offset, raw, oversize in candidate_lines(stream, self.stats, on_block):
+                lines.append(Line(raw, file, offset, None, oversize))
+                if len(lines) >= CHUNK:
+                    yield Batch(lines)
+                    lines = []
+            if lines:
+                yield Batch(lines)
+        finally:
+            if not source.is_stdin:
+                stream.close()
