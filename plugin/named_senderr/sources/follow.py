@@ -36,6 +36,7 @@ class FollowSource:
             lines = [Line(line.raw, line.path, line.offset, None, line.oversize) for line in polled.lines]
             if not emit(Batch(lines, lambda polled=polled: self._acked.put(polled))):
                 return  # refused (stopping): these lines are read again at the next start
+            self._commit()  # a disk queue acknowledges within emit: move the checkpoint at once
             if not polled.more:
                 stop.wait(self.config.poll_interval)
 
