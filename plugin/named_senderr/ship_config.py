@@ -188,17 +188,10 @@ class ShipConfig:
     rollup: float | None = None
 
     def __post_init__(self) -> None:
-        if self.queue.dir is not None and (self.client_ip or self.qname or self.rollup):
-            raise ConfigError(
-                "--client-ip, --qname and --rollup are not applied on the disk-queue path yet; "
-                "drop --queue-dir or those options"
-            )
         if self.follow and self.queue.dir is None:
             raise ConfigError(
                 "--follow needs a disk queue for its checkpoint; add --queue-dir DIR (or [queue] dir = ...)"
             )
-        if self.metrics is not None and self.queue.dir is None:
-            raise ConfigError("--metrics serves the disk-queue modes (ship --follow); add --queue-dir DIR")
         if self.metrics is not None:
             parse_address(self.metrics)
         if self.follow and "-" in self.inputs:

@@ -100,17 +100,21 @@ class Runner:
         while self._acks and self._acks[0][0] <= through:
             self._acks.popleft()[1]()
 
+    def tick(self) -> None:
+        """One look: stages let go of what is due, batches that waited leave, acks that became safe move."""
+        with self._lock:
+            for index, stage in enumerate(self.stages):
+                self._forward(stage.flush(final=False), index + 1, self._seq)
+            self.delivery.tick()
+            self._release()
+            if self.delivery.failed():
+                self.stopped = True
+                self._reading.set()
+
     def _tick(self) -> None:
         next_report = time.monotonic() + self.report_every
         while not self._reading.wait(TICK):
-            with self._lock:
-                for index, stage in enumerate(self.stages):
-                    self._forward(stage.flush(final=False), index + 1, self._seq)
-                self.delivery.tick()
-                self._release()
-                if self.delivery.failed():
-                    self.stopped = True
-                    self._reading.set()
+            self.tick()
             if self.report is not None and time.monotonic() >= next_report:
                 self.report()
                 next_report = time.monotonic() + self.report_every

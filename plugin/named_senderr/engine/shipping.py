@@ -64,16 +64,44 @@ def run_ship(
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
 ) -> ShipResult:
-    """Ship every event of ``config.inputs`` to every sink; ``sinks`` replaces opening them (tests).
+    """Ship every event of ``config.inputs`` (files, stdin, or followed globs) to every sink."""
+    result = new_result(config)
+    source: Source
+    if config.follow:
+        assert config.queue.dir is not None
+        tail = TailConfig(config.inputs, config.queue.dir / CHECKPOINT, read_from_head=config.read_from_head)
+        source = FollowSource(tail, result.stats, warn)
+    else:
+        source = FileSource(config.inputs, result.stats, warn)
+    return run_pipeline([source], config, result, warn, report, sinks, clock, sleep, stop)
 
-    With a queue directory the events go through the disk queue first; ``stop``, set by a signal,
-    ends reading, and the sinks get ``shutdown_timeout`` to catch up.
+
+def new_result(config: ShipConfig) -> ShipResult:
+    """The result a pipeline fills; its ``stats`` are what the sources count into."""
+    return ShipResult(dead_letter=config.dead_letter, queue=QueueStats() if config.queue.dir is not None else None)
+
+
+def run_pipeline(
+    sources: list[Source],
+    config: ShipConfig,
+    result: ShipResult,
+    warn: Warn,
+    report: Callable[[ShipResult], None] | None = None,
+    sinks: list[Sink] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
+) -> ShipResult:
+    """Run ``sources`` through the transforms of ``config`` into its sinks, with or without the disk queue.
+
+    Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
+    opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
+    ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
     """
     check_dead_letter(config.dead_letter)
     privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # key read now: errors before reading
     stop = stop or threading.Event()
     durable = config.queue.dir is not None
-    result = ShipResult(dead_letter=config.dead_letter, queue=QueueStats() if durable else None)
     dead_letter = DeadLetter(config.dead_letter)
     policy = RetryPolicy.from_config(config.retry)
     with ExitStack() as stack:
@@ -96,14 +124,7 @@ def run_ship(
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
         rejects = stack.enter_context(open(config.rejects, "ab" if durable else "wb")) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
-        source: Source
-        if config.follow:
-            assert config.queue.dir is not None
-            tail = TailConfig(config.inputs, config.queue.dir / CHECKPOINT, read_from_head=config.read_from_head)
-            source = FollowSource(tail, result.stats, warn)
-        else:
-            source = FileSource(config.inputs, result.stats, warn)
-        runner = Runner([source], ParseLines(parser, result.stats, config.host, rejects),
+        runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
                         chain(privacy, config.rollup, clock), delivery, stop,
                         report=(lambda: report(result)) if report else None)  # fmt: skip
         try:
