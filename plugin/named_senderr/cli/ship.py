@@ -11,10 +11,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from named_senderr.cli.options import add_privacy_options
+from named_senderr.cli.options import add_delivery_options, delivery_overrides
 from named_senderr.cli.parse import sample_path
 from named_senderr.engine.shipping import ShipResult, run_ship
-from named_senderr.normalize.rollup import parse_window
 from named_senderr.ship_config import ShipConfig
 from named_senderr.ship_load import URL_FORMS, load_ship_config
 
@@ -73,27 +72,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="*", metavar="FILE", help="log files, plain or gzip; '-' reads stdin (default)")
-    parser.add_argument("--to", action="append", default=[], metavar="URL", help="a sink URL (repeatable)")
-    parser.add_argument("--config", type=Path, metavar="FILE.toml", help="settings file (see conf/named-senderr.toml)")
     parser.add_argument("--sample", action="store_true", help="ship the bundled sample named log")
     parser.add_argument("--timezone", metavar="TZ", help="zone of times logged without one (default: this machine's)")
     parser.add_argument("--host", metavar="NAME", help="host name for lines that carry none")
-    parser.add_argument("--dead-letter", type=Path, metavar="FILE", help="where refused events go (NDJSON, appended)")
     parser.add_argument("--rejects", type=Path, metavar="FILE", help="write rejected candidate lines here")
     parser.add_argument("--no-progress", action="store_true", help="no live line, even on a terminal")
-    durable = parser.add_argument_group("disk queue and long runs")
-    durable.add_argument("--queue-dir", type=Path, metavar="DIR", help="keep events on disk until every sink took them")
-    durable.add_argument("--queue-max-bytes", type=int, metavar="N", help="size bound of the queue (default 256 MiB)")
-    durable.add_argument("--when-full", choices=("wait", "drop"), help="queue full: reading waits (default) or drops")
-    durable.add_argument(
-        "--shutdown-timeout", type=float, metavar="S", help="on SIGTERM, seconds to flush (default 10)"
-    )
-    durable.add_argument("--follow", action="store_true", help="follow FILE globs across rotation (needs --queue-dir)")
-    durable.add_argument(
-        "--read-from-head", action="store_true", help="with --follow: read files found at start from 0"
-    )
-    durable.add_argument("--metrics", metavar="[HOST:]PORT", help="serve /metrics and /healthz (loopback by default)")
-    add_privacy_options(parser)
+    parser.add_argument("--follow", action="store_true", help="follow FILE globs across rotation (needs --queue-dir)")
+    parser.add_argument("--read-from-head", action="store_true", help="with --follow: read files found at start from 0")
+    add_delivery_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -103,19 +89,11 @@ def run(args: argparse.Namespace) -> int:
         "inputs": tuple(inputs) or None,
         "timezone": args.timezone,
         "host": args.host,
-        "dead_letter": args.dead_letter,
         "rejects": args.rejects,
         "progress": False if args.no_progress else None,
-        "client_ip": args.client_ip,
-        "qname": args.qname,
-        "rollup": parse_window(args.rollup) if args.rollup else None,
         "follow": args.follow or None,
         "read_from_head": args.read_from_head or None,
-        "metrics": args.metrics,
-        "queue.dir": args.queue_dir,
-        "queue.max_bytes": args.queue_max_bytes,
-        "queue.when_full": args.when_full,
-        "queue.shutdown_timeout": args.shutdown_timeout,
+        **delivery_overrides(args),
     }
     config = load_ship_config(args.config, args.to, overrides)
     with stop_on_signals(config.queue.dir is not None) as stop:
