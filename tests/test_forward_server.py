@@ -298,7 +298,7 @@ def test_oversize_frame_closes_only_its_connection(make_server, caplog: pytest.L
 
 def test_gzip_bomb_closes_only_its_connection(make_server, caplog: pytest.LogCaptureFixture):
     server = make_server(limits=Limits(max_decompressed_bytes=1024 * 1024))
-    bomb = gzip.compress(b"\x00" * (16 * 1024 * 1024))
+    bomb = gzip.compress(msgpack.packb([1, {"log": "x" * 60_000}]) * 300)  # 18 MB of entries
     bad_connection_then_good(server, w.array(w.s("t"), w.bin32(bomb), w.fmap((w.s("compressed"), w.s("gzip")))))
     assert "gzip bomb" in caplog.text
 
@@ -312,8 +312,15 @@ def test_a_non_array_frame_closes_only_its_connection(server: RunningServer):
     bad_connection_then_good(server, w.record(log=LINE))
 
 
-def test_deeply_nested_record_closes_only_its_connection(server: RunningServer):
+def test_a_deeply_nested_record_is_a_counted_bad_record_and_its_frame_acknowledged(server: RunningServer):
     nested = b"\x91" * 200 + b"\x00"
+    frame = w.message("t", w.uint(1), w.fmap((w.s("log"), nested)), w.chunk_option("deep"))
+    assert send_and_ack(server.port, frame) == {"ack": "deep"}
+    assert server.stats.bad_records == 1
+
+
+def test_nesting_past_msgpacks_own_limit_closes_only_its_connection(server: RunningServer):
+    nested = b"\x91" * 2000 + b"\x00"
     bad_connection_then_good(server, w.message("t", w.uint(1), w.fmap((w.s("log"), nested))))
 
 

@@ -3,20 +3,28 @@
 Written by hand: a dozen counters do not need prometheus_client and its
 global registry. ``serve_metrics`` takes any ``render`` callable, so ``ship
 --follow`` and ``serve`` share it. A bare port binds to loopback: exposing
-the endpoint on a network is a choice spelt out as ``0.0.0.0:PORT``.
+the endpoint on a network is a choice spelt out as ``0.0.0.0:PORT``. A
+connection gets a thread for at most ``client_timeout`` seconds of silence,
+and at most ``max_clients`` connections are open at once (a new one shuts the
+oldest down), so idle sockets can neither pile threads up nor lock a scraper out.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from named_senderr.errors import ConfigError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_HOST = "127.0.0.1"
+CLIENT_TIMEOUT = 10.0  # seconds a connection may stay silent, reading its request or our answer
+MAX_CLIENTS = 16  # a scraper or two and a health check; the rest is not worth a thread
 
 
 @dataclass(frozen=True)
@@ -58,21 +66,64 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_clients`` at once: past that the oldest connection is shut down.
+
+    A scrape sends its request as soon as it connects and is answered in
+    milliseconds, so the oldest connection is the one most likely idle.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_clients: int) -> None:
+        super().__init__(address, handler)
+        self.max_clients = max_clients
+        self.evicted = 0
+        self._open: dict[socket.socket, None] = {}  # the open connections, oldest first
+        self._lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if len(self._open) >= self.max_clients:
+                oldest = next(iter(self._open))
+                del self._open[oldest]
+                self.evicted += 1
+                with contextlib.suppress(OSError):
+                    oldest.shutdown(socket.SHUT_RDWR)  # its thread's read returns at once, and the thread ends
+            self._open[request] = None
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+
 class MetricsServer:
     """A daemon HTTP thread; ``url`` is where it listens (port 0 picks a free one)."""
 
-    def __init__(self, address: str, collect: Callable[[], Iterable[Sample]]) -> None:
+    def __init__(
+        self,
+        address: str,
+        collect: Callable[[], Iterable[Sample]],
+        client_timeout: float = CLIENT_TIMEOUT,
+        max_clients: int = MAX_CLIENTS,
+    ) -> None:
         host, port = parse_address(address)
         try:
-            self._httpd = ThreadingHTTPServer((host, port), _handler(collect))
+            self._httpd = _BoundedHTTPServer((host, port), _handler(collect, client_timeout), max_clients)
         except OSError as exc:
             raise ConfigError(f"--metrics {address}: cannot listen: {exc.strerror}; choose another port") from None
-        self._httpd.daemon_threads = True
         bound_host, bound_port = self._httpd.server_address[:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
         self.url = f"http://{shown}:{bound_port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         self._thread.start()
+
+    @property
+    def evicted(self) -> int:
+        """Connections shut down to make room, ``max_clients`` being open."""
+        return self._httpd.evicted
 
     def close(self) -> None:
         self._httpd.shutdown()
@@ -85,13 +136,15 @@ class MetricsServer:
         self.close()
 
 
-def serve_metrics(address: str, collect: Callable[[], Iterable[Sample]]) -> MetricsServer:
+def serve_metrics(address: str, collect: Callable[[], Iterable[Sample]], **bounds: Any) -> MetricsServer:
     """Start the endpoint; the caller closes it (or uses it as a context manager)."""
-    return MetricsServer(address, collect)
+    return MetricsServer(address, collect, **bounds)
 
 
-def _handler(collect: Callable[[], Iterable[Sample]]) -> type[BaseHTTPRequestHandler]:
+def _handler(collect: Callable[[], Iterable[Sample]], client_timeout: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = client_timeout  # socketserver applies it to the connection: a silent client times out
+
         def log_message(self, *args: object) -> None:
             """Quiet: a scrape every few seconds is not news."""
 
