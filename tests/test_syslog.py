@@ -189,6 +189,35 @@ def test_at_the_connection_cap_with_none_idle_a_new_connection_is_refused_and_co
         second.close()
 
 
+@pytest.fixture
+def impatient() -> Iterator[Receiver]:
+    """A TCP receiver that closes silent connections after 0.3 s and unfinished messages after 0.5 s."""
+    limits = PeerLimits(idle_timeout=0.3, frame_timeout=0.5)
+    server = Receiver(SyslogConfig((SyslogEndpoint("tcp", "127.0.0.1", 0),), peers=limits))
+    yield server
+    server.stop.set()
+    server.thread.join(DEADLINE)
+
+
+def test_tcp_idle_connection_is_closed_after_the_idle_timeout_and_counted(impatient):
+    with tcp(impatient) as sock:
+        sock.sendall(BSD + b"\n")
+        assert closed_by_peer(sock)
+    assert impatient.until(1) == [BSD]
+    assert impatient.stats.idle_timeouts == 1
+
+
+def test_tcp_message_not_whole_within_the_frame_timeout_is_closed_counted_and_said(impatient):
+    with tcp(impatient) as slow:
+        slow.sendall(b"<28>Oct 21 10:22:33 ns1 named[1]: a message that never ends")
+        with tcp(impatient) as good:
+            good.sendall(BSD + b"\n")
+            assert impatient.until(1) == [BSD]  # served meanwhile
+        assert closed_by_peer(slow)
+    assert impatient.stats.frame_timeouts == 1
+    assert any("--frame-timeout" in w for w in impatient.warnings)
+
+
 def test_endpoint_without_host_binds_loopback():
     assert SyslogEndpoint.parse("udp://:5514") == SyslogEndpoint("udp", "127.0.0.1", 5514)
     assert SyslogEndpoint.parse("tcp://[::1]:6514").url() == "tcp://[::1]:6514"

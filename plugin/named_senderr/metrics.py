@@ -6,7 +6,8 @@ global registry. ``serve_metrics`` takes any ``render`` callable, so ``ship
 the endpoint on a network is a choice spelt out as ``0.0.0.0:PORT``. A
 connection gets a thread for at most ``client_timeout`` seconds of silence,
 and at most ``max_clients`` connections are open at once (a new one shuts the
-oldest down), so idle sockets can neither pile threads up nor lock a scraper out.
+oldest silent one down), so idle sockets can neither pile threads up nor lock
+a scraper out for long.
 """
 
 from __future__ import annotations
@@ -67,36 +68,56 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class _BoundedHTTPServer(ThreadingHTTPServer):
-    """A thread per connection, at most ``max_clients`` at once: past that the oldest connection is shut down.
+    """A thread per connection, at most ``max_clients`` at once.
 
-    A scrape sends its request as soon as it connects and is answered in
-    milliseconds, so the oldest connection is the one most likely idle.
+    Past that, the oldest connection that has not sent its request yet is shut
+    down for the new one (a scrape sends its request as soon as it connects);
+    when every one is being answered, the new one is closed unanswered.
     """
 
     daemon_threads = True
+    request_queue_size = 64  # socketserver's 5 would leave a burst of connections waiting for SYN retries
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_clients: int) -> None:
         super().__init__(address, handler)
         self.max_clients = max_clients
-        self.evicted = 0
-        self._open: dict[socket.socket, None] = {}  # the open connections, oldest first
+        self.evicted = self.refused = 0
+        self._open: set[socket.socket] = set()
+        self._silent: dict[socket.socket, None] = {}  # no request yet, oldest first
         self._lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            if len(self._open) >= self.max_clients:
-                oldest = next(iter(self._open))
-                del self._open[oldest]
+            full = len(self._open) >= self.max_clients
+            victim = next(iter(self._silent), None) if full else None
+            if victim is not None:
+                self._forget(victim)
                 self.evicted += 1
-                with contextlib.suppress(OSError):
-                    oldest.shutdown(socket.SHUT_RDWR)  # its thread's read returns at once, and the thread ends
-            self._open[request] = None
+            if not full or victim is not None:
+                self._open.add(request)
+                self._silent[request] = None
+        if victim is not None:
+            with contextlib.suppress(OSError):
+                victim.shutdown(socket.SHUT_RDWR)  # its thread's read returns at once, and the thread ends
+        elif full:
+            self.refused += 1
+            self.shutdown_request(request)
+            return
         super().process_request(request, client_address)
+
+    def answering(self, request: socket.socket) -> None:
+        """The request line came: this connection is no longer one to shut down for a new one."""
+        with self._lock:
+            self._silent.pop(request, None)
 
     def shutdown_request(self, request: Any) -> None:
         with self._lock:
-            self._open.pop(request, None)
+            self._forget(request)
         super().shutdown_request(request)
+
+    def _forget(self, request: socket.socket) -> None:
+        self._open.discard(request)
+        self._silent.pop(request, None)
 
 
 class MetricsServer:
@@ -122,8 +143,13 @@ class MetricsServer:
 
     @property
     def evicted(self) -> int:
-        """Connections shut down to make room, ``max_clients`` being open."""
+        """Silent connections shut down to make room, ``max_clients`` being open."""
         return self._httpd.evicted
+
+    @property
+    def refused(self) -> int:
+        """New connections closed unanswered, ``max_clients`` being answered."""
+        return self._httpd.refused
 
     def close(self) -> None:
         self._httpd.shutdown()
@@ -147,6 +173,11 @@ def _handler(collect: Callable[[], Iterable[Sample]], client_timeout: float) -> 
 
         def log_message(self, *args: object) -> None:
             """Quiet: a scrape every few seconds is not news."""
+
+        def parse_request(self) -> bool:
+            assert isinstance(self.server, _BoundedHTTPServer)
+            self.server.answering(self.request)
+            return super().parse_request()
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

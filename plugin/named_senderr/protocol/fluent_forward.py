@@ -152,12 +152,13 @@ def decode_entries(raw: RawFrame, limits: Limits) -> Iterator[Entry | BadEntry]:
         ext_hook=_ext_hook,
         strict_map_key=False,
         max_buffer_size=limits.max_entry_bytes + FEED_BYTES,
+        read_size=FEED_BYTES,
         max_map_len=limits.max_map_len,
         max_array_len=limits.max_map_len,
     )
-    pieces = _gunzip(raw.entries, limits.max_decompressed_bytes) if raw.mode == "compressed_packed_forward" else None
+    compressed = raw.mode == "compressed_packed_forward"
     count = fed = done = 0
-    for piece in pieces or _pieces(raw.entries):
+    for piece in _gunzip(raw.entries, limits.max_decompressed_bytes) if compressed else _pieces(raw.entries):
         try:
             unpacker.feed(piece)
         except msgpack.BufferFull:
@@ -168,6 +169,8 @@ def decode_entries(raw: RawFrame, limits: Limits) -> Iterator[Entry | BadEntry]:
                 count += 1
                 if count > limits.max_entries:
                     raise FrameError(too_many_entries(count, limits.max_entries))
+                if unpacker.tell() - done > limits.max_entry_bytes:
+                    raise FrameError(too_large_entry(limits.max_entry_bytes))
                 done = unpacker.tell()
                 yield _entry(obj)
         except (msgpack.UnpackException, ValueError) as exc:
@@ -178,34 +181,44 @@ def decode_entries(raw: RawFrame, limits: Limits) -> Iterator[Entry | BadEntry]:
         raise FrameError(f"packed entries end inside an entry (byte {done:,} of {fed:,})")
 
 
-def _pieces(data: bytes | memoryview) -> Iterator[memoryview]:
-    with memoryview(data) as view:
-        for start in range(0, len(data), FEED_BYTES):
-            yield view[start : start + FEED_BYTES]
+def _pieces(parts: Iterable[bytes | memoryview]) -> Iterator[memoryview]:
+    for part in parts:
+        with memoryview(part) as view:
+            for start in range(0, len(view), FEED_BYTES):
+                yield view[start : start + FEED_BYTES]
 
 
-def _gunzip(data: bytes | memoryview, limit: int) -> Iterator[bytes]:
+def _gunzip(parts: Iterable[bytes | memoryview], limit: int) -> Iterator[bytes]:
     """One or more gzip members decompressed a piece at a time, refusing more than ``limit`` bytes (a gzip bomb)."""
     total = 0
-    while data:
-        inflater = zlib.decompressobj(wbits=31)
-        pending = data
-        while not inflater.eof:
-            try:
-                piece = inflater.decompress(pending, FEED_BYTES)
-            except zlib.error as exc:
-                raise FrameError(f"compressed entries are not gzip ({exc})") from None
-            pending = inflater.unconsumed_tail
-            total += len(piece)
-            if total > limit:
-                raise FrameError(
-                    f"gzip entries expand past the limit of {limit:,} bytes (a gzip bomb?); "
-                    "raise --max-decompressed-size"
-                )
-            if not piece and not pending:
-                raise FrameError("compressed entries end inside a gzip stream")
-            yield piece
-        data = inflater.unused_data
+    inflater, started = zlib.decompressobj(wbits=31), False
+
+    def inflate(data: bytes | memoryview) -> bytes:
+        nonlocal total
+        try:
+            piece = inflater.decompress(data, FEED_BYTES)
+        except zlib.error as exc:
+            raise FrameError(f"compressed entries are not gzip ({exc})") from None
+        total += len(piece)
+        if total > limit:
+            raise FrameError(
+                f"gzip entries expand past the limit of {limit:,} bytes (a gzip bomb?); raise --max-decompressed-size"
+            )
+        return piece
+
+    for part in parts:
+        pending: bytes | memoryview = part
+        while pending:
+            started = True
+            yield inflate(pending)
+            if inflater.eof:  # Fluentd appends a member per write: the next one starts in what is left
+                pending, inflater, started = inflater.unused_data, zlib.decompressobj(wbits=31), False
+            else:
+                pending = inflater.unconsumed_tail
+    while started and not inflater.eof:  # output zlib still holds once all the input is in
+        if not (piece := inflate(b"")):
+            raise FrameError("compressed entries end inside a gzip stream")
+        yield piece
 
 
 def _entry(raw: Any) -> Entry | BadEntry:

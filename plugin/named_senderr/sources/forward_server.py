@@ -217,10 +217,12 @@ class ForwardServer:
                 return
             frames = self._cut(peer, decoder, rest)
         while True:
-            for index, raw in enumerate(frames):
+            waiting = sum(raw.size for raw in frames)
+            for raw in frames:
                 if not await self._frame(raw, writer, peer) or self._stopping:
                     return
-                self.peers.hold(peer, decoder.pending, sum(f.size for f in frames[index + 1 :]), completed=True)
+                waiting -= raw.size
+                self.peers.hold(peer, decoder.pending, waiting, completed=True)
             data = await self.peers.read(peer, reader, READ_SIZE)
             if not data:
                 return
@@ -272,27 +274,25 @@ class ForwardServer:
 
     async def _frame(self, raw: RawFrame, writer: asyncio.StreamWriter, peer: Peer) -> bool:
         loop = asyncio.get_running_loop()
-        events = await loop.run_in_executor(self._executor, self._decode, raw, peer.name)
-        try:
-            await loop.run_in_executor(self._executor, self._hand_off, events)
-        except OutputFull as exc:
+        events, refused = await loop.run_in_executor(self._executor, self._take, raw, peer.name)
+        if isinstance(refused, OutputFull):
             if raw.chunk is None:
-                self.stats.lost += len(events)
+                self.stats.lost += events
                 self.log.error(
                     "%s: %d events lost: %s, and the sender asked for no ack (set require_ack_response)",
-                    peer.name, len(events), exc,
+                    peer.name, events, refused,
                 )  # fmt: skip
             else:
                 self.stats.unacked += 1
-                self.log.warning("%s: frame not acknowledged (%s); the sender will resend it", peer.name, exc)
+                self.log.warning("%s: frame not acknowledged (%s); the sender will resend it", peer.name, refused)
             return False
-        except Exception as exc:  # the output failed: no ack, so the sender keeps the chunk
+        if refused is not None:  # the output failed: no ack, so the sender keeps the chunk
             self.stats.unacked += 1
             self.log.error(
                 "%s: the output failed (%s: %s); frame not acknowledged, connection closed",
                 peer.name,
-                type(exc).__name__,
-                exc,
+                type(refused).__name__,
+                refused,
             )
             return False
         if raw.chunk is not None:
@@ -300,6 +300,21 @@ class ForwardServer:
             await writer.drain()
             self.stats.acks += 1
         return True
+
+    def _take(self, raw: RawFrame, peer: str) -> tuple[int, Exception | None]:
+        """On the worker thread: decode the frame (FrameError is the peer's), hand its events to the output.
+
+        Returns how many events, and the output's refusal or failure if it had one.
+        """
+        events = self._decode(raw, peer)
+        if not events:
+            return 0, None
+        try:
+            self.output(events)
+        except Exception as exc:  # the output's: reported on the event loop, the frame is not acknowledged
+            return len(events), exc
+        self.stats.events += len(events)
+        return len(events), None
 
     def _decode(self, raw: RawFrame, peer: str) -> list[Event]:
         """On the worker thread: decode the entries one at a time and parse each; only the events are kept."""
@@ -331,9 +346,3 @@ class ForwardServer:
             entries = "entry" if count == 1 else "entries"
             self.complain(reason, f"{peer}: {count} {entries} skipped in tag {raw.tag!r}, the rest taken: {detail}")
         return events
-
-    def _hand_off(self, events: list[Event]) -> None:
-        """On the worker thread: the events to the output."""
-        if events:
-            self.output(events)
-            self.stats.events += len(events)
