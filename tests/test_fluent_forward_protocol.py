@@ -400,3 +400,20 @@ def test_a_decoder_let_go_of_mid_frame_frees_its_bytes_at_once_without_waiting_f
         assert gone() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("where", ["record", "option"])
+def test_a_map_keyed_by_an_array_is_a_malformed_frame_never_an_internal_error(where: str):
+    keyed_by_array = w.fmap((w.array(w.uint(1)), w.s("x")))
+    if where == "record":
+        data = w.message("t", w.uint(1), keyed_by_array)
+    else:
+        data = w.array(w.s("t"), w.uint(1), w.record(log="x"), keyed_by_array)
+    with pytest.raises(FrameError, match="unhashable"):
+        for raw in FrameDecoder().feed(data):
+            decode_frame(raw)
+
+
+def test_a_ping_keyed_by_an_array_is_refused_as_malformed():
+    with pytest.raises(FrameError, match="not a msgpack Forward frame"):
+        ObjectReader().feed(w.fmap((w.array(w.uint(1)), w.s("x"))))

@@ -173,7 +173,7 @@ def decode_entries(raw: RawFrame, limits: Limits) -> Iterator[Entry | BadEntry]:
                     raise FrameError(too_large_entry(limits.max_entry_bytes))
                 done = unpacker.tell()
                 yield _entry(obj)
-        except (msgpack.UnpackException, ValueError) as exc:
+        except (msgpack.UnpackException, ValueError, TypeError) as exc:  # TypeError: a map keyed by an array
             raise unpack_error(exc) from None
         if fed - done > limits.max_entry_bytes:  # msgpack builds a container as its bytes come: count from its start
             raise FrameError(too_large_entry(limits.max_entry_bytes))

@@ -246,7 +246,7 @@ class FrameDecoder:
                     raise FrameError(too_large) from None
                 self._feed_scanner()
                 continue
-            except (msgpack.UnpackException, ValueError) as exc:
+            except (msgpack.UnpackException, ValueError, TypeError) as exc:  # TypeError: a map keyed by an array
                 raise unpack_error(exc) from None
             if self._at - self._object > limit:
                 raise FrameError(too_large)
@@ -259,12 +259,12 @@ class FrameDecoder:
         code = self._peek()[0]
         self._origin = self._object = self._at
         if code == HEARTBEAT:  # nil between frames: nothing to decode
-            self._walk(self._scanner.skip, 1, "")
+            self._walk(self._scanner.skip, 1, "a heartbeat is one byte")
             self._origin = self._at
             return
         if not _is_array(code):
             raise FrameError(f"a frame must be an array [tag, ...] of 2 to 4 elements, got msgpack type 0x{code:02x}")
-        self._elements = self._walk(self._scanner.read_array_header, 5, "")
+        self._elements = self._walk(self._scanner.read_array_header, 5, "an array header is at most 5 bytes")
         if not 2 <= self._elements <= 4:
             raise FrameError(f"a frame must be an array [tag, ...] of 2 to 4 elements, got {self._elements}")
         self._step = FrameDecoder._tag_step
@@ -297,7 +297,7 @@ class FrameDecoder:
             self._mode, self._body, self._left = "packed_forward", (self._at, self._at + length), self._elements - 2
             self._step = FrameDecoder._packed_body
         elif _is_array(code):  # Forward: [[time, record], ...]
-            count = self._walk(self._scanner.read_array_header, 5, "")
+            count = self._walk(self._scanner.read_array_header, 5, "an array header is at most 5 bytes")
             if count > self.limits.max_entries:
                 raise FrameError(too_many_entries(count, self.limits.max_entries))
             self._mode, self._body, self._left = "forward", (self._at, 0), count
@@ -380,6 +380,6 @@ class ObjectReader:
             return None
         except msgpack.BufferFull:
             raise FrameError(f"more than {self.max_bytes:,} bytes before the handshake's PING ended") from None
-        except (msgpack.UnpackException, ValueError) as exc:
+        except (msgpack.UnpackException, ValueError) as exc:  # keys are str or bytes (strict_map_key)
             raise unpack_error(exc) from None
         return obj, self._unpacker.read_bytes(self._held)
