@@ -31,6 +31,7 @@ from named_senderr.protocol.forward_stream import (
     Limits,
     ObjectReader,
     RawFrame,
+    as_text,
     too_large_entry,
     too_many_entries,
     unpack_error,
@@ -275,10 +276,6 @@ def _bad_time(value: Any) -> BadEntry:
     )
 
 
-def _text(value: bytes) -> str:
-    return value.decode("utf-8", "surrogateescape")
-
-
 def _describe(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
@@ -387,8 +384,8 @@ def check_ping(message: Any, nonce: bytes, shared_key: bytes) -> PingCheck:
         return PingCheck(False, str(exc))
     expected = shared_key_digest(salt, hostname, nonce, shared_key).encode()
     if not hmac.compare_digest(digest, expected):
-        return PingCheck(False, "shared_key mismatch", salt, _text(hostname))
-    return PingCheck(True, "", salt, _text(hostname))
+        return PingCheck(False, "shared_key mismatch", salt, as_text(hostname))
+    return PingCheck(True, "", salt, as_text(hostname))
 
 
 def _maybe_bytes(value: Any) -> bytes | None:

@@ -80,7 +80,8 @@ def _is_array(code: int) -> bool:
     return 0x90 <= code <= 0x9F or code in (0xDC, 0xDD)
 
 
-def _text(value: Any) -> Any:
+def as_text(value: Any) -> Any:
+    """Bytes as str, keeping bytes that are not UTF-8 as lone surrogates; anything else as it is."""
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
@@ -275,7 +276,7 @@ class FrameDecoder:
             if not _is_string(code):
                 raise FrameError(f"a frame's tag must be a string, got msgpack type 0x{code:02x}")
         tag = self._walk(self._scanner.unpack, SMALL_OBJECT_BYTES, "a tag of more than 64 KiB; a tag is a short name")
-        self._tag = _text(tag)
+        self._tag = as_text(tag)
         self._step = FrameDecoder._second
 
     def _second(self) -> None:
@@ -338,7 +339,7 @@ class FrameDecoder:
             if self._option is None:
                 if element is not None and not isinstance(element, dict):
                     raise FrameError(f"a frame's option must be a map, got {type(element).__name__}")
-                self._option = {_text(key): _text(value) for key, value in (element or {}).items()}
+                self._option = {as_text(key): as_text(value) for key, value in (element or {}).items()}
         return self._finish()
 
     def _finish(self) -> RawFrame:

@@ -133,8 +133,8 @@ class PeerTable:
             return False
         victim = min(idle, key=lambda peer: peer.active)
         self.stats.evicted_connections += 1
-        self.say("evicted", f"at the limit of {self.max_connections} connections (--max-connections): closing the "
-                 f"longest idle ones for new ones, {victim.name} first")  # fmt: skip
+        self.say("evicted", f"at the limit of {self.max_connections} connections (--max-connections): "
+                 f"{victim.name}, idle the longest, closed for a new one")  # fmt: skip
         self._close(victim, "evicted")
         return True
 
