@@ -35,6 +35,19 @@ def uint(value: int) -> bytes:
     return bytes([value]) if value < 128 else b"\xce" + struct.pack(">I", value)
 
 
+def uint64(value: int) -> bytes:
+    return b"\xcf" + struct.pack(">Q", value)
+
+
+def float64(value: float) -> bytes:
+    return b"\xcb" + struct.pack(">d", value)
+
+
+def array32(items: list[bytes]) -> bytes:
+    """An array of any length (array32 header), e.g. Forward mode with thousands of entries."""
+    return b"\xdd" + struct.pack(">I", len(items)) + b"".join(items)
+
+
 def array(*items: bytes) -> bytes:
     assert len(items) < 16
     return bytes([0x90 | len(items)]) + b"".join(items)
@@ -90,5 +103,8 @@ def test_hand_built_values_are_what_msgpack_reads():
     assert msgpack.unpackb(s("x" * 40)) == "x" * 40
     assert msgpack.unpackb(str32(b"abc"), raw=True) == b"abc"
     assert msgpack.unpackb(uint(1_700_000_000)) == 1_700_000_000
+    assert msgpack.unpackb(uint64(2**64 - 1)) == 2**64 - 1
+    assert msgpack.unpackb(float64(1.5)) == 1.5
+    assert msgpack.unpackb(array32([uint(1), uint(2)])) == [1, 2]
     assert msgpack.unpackb(record(log="a")) == {"log": "a"}
     assert msgpack.unpackb(event_time(1, 2)) == msgpack.ExtType(0, b"\x00\x00\x00\x01\x00\x00\x00\x02")

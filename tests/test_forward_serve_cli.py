@@ -84,7 +84,7 @@ def test_events_go_to_stdout_as_ndjson_and_sigterm_stops_cleanly(serve):
     sender.close()
     wait_until(lambda: len(server.lines) == 39)
     assert server.stop() == 0
-    assert re.search(r"stopped: connections 1, frames \d+, entries \d+, events 39,", server.stderr)
+    assert re.search(r"stopped: connections 1, .*frames \d+, entries \d+, events 39,", server.stderr)
     assert {line["reason"] for line in server.lines} >= {"would_block"}
 
 

@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC
@@ -22,6 +23,7 @@ from named_senderr.parse.named import NamedLineParser
 from named_senderr.protocol.fluent_forward import EventTime, Limits, encode_message, encode_ping, shared_key_digest
 from named_senderr.sources.exec_filter import RecordParser
 from named_senderr.sources.forward_server import ForwardServer, ForwardServerConfig, OutputFull
+from named_senderr.sources.peers import PeerLimits
 from tests import test_fluent_forward_wire as w
 from tests.polling import wait_until
 
@@ -192,7 +194,7 @@ def test_event_time_with_4e9_nanoseconds_is_skipped_counted_and_the_rest_acknowl
     good = w.array(w.event_time(1_700_000_000, 250_000_000), w.record(message=BARE_LINE))
     assert send_and_ack(server.port, w.forward("t", [bad, good], w.chunk_option("ns"))) == {"ack": "ns"}
     assert [event.timestamp for event in server.output.events] == ["2023-11-14T22:13:20.250Z"]
-    assert server.stats.invalid_entries == 1
+    assert server.stats.bad_times == 1
 
 
 def test_frames_without_chunk_get_no_ack(server: RunningServer):
@@ -307,7 +309,7 @@ def test_oversize_frame_closes_only_its_connection(make_server, caplog: pytest.L
 
 def test_gzip_bomb_closes_only_its_connection(make_server, caplog: pytest.LogCaptureFixture):
     server = make_server(limits=Limits(max_decompressed_bytes=1024 * 1024))
-    bomb = gzip.compress(b"\x00" * (16 * 1024 * 1024))
+    bomb = gzip.compress(msgpack.packb([1, {"log": "x" * 60_000}]) * 300)  # 18 MB of entries
     bad_connection_then_good(server, w.array(w.s("t"), w.bin32(bomb), w.fmap((w.s("compressed"), w.s("gzip")))))
     assert "gzip bomb" in caplog.text
 
@@ -321,8 +323,15 @@ def test_a_non_array_frame_closes_only_its_connection(server: RunningServer):
     bad_connection_then_good(server, w.record(log=LINE))
 
 
-def test_deeply_nested_record_closes_only_its_connection(server: RunningServer):
+def test_a_deeply_nested_record_is_a_counted_bad_record_and_its_frame_acknowledged(server: RunningServer):
     nested = b"\x91" * 200 + b"\x00"
+    frame = w.message("t", w.uint(1), w.fmap((w.s("log"), nested)), w.chunk_option("deep"))
+    assert send_and_ack(server.port, frame) == {"ack": "deep"}
+    assert server.stats.bad_records == 1
+
+
+def test_nesting_past_msgpacks_own_limit_closes_only_its_connection(server: RunningServer):
+    nested = b"\x91" * 2000 + b"\x00"
     bad_connection_then_good(server, w.message("t", w.uint(1), w.fmap((w.s("log"), nested))))
 
 
@@ -336,3 +345,120 @@ def test_stop_lets_a_frame_in_hand_off_finish_and_be_acknowledged(server: Runnin
         assert read_object(sock) == {"ack": "last"}
         stopping.result(WAIT)
     assert len(server.output.events) == 1 and server.output.closed
+
+
+# --- a bad entry time costs that entry only -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "time",
+    [w.float64(1.7e12), w.float64(1e300), w.uint64(2**64 - 1), w.float64(float("inf")), w.float64(float("nan"))],
+    ids=["milliseconds", "1e300", "2^64-1", "inf", "nan"],
+)
+def test_one_bad_entry_time_is_skipped_and_counted_and_the_other_1999_acknowledged(
+    server: RunningServer, time: bytes, caplog: pytest.LogCaptureFixture
+):
+    good = w.array(w.uint(1_700_000_000), w.record(log=BARE_LINE))  # no time of its own: the entry's time is used
+    entries = [good] * 1000 + [w.array(time, w.record(log=BARE_LINE))] + [good] * 999
+    assert send_and_ack(server.port, w.array(w.s("t"), w.array32(entries), w.chunk_option("c"))) == {"ack": "c"}
+    assert len(server.output.events) == 1999
+    assert server.stats.bad_times == 1
+    assert "1 entry skipped" in caplog.text and "please report" not in caplog.text
+
+
+# --- hostile peers: timeouts, the connection cap, the buffer budget -----------------------------
+
+
+def still_open(sock: socket.socket) -> bool:
+    sock.settimeout(0.05)
+    try:
+        return sock.recv(1) != b""
+    except TimeoutError:
+        return True
+    except ConnectionResetError:
+        return False
+
+
+def acked(port: int) -> bool:
+    return send_and_ack(port, w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("ok"))) == {"ack": "ok"}
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout_and_counted(make_server):
+    server = make_server(peers=PeerLimits(idle_timeout=0.3))
+    with connect(server.port) as sock:
+        sock.sendall(w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("first")))
+        assert read_object(sock) == {"ack": "first"}
+        assert_closed(sock)  # then silence: closed by the server
+    assert server.stats.idle_timeouts == 1
+
+
+def test_a_frame_not_whole_within_the_frame_timeout_is_closed_and_counted_and_others_are_served(
+    make_server, caplog: pytest.LogCaptureFixture
+):
+    server = make_server(peers=PeerLimits(frame_timeout=0.5))
+    with connect(server.port) as slow:
+        slow.sendall(b"\x93" + w.s("t"))  # the start of a frame, and then one byte a while
+        for _ in range(3):
+            assert acked(server.port)  # a good client meanwhile
+        wait_until(lambda: not still_open(slow), timeout=5)
+    assert server.stats.frame_timeouts == 1
+    assert "--frame-timeout" in caplog.text
+
+
+def test_at_the_connection_cap_the_longest_idle_connection_makes_room(make_server):
+    server = make_server(peers=PeerLimits(max_connections=3))
+    idle = [connect(server.port) for _ in range(3)]
+    wait_until(lambda: server.stats.open_connections == 3)
+    try:
+        assert acked(server.port)  # a fourth: the first idle one is closed for it
+        wait_until(lambda: not still_open(idle[0]))
+        assert still_open(idle[1]) and still_open(idle[2])
+        assert (server.stats.evicted_connections, server.stats.refused_connections) == (1, 0)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_at_the_connection_cap_with_every_connection_inside_a_frame_a_new_one_is_refused(make_server):
+    server = make_server(peers=PeerLimits(max_connections=2))
+    busy = [connect(server.port) for _ in range(2)]
+    try:
+        for sock in busy:
+            sock.sendall(b"\x93" + w.s("t"))  # inside a frame: not idle
+        wait_until(lambda: server.stats.buffered_bytes == 6)
+        with connect(server.port) as third:
+            assert_closed(third)
+        assert (server.stats.refused_connections, server.stats.evicted_connections) == (1, 0)
+    finally:
+        for sock in busy:
+            sock.close()
+
+
+def test_past_the_buffer_budget_the_peer_with_the_largest_unfinished_frame_is_closed(make_server):
+    mib = 1024 * 1024
+    server = make_server(limits=Limits(max_frame_bytes=4 * mib), peers=PeerLimits(max_buffer_bytes=4 * mib))
+    head = b"\x93" + w.s("t") + b"\xc6" + struct.pack(">I", 3 * mib)  # announces 3 MiB, sends less
+    big, small = connect(server.port), connect(server.port)
+    try:
+        big.sendall(head + b"\x00" * (2 * mib))
+        small.sendall(head + b"\x00" * mib)
+        wait_until(lambda: server.stats.buffered_bytes > 3 * mib)
+        small.sendall(b"\x00" * (mib + 1))  # over 4 MiB in all: the larger one goes
+        wait_until(lambda: server.stats.shed_connections == 1)
+        assert not still_open(big) and still_open(small)
+        assert server.stats.buffered_bytes <= 4 * mib
+        assert acked(server.port)
+    finally:
+        big.close()
+        small.close()
+
+
+def test_before_the_handshake_nothing_larger_than_a_ping_is_read(make_server):
+    server = make_server(shared_key="s3cret")
+    with connect(server.port) as sock:
+        read_object(sock, raw=True)  # HELO
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(b"\xdd\x00\x10\x00\x00" + b"\x90" * 200_000)  # a 1 Mi-element array in place of the PING
+        assert_closed(sock)
+    assert server.stats.handshake_failures == 1
+    assert server.stats.buffered_bytes == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from named_senderr.engine.shipping import run_ship
 from named_senderr.errors import ConfigError
 from named_senderr.metrics import Sample, parse_address, render, serve_metrics
 from named_senderr.ship_config import QueueConfig, ShipConfig, SinkConfig
+from tests.polling import wait_until
 from tests.test_backpressure import GatedSink, generated
 
 
@@ -89,3 +91,26 @@ def test_follow_exposes_reading_queue_and_per_sink_counters(tmp_path: Path) -> N
         stop.set()
         run.join(30)
     assert not run.is_alive() and results[0].signalled
+
+
+def test_a_silent_connection_is_closed_after_the_client_timeout() -> None:
+    with serve_metrics("127.0.0.1:0", list, client_timeout=0.3) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as silent:
+            started = time.monotonic()
+            assert silent.recv(1) == b""  # closed by the server, its thread gone
+            assert time.monotonic() - started < 3
+
+
+def test_idle_connections_hold_at_most_max_clients_threads_and_a_scrape_is_still_answered() -> None:
+    before = threading.active_count()
+    with serve_metrics("127.0.0.1:0", list, max_clients=4) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(50)]
+        try:
+            wait_until(lambda: server.evicted == 46)
+            wait_until(lambda: threading.active_count() - before <= 1 + 4)  # serve_forever and four clients
+            assert httpx.get(f"{server.url}/healthz").text == "ok\n"  # the oldest idle one made room
+        finally:
+            for sock in idle:
+                sock.close()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from named_senderr.errors import ConfigError
+from named_senderr.sources.peers import PeerLimits
 from named_senderr.sources.syslog import SyslogConfig, SyslogEndpoint, SyslogStats, serve
 
 BSD = b"<28>Oct 21 10:22:33 ns1 named[1234]: client 192.0.2.27#40027: error sending response: unset"
@@ -50,7 +51,7 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     endpoints = (SyslogEndpoint("udp", "127.0.0.1", 0), SyslogEndpoint("tcp", "127.0.0.1", 0))
-    server = Receiver(SyslogConfig(endpoints, max_message_bytes=1000, max_connections=2))
+    server = Receiver(SyslogConfig(endpoints, max_message_bytes=1000, peers=PeerLimits(max_connections=2)))
     yield server
     server.stop.set()
     server.thread.join(DEADLINE)
@@ -156,18 +157,65 @@ def test_receiver_keeps_serving_after_garbage(receiver):
     assert receiver.until(1) == [BSD]
 
 
-def test_connections_over_the_limit_are_refused_and_counted(receiver):
+def test_at_the_connection_cap_the_longest_idle_connection_makes_room(receiver):
     first, second = tcp(receiver), tcp(receiver)
     try:
         first.sendall(BSD + b"\n")
-        second.sendall(BSD + b"\n")
-        receiver.until(2)
+        receiver.until(1)
+        second.sendall(RFC5424 + b"\n")
+        receiver.until(2)  # first has been idle the longest
         with tcp(receiver) as third:
-            assert closed_by_peer(third)
-        assert receiver.stats.refused_connections == 1
+            third.sendall(BSD + b"\n")
+            assert closed_by_peer(first)
+            receiver.until(3)
+        assert (receiver.stats.evicted_connections, receiver.stats.refused_connections) == (1, 0)
+        assert any("--max-connections" in w for w in receiver.warnings)
     finally:
         first.close()
         second.close()
+
+
+def test_at_the_connection_cap_with_none_idle_a_new_connection_is_refused_and_counted(receiver):
+    first, second = tcp(receiver), tcp(receiver)
+    try:
+        first.sendall(b"<13>a message")  # no LF yet: each is inside a message
+        second.sendall(b"<13>another one")
+        wait_for(lambda: receiver.stats.buffered_bytes == 13 + 15, "both connections inside a message")
+        with tcp(receiver) as third:
+            assert closed_by_peer(third)
+        assert (receiver.stats.refused_connections, receiver.stats.evicted_connections) == (1, 0)
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.fixture
+def impatient() -> Iterator[Receiver]:
+    """A TCP receiver that closes silent connections after 0.3 s and unfinished messages after 0.5 s."""
+    limits = PeerLimits(idle_timeout=0.3, frame_timeout=0.5)
+    server = Receiver(SyslogConfig((SyslogEndpoint("tcp", "127.0.0.1", 0),), peers=limits))
+    yield server
+    server.stop.set()
+    server.thread.join(DEADLINE)
+
+
+def test_tcp_idle_connection_is_closed_after_the_idle_timeout_and_counted(impatient):
+    with tcp(impatient) as sock:
+        sock.sendall(BSD + b"\n")
+        assert closed_by_peer(sock)
+    assert impatient.until(1) == [BSD]
+    assert impatient.stats.idle_timeouts == 1
+
+
+def test_tcp_message_not_whole_within_the_frame_timeout_is_closed_counted_and_said(impatient):
+    with tcp(impatient) as slow:
+        slow.sendall(b"<28>Oct 21 10:22:33 ns1 named[1]: a message that never ends")
+        with tcp(impatient) as good:
+            good.sendall(BSD + b"\n")
+            assert impatient.until(1) == [BSD]  # served meanwhile
+        assert closed_by_peer(slow)
+    assert impatient.stats.frame_timeouts == 1
+    assert any("--frame-timeout" in w for w in impatient.warnings)
 
 
 def test_endpoint_without_host_binds_loopback():

@@ -7,10 +7,11 @@ import sys
 import time
 
 from named_senderr.cli.parse import format_summary
+from named_senderr.cli.peer_options import add_peer_options, peer_limits
 from named_senderr.cli.tail import EventPrinter, add_event_options, stop_on_signals, warn
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser
-from named_senderr.sources.syslog import SyslogConfig, SyslogEndpoint, SyslogStats, serve
+from named_senderr.sources.syslog import MAX_CONNECTIONS, SyslogConfig, SyslogEndpoint, SyslogStats, serve
 from named_senderr.telemetry import Stats
 
 EPILOG = """\
@@ -36,17 +37,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--syslog", action="append", required=True, metavar="URL", help="udp://HOST:PORT or tcp://HOST:PORT, repeatable"
     )
     parser.add_argument("--max-message-bytes", type=int, default=MAX_LINE_BYTES, metavar="N", help="larger is dropped")
-    parser.add_argument("--max-connections", type=int, default=256, metavar="N", help="more TCP peers are refused")
     parser.add_argument(
         "--udp-receive-buffer", type=int, default=4 * 1024 * 1024, metavar="BYTES", help="kernel buffer for bursts"
     )
+    add_peer_options(parser, MAX_CONNECTIONS)
     add_event_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     endpoints = tuple(SyslogEndpoint.parse(url) for url in args.syslog)
-    config = SyslogConfig(endpoints, args.max_message_bytes, args.max_connections, args.udp_receive_buffer)
+    config = SyslogConfig(endpoints, args.max_message_bytes, args.udp_receive_buffer, peer_limits(args))
     stats, syslog_stats = Stats(), SyslogStats()
     parser = NamedLineParser(TimestampNormalizer(resolve_zone(args.timezone)))
     rejects = open(args.rejects, "ab") if args.rejects else None  # noqa: SIM115 - closed below
@@ -71,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(stats, time.perf_counter() - started), file=sys.stderr)
         print(
             f"  syslog              {syslog_stats.messages:,} messages, {syslog_stats.oversize} over the size limit, "
-            f"{syslog_stats.malformed} malformed frames, {syslog_stats.refused_connections} refused connections, "
+            f"{syslog_stats.malformed} malformed frames, {syslog_stats.refused_connections} refused and "
+            f"{syslog_stats.evicted_connections} idle evicted connections, {syslog_stats.idle_timeouts} idle and "
+            f"{syslog_stats.frame_timeouts} message timeouts, "
             f"{syslog_stats.kernel_drops:,} UDP datagrams dropped by the kernel",
             file=sys.stderr,
         )

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 import orjson
 
+from named_senderr.cli.peer_options import add_peer_options, peer_limits
 from named_senderr.config import FORMATS
 from named_senderr.engine.printing import ingest_now
 from named_senderr.errors import ConfigError
@@ -49,10 +50,13 @@ from named_senderr.sources.forward_server import (
     OutputFull,
     ServerStats,
 )
+from named_senderr.sources.peers import GAUGES, PeerLimits
 from named_senderr.telemetry import QueueStats
 
 SHARED_KEY_ENV = "NAMED_SENDERR_SHARED_KEY"
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
+WRITE_EVENTS = 1024  # events rendered per write to stdout
 
 EPILOG = f"""\
 input:
@@ -169,6 +173,8 @@ class DurableShipOutput:
             self.consumers.append(consumer.start())
 
     def __call__(self, events: list[Event]) -> None:
+        if self.queue.refusing():  # no encoding for a write the disk would refuse: memory stays flat
+            raise OutputFull(self.queue.refusal())
         payloads = [encode_event(event) for event in events]
         if not self.queue.has_room(sum(HEADER.size + len(p) for p in payloads)):
             raise OutputFull(f"queue {self.queue.dir} is full ({self.queue.max_bytes:,} bytes)")
@@ -212,7 +218,9 @@ class NdjsonOutput:
         self.render = renderer(format)
 
     def __call__(self, events: list[Event]) -> None:
-        self.stream.write(b"".join(orjson.dumps(self.render(e), option=orjson.OPT_APPEND_NEWLINE) for e in events))
+        for start in range(0, len(events), WRITE_EVENTS):  # a frame's worth of JSON at once would double its memory
+            batch = events[start : start + WRITE_EVENTS]
+            self.stream.write(b"".join(orjson.dumps(self.render(e), option=orjson.OPT_APPEND_NEWLINE) for e in batch))
         self.stream.flush()
 
     def flush(self) -> None:
@@ -265,15 +273,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--hostname", help="our name in the handshake (default: this machine's host name)")
     parser.add_argument("--timezone", metavar="TZ", help="zone of times logged without one (default: local)")
     parser.add_argument("--host", metavar="NAME", help="host for lines and records that carry none")
-    parser.add_argument(
-        "--max-frame-size", type=int, default=32, metavar="MIB", help="largest frame accepted (default: 32)"
-    )
-    parser.add_argument(
-        "--max-decompressed-size", type=int, default=128, metavar="MIB", help="largest gunzipped frame (default: 128)"
-    )
+    add_frame_options(parser)
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--metrics", metavar="[HOST:]PORT", help="serve /metrics and /healthz (loopback by default)")
     parser.set_defaults(run=run)
+
+
+def add_frame_options(parser: argparse.ArgumentParser) -> None:
+    """What one peer may make serve hold and decode: past a limit the frame is refused, the connection closed."""
+    group = add_peer_options(parser, PeerLimits().max_connections)
+    limits = Limits()
+    group.add_argument("--max-frame-size", type=int, default=limits.max_frame_bytes // MIB, metavar="MIB",
+                       help="largest frame accepted (default: %(default)s)")  # fmt: skip
+    group.add_argument("--max-decompressed-size", type=int, default=limits.max_decompressed_bytes // MIB,
+                       metavar="MIB", help="largest gunzipped frame (default: %(default)s)")  # fmt: skip
+    group.add_argument("--max-entries", type=int, default=limits.max_entries, metavar="N",
+                       help="entries in one frame (default: %(default)s)")  # fmt: skip
+    group.add_argument("--max-entry-size", type=int, default=limits.max_entry_bytes // KIB, metavar="KIB",
+                       help="largest entry of a frame (default: %(default)s)")  # fmt: skip
 
 
 def parse_address(text: str, option: str) -> tuple[str, int]:
@@ -311,8 +328,12 @@ def build(args: argparse.Namespace, log: logging.Logger) -> tuple[ForwardServerC
         keys=tuple(args.key or DEFAULT_KEYS),
         shared_key=read_shared_key(args),
         limits=Limits(
-            max_frame_bytes=args.max_frame_size * MIB, max_decompressed_bytes=args.max_decompressed_size * MIB
+            max_frame_bytes=args.max_frame_size * MIB,
+            max_decompressed_bytes=args.max_decompressed_size * MIB,
+            max_entries=args.max_entries,
+            max_entry_bytes=args.max_entry_size * KIB,
         ),
+        peers=peer_limits(args),
         **({"self_hostname": args.hostname} if args.hostname else {}),
     )
     records = RecordParser(NamedLineParser(TimestampNormalizer(resolve_zone(args.timezone))), config.keys, args.host)
@@ -355,9 +376,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def server_samples(stats: ServerStats) -> list[Sample]:
-    """Every receiver counter as a Prometheus counter named after it."""
+    """Every receiver counter as a Prometheus counter named after it; open connections and buffered bytes as gauges."""
     return [
-        Sample(f"named_senderr_forward_{name}_total", "counter", f"Forward receiver: {name.replace('_', ' ')}", value)
+        Sample(f"named_senderr_forward_{name}", "gauge", f"Forward receiver: {name.replace('_', ' ')} now", value)
+        if name in GAUGES
+        else Sample(
+            f"named_senderr_forward_{name}_total", "counter", f"Forward receiver: {name.replace('_', ' ')}", value
+        )
         for name, value in vars(stats).items()
     ]
 

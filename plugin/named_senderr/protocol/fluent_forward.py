@@ -1,18 +1,21 @@
 """Fluentd Forward Protocol v1: decode and encode frames, acks and the shared-key handshake.
 
 Pure: bytes in, typed values out, no sockets, so every mode is tested from
-bytes built by hand. The outer array is unpacked raw, because Fluentd's
-out_forward sends PackedForward entries as str32 holding binary msgpack, which
-a UTF-8 decoding unpacker refuses; the entries blob then goes to a second
-unpacker. Strings that are not UTF-8 are kept with ``surrogateescape``, so the
-original bytes can always be recovered (``str.encode("utf-8", "surrogateescape")``).
-EventTime is msgpack ext type 0 (not msgpack's Timestamp, ext -1).
+bytes built by hand. ``FrameDecoder`` (forward_stream.py) cuts whole frames
+from a stream without building them; ``decode_entries`` then decodes a
+frame's entries one at a time, gunzipping as it goes, so what a frame costs
+in memory is bounded by its limits, not by what its bytes claim. Entries are
+unpacked with ``surrogateescape``: Fluentd's out_forward sends PackedForward
+entries as str32 holding binary msgpack, and strings that are not UTF-8 keep
+their original bytes (``str.encode("utf-8", "surrogateescape")``). EventTime
+is msgpack ext type 0 (not msgpack's Timestamp, ext -1).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -21,16 +24,31 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from named_senderr.errors import NamedSenderrError
+from named_senderr.protocol.forward_stream import (
+    FEED_BYTES,
+    FrameDecoder,
+    FrameError,
+    Limits,
+    ObjectReader,
+    RawFrame,
+    as_text,
+    too_large_entry,
+    too_many_entries,
+    unpack_error,
+)
 
 __all__ = [
+    "BadEntry",
     "Entry",
     "EventTime",
     "Frame",
     "FrameDecoder",
     "FrameError",
     "Limits",
+    "ObjectReader",
+    "RawFrame",
     "check_ping",
+    "decode_entries",
     "decode_frame",
     "encode_ack",
     "encode_forward",
@@ -39,18 +57,13 @@ __all__ = [
     "encode_packed_forward",
     "encode_ping",
     "encode_pong",
-    "gunzip_bounded",
     "shared_key_digest",
 ]
 
 EVENT_TIME_EXT = 0
-NS_PER_SECOND = 1_000_000_000  # an EventTime's nanoseconds are the fraction of its second: below this
-MAX_DEPTH = 64  # records nest a few levels; deeper is hostile (msgpack itself stops at 1024)
+MAX_SECONDS = 2**32 - 1  # EventTime's seconds are a uint32: up to 2106-02-07
+NANOS = 1_000_000_000
 _EVENT_TIME = struct.Struct(">II")
-
-
-class FrameError(NamedSenderrError):
-    """The bytes from a peer are not a Forward frame; that connection must be closed."""
 
 
 class EventTime(NamedTuple):
@@ -66,8 +79,8 @@ class EventTime(NamedTuple):
     @classmethod
     def from_float(cls, value: float) -> EventTime:
         seconds = int(value)
-        nanoseconds = round((value - seconds) * 1e9)  # 1.9999999999 rounds up to the next second
-        return cls(seconds + 1, 0) if nanoseconds == NS_PER_SECOND else cls(seconds, nanoseconds)
+        nanoseconds = round((value - seconds) * 1e9)
+        return cls(seconds + 1, 0) if nanoseconds == NANOS else cls(seconds, nanoseconds)
 
     @classmethod
     def unpack(cls, data: bytes) -> EventTime:
@@ -80,16 +93,6 @@ class EventTime(NamedTuple):
         return self.seconds + self.nanoseconds / 1e9
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one peer may make us hold; beyond it the frame is refused and the connection closed."""
-
-    max_frame_bytes: int = 32 * 1024 * 1024
-    max_decompressed_bytes: int = 128 * 1024 * 1024
-    max_entries: int = 1_000_000
-    max_map_len: int = 100_000
-
-
 @dataclass(slots=True)
 class Entry:
     """One event of a frame; ``time`` None means "now" (the sender sent 0 or nil)."""
@@ -99,9 +102,17 @@ class Entry:
     metadata: dict | None = None  # Fluent Bit v2+ ``[[time, metadata], record]``
 
 
+@dataclass(frozen=True, slots=True)
+class BadEntry:
+    """An entry skipped (and counted) while the rest of its frame is taken: ``reason`` is invalid_entry or bad_time."""
+
+    reason: str
+    detail: str
+
+
 @dataclass(slots=True)
 class Frame:
-    """A decoded frame; ``invalid`` counts entries skipped because they were not ``[time, map]``."""
+    """A frame with its entries decoded; ``invalid`` counts the entries skipped, ``invalid_detail`` says why."""
 
     mode: str  # message, forward, packed_forward, compressed_packed_forward
     tag: str
@@ -122,189 +133,147 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
-def _text(value: bytes) -> str:
-    return value.decode("utf-8", "surrogateescape")
-
-
-def _decode(obj: Any, depth: int = 0) -> Any:
-    """A raw-unpacked value with its byte strings turned to str (surrogateescape keeps bad bytes)."""
-    if isinstance(obj, bytes):
-        return _text(obj)
-    if depth > MAX_DEPTH:
-        raise FrameError(f"record nested deeper than {MAX_DEPTH} levels")
-    if isinstance(obj, dict):
-        return {(_text(k) if isinstance(k, bytes) else k): _decode(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v, depth + 1) for v in obj]
-    return obj
-
-
-class FrameDecoder:
-    """Cuts one connection's byte stream into msgpack objects, refusing oversize and garbage."""
-
-    def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits()
-        self._unpacker = msgpack.Unpacker(
-            raw=True,
-            ext_hook=_ext_hook,
-            strict_map_key=False,
-            max_buffer_size=self.limits.max_frame_bytes,
-            max_array_len=self.limits.max_entries,
-            max_map_len=self.limits.max_map_len,
-        )
-
-    def feed(self, data: bytes) -> Iterator[Any]:
-        """Every whole object ``data`` completes; raises FrameError on garbage or an oversize frame."""
-        try:
-            self._unpacker.feed(data)
-        except msgpack.BufferFull:
-            raise FrameError(
-                f"a frame is larger than the limit of {self.limits.max_frame_bytes:,} bytes; lower the sender's "
-                "chunk_limit_size or raise --max-frame-size"
-            ) from None
-        while True:
-            try:
-                obj = next(self._unpacker)
-            except StopIteration:
-                return
-            except (msgpack.UnpackException, ValueError) as exc:  # FormatError, StackError, limits
-                raise FrameError(f"bytes are not a msgpack Forward frame ({type(exc).__name__}: {exc})") from None
-            yield obj
-
-
-def decode_frame(obj: Any, limits: Limits | None = None) -> Frame:
-    """Classify a raw-unpacked object as one of the four modes, told apart by its second element."""
-    limits = limits or Limits()
-    if not isinstance(obj, list) or not 2 <= len(obj) <= 4:
-        raise FrameError(f"a frame must be an array [tag, ...] of 2 to 4 elements, got {_describe(obj)}")
-    tag = obj[0]
-    if not isinstance(tag, bytes):
-        raise FrameError(f"a frame's tag must be a string, got {_describe(tag)}")
-    second = obj[1]
-    if isinstance(second, bytes):  # PackedForward: str or bin of concatenated entries
-        option = _option(obj[2] if len(obj) > 2 else None)
-        compressed = option.get("compressed")
-        if compressed not in (None, "gzip", "text"):
-            raise FrameError(f"unknown compression {compressed!r}; only 'gzip' is defined")
-        blob = gunzip_bounded(second, limits.max_decompressed_bytes) if compressed == "gzip" else second
-        mode = "compressed_packed_forward" if compressed == "gzip" else "packed_forward"
-        frame = Frame(mode, _text(tag), [], option)
-        _add_entries(frame, _packed_entries(blob, limits))
-        return frame
-    if isinstance(second, list):  # Forward: [[time, record], ...]
-        frame = Frame("forward", _text(tag), [], _option(obj[2] if len(obj) > 2 else None))
-        _add_entries(frame, (_decode(entry) for entry in second))
-        return frame
-    if len(obj) < 3:
-        raise FrameError(f"a Message frame is [tag, time, record], got {len(obj)} elements")
-    frame = Frame("message", _text(tag), [], _option(obj[3] if len(obj) > 3 else None))
-    _add_entries(frame, [[second, _decode(obj[2])]])
+def decode_frame(raw: RawFrame, limits: Limits | None = None) -> Frame:
+    """Every entry of a whole frame at once (for peers and tests; the server streams with decode_entries)."""
+    frame = Frame(raw.mode, raw.tag, [], raw.option)
+    for entry in decode_entries(raw, limits or Limits()):
+        if isinstance(entry, Entry):
+            frame.entries.append(entry)
+        else:
+            frame.invalid += 1
+            frame.invalid_detail = entry.detail
     return frame
 
 
-def _option(value: Any) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise FrameError(f"a frame's option must be a map, got {_describe(value)}")
-    return _decode(value)
-
-
-def _packed_entries(blob: bytes, limits: Limits) -> list[Any]:
+def decode_entries(raw: RawFrame, limits: Limits) -> Iterator[Entry | BadEntry]:
+    """The entries of a frame one by one; at most one entry is built at a time, every limit checked as it goes."""
     unpacker = msgpack.Unpacker(
         raw=False,
         unicode_errors="surrogateescape",
         ext_hook=_ext_hook,
         strict_map_key=False,
-        max_buffer_size=max(len(blob), 1),
+        max_buffer_size=limits.max_entry_bytes + FEED_BYTES,
+        read_size=FEED_BYTES,
         max_map_len=limits.max_map_len,
-        max_array_len=limits.max_entries,
+        max_array_len=limits.max_map_len,
     )
-    unpacker.feed(blob)
-    try:
-        entries = list(unpacker)  # bounded: the blob is at most max_decompressed_bytes
-    except (msgpack.UnpackException, ValueError) as exc:
-        raise FrameError(f"packed entries are not msgpack ({type(exc).__name__}: {exc})") from None
-    if unpacker.tell() != len(blob):
-        raise FrameError(f"packed entries end inside an entry (byte {unpacker.tell()} of {len(blob)})")
-    if len(entries) > limits.max_entries:
-        raise FrameError(f"{len(entries):,} entries in one frame, more than the limit of {limits.max_entries:,}")
-    return entries
+    compressed = raw.mode == "compressed_packed_forward"
+    count = fed = done = 0
+    for piece in _gunzip(raw.entries, limits.max_decompressed_bytes) if compressed else _pieces(raw.entries):
+        try:
+            unpacker.feed(piece)
+        except msgpack.BufferFull:
+            raise FrameError(too_large_entry(limits.max_entry_bytes)) from None
+        fed += len(piece)
+        try:
+            for obj in unpacker:
+                count += 1
+                if count > limits.max_entries:
+                    raise FrameError(too_many_entries(count, limits.max_entries))
+                if unpacker.tell() - done > limits.max_entry_bytes:
+                    raise FrameError(too_large_entry(limits.max_entry_bytes))
+                done = unpacker.tell()
+                yield _entry(obj)
+        except (msgpack.UnpackException, ValueError, TypeError) as exc:  # TypeError: a map keyed by an array
+            raise unpack_error(exc) from None
+        if fed - done > limits.max_entry_bytes:  # msgpack builds a container as its bytes come: count from its start
+            raise FrameError(too_large_entry(limits.max_entry_bytes))
+    if done != fed:
+        raise FrameError(f"packed entries end inside an entry (byte {done:,} of {fed:,})")
 
 
-def _add_entries(frame: Frame, entries: Iterable[Any]) -> None:
-    append = frame.entries.append
-    for raw in entries:
-        if type(raw) is list and len(raw) == 2:
-            time, record = raw
-            if type(time) is EventTime and type(record) is dict and time.seconds and time.nanoseconds < NS_PER_SECOND:
-                append(Entry(time, record))
-                continue
-        _add_slowly(frame, raw)
+def _pieces(parts: Iterable[bytes | memoryview]) -> Iterator[memoryview]:
+    for part in parts:
+        with memoryview(part) as view:
+            for start in range(0, len(view), FEED_BYTES):
+                yield view[start : start + FEED_BYTES]
 
 
-def _add_slowly(frame: Frame, raw: Any) -> None:
-    """Integer and float times, Fluent Bit's metadata form, and the invalid entries, which are counted."""
+def _gunzip(parts: Iterable[bytes | memoryview], limit: int) -> Iterator[bytes]:
+    """One or more gzip members decompressed a piece at a time, refusing more than ``limit`` bytes (a gzip bomb)."""
+    total = 0
+    inflater, started = zlib.decompressobj(wbits=31), False
+
+    def inflate(data: bytes | memoryview) -> bytes:
+        nonlocal total
+        try:
+            piece = inflater.decompress(data, FEED_BYTES)
+        except zlib.error as exc:
+            raise FrameError(f"compressed entries are not gzip ({exc})") from None
+        total += len(piece)
+        if total > limit:
+            raise FrameError(
+                f"gzip entries expand past the limit of {limit:,} bytes (a gzip bomb?); raise --max-decompressed-size"
+            )
+        return piece
+
+    for part in parts:
+        pending: bytes | memoryview = part
+        while pending:
+            started = True
+            yield inflate(pending)
+            if inflater.eof:  # Fluentd appends a member per write: the next one starts in what is left
+                pending, inflater, started = inflater.unused_data, zlib.decompressobj(wbits=31), False
+            else:
+                pending = inflater.unconsumed_tail
+    while started and not inflater.eof:  # output zlib still holds once all the input is in
+        if not (piece := inflate(b"")):
+            raise FrameError("compressed entries end inside a gzip stream")
+        yield piece
+
+
+def _entry(raw: Any) -> Entry | BadEntry:
+    if type(raw) is list and len(raw) == 2:
+        time, record = raw
+        if type(time) is EventTime and type(record) is dict and time.seconds and time.nanoseconds < NANOS:
+            return Entry(time, record)  # the common case, fast
+    return _entry_slowly(raw)
+
+
+def _entry_slowly(raw: Any) -> Entry | BadEntry:
+    """Integer and float times, Fluent Bit's metadata form, and the bad entries, which are counted."""
     if not isinstance(raw, list) or len(raw) != 2:
-        frame.invalid += 1
-        frame.invalid_detail = f"an entry is not [time, record]: {_describe(raw)}"
-        return
+        return BadEntry("invalid_entry", f"an entry is not [time, record]: {_describe(raw)}")
     time, record = raw
     metadata = None
     if isinstance(time, list) and len(time) == 2 and isinstance(time[1], dict):
         time, metadata = time  # Fluent Bit: [[EventTime, {metadata}], record]
     event_time = _event_time(time)
-    if not isinstance(record, dict) or event_time is False:
-        frame.invalid += 1
-        frame.invalid_detail = (
-            f"an entry's time or record is invalid: time {_describe(time)}, record {_describe(record)}"
-        )
-        return
-    frame.entries.append(Entry(event_time, record, metadata))  # type: ignore[arg-type]
+    if isinstance(event_time, BadEntry):
+        return event_time
+    if not isinstance(record, dict):
+        return BadEntry("invalid_entry", f"an entry's record is not a map: {_describe(record)}")
+    return Entry(event_time, record, metadata)
 
 
-def _event_time(value: Any) -> EventTime | bool | None:
-    """EventTime, None for "now" (0 or nil, as Fluentd reads them), or False when not a time.
+def _event_time(value: Any) -> EventTime | BadEntry | None:
+    """EventTime, None for "now" (0 or nil, as Fluentd reads them), or why it is no time between 1970 and 2106."""
+    if value is None or (type(value) in (int, float) and value == 0):
+        return None
+    if type(value) is float:
+        return EventTime.from_float(value) if math.isfinite(value) and 0 < value <= MAX_SECONDS else _bad_time(value)
+    if type(value) is int:
+        seconds, nanoseconds = value, 0
+    elif isinstance(value, EventTime):
+        seconds, nanoseconds = value
+    elif isinstance(value, msgpack.Timestamp):  # lenient: msgpack's own ext -1
+        seconds, nanoseconds = value.seconds, value.nanoseconds
+    else:
+        return BadEntry("invalid_entry", f"an entry's time is not a time: {_describe(value)}")
+    if not (seconds or nanoseconds):
+        return None
+    if 0 <= seconds <= MAX_SECONDS and 0 <= nanoseconds < NANOS:
+        return EventTime(seconds, nanoseconds)
+    return _bad_time(value)
 
-    Nanoseconds of 10^9 or more are not a time: Fluent Bit refuses such an EventTime when it decodes
-    one and never encodes one (flb_time_is_valid_eventtime), and carrying them into the seconds would
-    forge a time the sender never had.
-    """
-    if isinstance(value, EventTime):
-        if value.nanoseconds >= NS_PER_SECOND:
-            return False
-        return value if value.seconds or value.nanoseconds else None
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return EventTime(value) if value > 0 else None
-    if isinstance(value, float):
-        return EventTime.from_float(value) if value > 0 else None
-    if isinstance(value, msgpack.Timestamp):  # lenient: msgpack's own ext -1
-        return EventTime(value.seconds, value.nanoseconds)
-    return None if value is None else False
 
-
-def gunzip_bounded(data: bytes, limit: int) -> bytes:
-    """Decompress one or more gzip members, refusing more than ``limit`` bytes of output (a gzip bomb)."""
-    parts: list[bytes] = []
-    total = 0
-    while data:
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            part = inflater.decompress(data, limit - total + 1)
-        except zlib.error as exc:
-            raise FrameError(f"compressed entries are not gzip ({exc})") from None
-        total += len(part)
-        if total > limit:
-            raise FrameError(
-                f"gzip entries expand past the limit of {limit:,} bytes (a gzip bomb?); raise --max-decompressed-size"
-            )
-        if not inflater.eof:
-            raise FrameError("compressed entries end inside a gzip stream")
-        parts.append(part)
-        data = inflater.unused_data
-    return b"".join(parts)
+def _bad_time(value: Any) -> BadEntry:
+    looks_like_ms = type(value) in (int, float) and 1e11 <= value < 1e14
+    return BadEntry(
+        "bad_time",
+        f"an entry's time {_describe(value)} is not between 1970 and 2106"
+        f"{' (milliseconds? Forward times are seconds)' if looks_like_ms else ''}; check the sender's clock and time format",
+    )
 
 
 def _describe(value: Any) -> str:
@@ -415,8 +384,8 @@ def check_ping(message: Any, nonce: bytes, shared_key: bytes) -> PingCheck:
         return PingCheck(False, str(exc))
     expected = shared_key_digest(salt, hostname, nonce, shared_key).encode()
     if not hmac.compare_digest(digest, expected):
-        return PingCheck(False, "shared_key mismatch", salt, _text(hostname))
-    return PingCheck(True, "", salt, _text(hostname))
+        return PingCheck(False, "shared_key mismatch", salt, as_text(hostname))
+    return PingCheck(True, "", salt, as_text(hostname))
 
 
 def _maybe_bytes(value: Any) -> bytes | None:

@@ -34,6 +34,11 @@ class StreamDeframer:
     error: FrameError | None = None  # set at the first bad frame: the stream is dead from there on
     _buffer: bytearray = field(default_factory=bytearray)
 
+    @property
+    def pending(self) -> int:
+        """Bytes held of a message not yet whole (its clock runs: see sources/peers.py)."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes]:
         """The messages completed by ``data``, up to a bad frame if there is one (then see ``error``)."""
         if self.error is not None:

@@ -72,6 +72,7 @@ class DiskQueue:
         self.appended = 0
         self.write_failures = 0  # appends refused by the disk
         self.write_error: str | None = None  # set while the disk refuses appends
+        self._refused_bytes = 0  # size of the last append the disk refused
         self._cursor_error: str | None = None  # set while the cursors cannot be saved
         self._skips: dict[Position, int] = {}  # damaged ranges the readers jump over
         self._cut_back: int | None = None  # a failed append's bytes not yet cut off the segment
@@ -143,6 +144,27 @@ class DiskQueue:
                 self._cond.wait(step)
         return not stop()
 
+    def refusing(self) -> bool:
+        """The disk refused the last append and still has less room than it needed: refuse at once, encode nothing.
+
+        One ``statvfs`` a call: as soon as the file system has room again, the next append is tried for real.
+        A refusal here counts as a write failure, as the append would have been one.
+        """
+        if self.write_error is None:
+            return False
+        try:
+            stat = os.statvfs(self.dir)
+        except OSError:
+            return False  # let the append itself find out
+        if stat.f_bavail * stat.f_frsize >= self._refused_bytes:
+            return False
+        self.write_failures += 1
+        return True
+
+    def refusal(self) -> str:
+        """What a refused append says, the same whether it was tried or refused at once."""
+        return f"queue {self.dir}: the disk refused the write ({self.write_error}); nothing of it was kept"
+
     def append(self, payloads: list[bytes]) -> None:
         """Write ``payloads`` and fsync them: once this returns they survive a crash.
 
@@ -162,6 +184,7 @@ class DiskQueue:
                 os.fsync(self._fd)
             except OSError as exc:
                 self._cut_back = self._end[1]
+                self._refused_bytes = len(data)
                 self._finish_cut_back()
                 self._refused(exc)
             self._end = (self._write_seq, self._end[1] + len(data))
@@ -190,7 +213,7 @@ class DiskQueue:
                 "queued ones are still delivered"
             )
         self.write_error = exc.strerror or str(exc)
-        raise QueueWriteError(f"queue {self.dir}: the disk refused the write ({exc.strerror}); nothing of it was kept")
+        raise QueueWriteError(self.refusal())
 
     def read(self, reader: str, max_records: int, max_bytes: int) -> tuple[list[bytes], Position]:
         """The next records for ``reader`` (at most the limits, at least one if any) and the position after them."""

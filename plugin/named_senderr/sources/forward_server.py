@@ -1,12 +1,16 @@
 """A Forward protocol receiver (Fluentd's in_forward): frames in, events handed to an Output.
 
-The event loop only moves bytes and cuts frames; parsing and the hand-off run
-on one worker thread, in arrival order, so a slow output never blocks other
-connections' reads and the parser (which is not thread-safe) has one user.
-A frame is acknowledged only after its events were handed off; when the
-output refuses them (full), the frame is not acknowledged and the connection
-is closed, so the sender keeps the chunk and sends it again. A malformed frame
-closes its own connection with a log line, never the server.
+The event loop only moves bytes and finds where frames end (forward_stream.py);
+decoding, parsing and the hand-off run on one worker thread, in arrival
+order, so a frame of any size never stalls other connections' reads and the
+parser (which is not thread-safe) has one user. What peers may hold (slots,
+time, bytes) is bounded by a PeerTable (peers.py); with a shared key nothing
+but a small PING is read before the handshake. A frame is acknowledged only
+after its events were handed off; when the output refuses them (full), the
+frame is not acknowledged and the connection is closed, so the sender keeps
+the chunk and sends it again. A malformed frame closes its own connection
+with a log line, never the server; a bad entry (no time of 1970 to 2106, not
+``[time, map]``) is skipped and counted, and the rest of its frame taken.
 """
 
 from __future__ import annotations
@@ -15,29 +19,31 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from named_senderr.errors import ConfigError, NamedSenderrError
 from named_senderr.event import Event
 from named_senderr.parse.named import Rejection
 from named_senderr.protocol.fluent_forward import (
+    Entry,
     EventTime,
-    Frame,
     FrameDecoder,
     FrameError,
     Limits,
+    ObjectReader,
+    RawFrame,
     check_ping,
-    decode_frame,
+    decode_entries,
     encode_ack,
     encode_helo,
     encode_pong,
     shared_key_digest,
 )
 from named_senderr.sources.exec_filter import BadRecord, Complaints, RecordParser
+from named_senderr.sources.peers import GAUGES, Peer, PeerClosed, PeerLimits, PeerStats, PeerTable
 
 READ_SIZE = 256 * 1024
 DEFAULT_KEYS = ("log", "message")
@@ -72,6 +78,7 @@ class ForwardServerConfig:
     shared_key: str | None = None
     self_hostname: str = field(default_factory=socket.gethostname)
     limits: Limits = field(default_factory=Limits)
+    peers: PeerLimits = field(default_factory=PeerLimits)
     handshake_timeout: float = 10.0
     flush_interval: float = 1.0
 
@@ -82,13 +89,16 @@ class ForwardServerConfig:
             raise ConfigError("no --key given; name the record field that holds the log line, e.g. --key log")
         if self.shared_key == "":
             raise ConfigError("the shared key is empty; put the same non-empty key in the sender's <security>")
+        if self.peers.max_buffer_bytes < self.limits.max_frame_bytes:
+            raise ConfigError(
+                "--max-buffer is smaller than --max-frame-size; no frame of the largest size could be held"
+            )
 
 
 @dataclass
-class ServerStats:
-    """Counters of the receiver, read by the summary and the tests."""
+class ServerStats(PeerStats):
+    """Counters of the receiver, read by the summary, the metrics and the tests."""
 
-    connections: int = 0
     frames: int = 0
     entries: int = 0
     events: int = 0
@@ -96,6 +106,7 @@ class ServerStats:
     not_send_errors: int = 0
     bad_records: int = 0  # no log line under --key, or not a string
     invalid_entries: int = 0  # not [time, map]
+    bad_times: int = 0  # an entry's time not between 1970 and 2106 (a float NaN or infinity, milliseconds...)
     malformed: int = 0  # connections closed for a malformed or oversize frame
     handshake_failures: int = 0
     acks: int = 0
@@ -103,7 +114,8 @@ class ServerStats:
     lost: int = 0  # events refused by a full output from a sender that asked for no ack
 
     def summary(self) -> str:
-        return ", ".join(f"{name} {value}" for name, value in vars(self).items())
+        """Every counter (the gauges, which are 0 at the end, left out)."""
+        return ", ".join(f"{name} {value}" for name, value in vars(self).items() if name not in GAUGES)
 
 
 def _rfc3339(time: EventTime) -> str:
@@ -119,9 +131,9 @@ class ForwardServer:
         self.log = log
         self.stats = ServerStats()
         self.complain = Complaints(log)
+        self.peers = PeerTable(config.peers, self.stats, log.warning)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward-output")
         self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task, bool] = {}  # connection task -> busy with a frame
         self._stopping = False
         self._flusher: asyncio.Task | None = None
         self._shared_key = config.shared_key.encode() if config.shared_key else None
@@ -129,6 +141,7 @@ class ForwardServer:
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound address (port 0 picks a free one)."""
+        self.peers.guard_accept(asyncio.get_running_loop())
         self._server = await asyncio.start_server(self._connection, self.config.host, self.config.port)
         self._flusher = asyncio.create_task(self._flush_periodically())
         host, port = self._server.sockets[0].getsockname()[:2]
@@ -144,12 +157,12 @@ class ForwardServer:
         self._stopping = True
         if self._server is not None:
             self._server.close()
-        for task, busy in list(self._connections.items()):
-            if not busy:
-                task.cancel()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=grace)
-        for task in list(self._connections):
+        for peer in list(self.peers.peers.values()):
+            if not peer.whole:
+                peer.task.cancel()
+        if self.peers.peers:
+            await asyncio.wait(list(self.peers.peers), timeout=grace)
+        for task in list(self.peers.peers):
             task.cancel()  # a hand-off stuck past the grace period: its frame stays unacknowledged
         if self._flusher is not None:
             self._flusher.cancel()
@@ -174,106 +187,154 @@ class ForwardServer:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("peername") or ("?", 0)
-        peer = f"{address[0]}:{address[1]}"
-        self.stats.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = False
-        objects = _objects(reader, FrameDecoder(self.config.limits))
+        name = f"{address[0]}:{address[1]}"
+        peer = self.peers.admit(name)
+        if peer is None:
+            writer.close()
+            return
         try:
-            if self._shared_key is not None and not await self._handshake(objects, writer, peer):
-                return
-            async for obj in objects:
-                if obj is None:  # a heartbeat
-                    continue
-                self._connections[task] = True
-                if not await self._frame(decode_frame(obj, self.config.limits), writer, peer) or self._stopping:
-                    return
-                self._connections[task] = False
+            await self._serve(peer, reader, writer)
         except FrameError as exc:
             self.stats.malformed += 1
-            self.log.warning("%s: malformed frame, connection closed: %s", peer, exc)
+            self.complain("malformed_frame", f"{name}: malformed frame, connection closed: {exc}")
+        except PeerClosed as exc:
+            self.log.debug("%s", exc)  # counted, and said once by the peer table
         except (ConnectionError, TimeoutError) as exc:
-            self.log.info("%s: connection lost: %s", peer, exc or type(exc).__name__)
+            self.log.info("%s: connection lost: %s", name, exc or type(exc).__name__)
         except asyncio.CancelledError:
-            pass  # the server is stopping
+            pass  # the server is stopping, or the peer table closed it (and said why)
         except Exception:  # a bug costs this connection, never the server
-            self.log.exception("%s: internal error, connection closed; please report this", peer)
+            self.log.exception("%s: internal error, connection closed; please report this", name)
         finally:
-            self._connections.pop(task, None)
+            self.peers.leave(peer)
             writer.close()
 
-    async def _handshake(self, objects: AsyncIterator[Any], writer: asyncio.StreamWriter, peer: str) -> bool:
-        """HELO, PING, PONG with the shared key; a wrong key gets a PONG with the reason, then the door."""
+    async def _serve(self, peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder(self.config.limits)
+        frames: list[RawFrame] = []
+        if self._shared_key is not None:
+            rest = await self._handshake(peer, reader, writer)
+            if rest is None:
+                return
+            frames = self._cut(peer, decoder, rest)
+        while True:
+            waiting = sum(raw.size for raw in frames)
+            for raw in frames:
+                if not await self._frame(raw, writer, peer) or self._stopping:
+                    return
+                waiting -= raw.size
+                self.peers.hold(peer, decoder.pending, waiting, completed=True)
+            data = await self.peers.read(peer, reader, READ_SIZE)
+            if not data:
+                return
+            frames = self._cut(peer, decoder, data)
+
+    def _cut(self, peer: Peer, decoder: FrameDecoder, data: bytes) -> list[RawFrame]:
+        frames = decoder.feed(data)
+        self.stats.frames += len(frames)
+        self.peers.hold(peer, decoder.pending, sum(f.size for f in frames), completed=bool(frames))
+        return frames
+
+    async def _handshake(self, peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
+        """HELO, PING, PONG with the shared key; a wrong key gets a PONG with the reason, then the door.
+
+        Returns the bytes that came after the PING, or None when the peer is refused.
+        """
         nonce = os.urandom(16)
         writer.write(encode_helo(nonce))
         await writer.drain()
+        ping = ObjectReader()
+        got = None
         try:
-            ping = await asyncio.wait_for(anext(objects), self.config.handshake_timeout)
-        except (StopAsyncIteration, TimeoutError):
-            self.stats.handshake_failures += 1
-            self.log.warning("%s: no PING within %.0f s after HELO; closed", peer, self.config.handshake_timeout)
-            return False
+            async with asyncio.timeout(self.config.handshake_timeout):
+                while got is None and (data := await reader.read(READ_SIZE)):
+                    got = ping.feed(data)
+        except TimeoutError:
+            return self._handshake_failed(peer, f"no PING within {self.config.handshake_timeout:g} s after HELO")
+        except FrameError as exc:
+            return self._handshake_failed(peer, str(exc))
+        if got is None:
+            return self._handshake_failed(peer, "closed before its PING")
         assert self._shared_key is not None
-        check = check_ping(ping, nonce, self._shared_key)
+        check = check_ping(got[0], nonce, self._shared_key)
         if not check.ok:
-            self.stats.handshake_failures += 1
             writer.write(encode_pong(False, check.reason))
             await writer.drain()
-            self.log.warning(
-                "%s (%s): handshake refused: %s; check <security> shared_key", peer, check.hostname, check.reason
+            return self._handshake_failed(
+                peer, f"({check.hostname}) handshake refused: {check.reason}; check <security> shared_key"
             )
-            return False
         name = self.config.self_hostname
         digest = shared_key_digest(check.salt, name.encode(), nonce, self._shared_key)
         writer.write(encode_pong(True, "", name, digest))
         await writer.drain()
-        return True
+        return got[1]
 
-    async def _frame(self, frame: Frame, writer: asyncio.StreamWriter, peer: str) -> bool:
-        self.stats.frames += 1
-        self.stats.entries += len(frame.entries)
-        if frame.invalid:
-            self.stats.invalid_entries += frame.invalid
-            self.complain(
-                "invalid_entry", f"{peer}: {frame.invalid} entries skipped in tag {frame.tag!r}: {frame.invalid_detail}"
-            )
+    def _handshake_failed(self, peer: Peer, reason: str) -> None:
+        self.stats.handshake_failures += 1
+        self.complain("handshake_failed", f"{peer.name}: {reason}; closed")
+
+    async def _frame(self, raw: RawFrame, writer: asyncio.StreamWriter, peer: Peer) -> bool:
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._hand_off, frame)
-        except OutputFull as exc:
-            if frame.chunk is None:
-                self.stats.lost += len(frame.entries)
+        events, refused = await loop.run_in_executor(self._executor, self._take, raw, peer.name)
+        if isinstance(refused, OutputFull):
+            if raw.chunk is None:
+                self.stats.lost += events
                 self.log.error(
-                    "%s: %d entries lost: %s, and the sender asked for no ack (set require_ack_response)",
-                    peer, len(frame.entries), exc,
+                    "%s: %d events lost: %s, and the sender asked for no ack (set require_ack_response)",
+                    peer.name, events, refused,
                 )  # fmt: skip
             else:
                 self.stats.unacked += 1
-                if str(exc) != self._refusing:  # once per cause, not per frame: unacked counts them all
-                    self.log.warning("%s: frame not acknowledged (%s); the sender will resend it", peer, exc)
-                self._refusing = str(exc)
+                if str(refused) != self._refusing:  # once per cause, not per frame: unacked counts them all
+                    self.log.warning("%s: frame not acknowledged (%s); the sender will resend it", peer.name, refused)
+                self._refusing = str(refused)
             return False
-        except Exception as exc:  # the output failed: no ack, so the sender keeps the chunk
+        if refused is not None:  # the output failed: no ack, so the sender keeps the chunk
             self.stats.unacked += 1
             self.log.error(
                 "%s: the output failed (%s: %s); frame not acknowledged, connection closed",
-                peer,
-                type(exc).__name__,
-                exc,
+                peer.name,
+                type(refused).__name__,
+                refused,
             )
             return False
         self._refusing = None
-        if frame.chunk is not None:
-            writer.write(encode_ack(frame.chunk))
+        if raw.chunk is not None:
+            writer.write(encode_ack(raw.chunk))
             await writer.drain()
             self.stats.acks += 1
         return True
 
-    def _hand_off(self, frame: Frame) -> None:
-        """On the worker thread: parse every entry, hand the events to the output."""
+    def _take(self, raw: RawFrame, peer: str) -> tuple[int, Exception | None]:
+        """On the worker thread: decode the frame (FrameError is the peer's), hand its events to the output.
+
+        Returns how many events, and the output's refusal or failure if it had one.
+        """
+        events = self._decode(raw, peer)
+        if not events:
+            return 0, None
+        try:
+            self.output(events)
+        except Exception as exc:  # the output's: reported on the event loop, the frame is not acknowledged
+            # Without its traceback: that would keep this frame, and so ``events`` and the frame's bytes, alive in a
+            # reference cycle (exception -> traceback -> frame -> exception) until a full garbage collection.
+            return len(events), exc.with_traceback(None)
+        self.stats.events += len(events)
+        return len(events), None
+
+    def _decode(self, raw: RawFrame, peer: str) -> list[Event]:
+        """On the worker thread: decode the entries one at a time and parse each; only the events are kept."""
         events: list[Event] = []
-        for entry in frame.entries:
+        skipped: dict[str, tuple[int, str]] = {}  # reason -> (count, the last detail), said once per frame
+        for entry in decode_entries(raw, self.config.limits):
+            if type(entry) is not Entry:
+                if entry.reason == "bad_time":
+                    self.stats.bad_times += 1
+                else:
+                    self.stats.invalid_entries += 1
+                skipped[entry.reason] = (skipped.get(entry.reason, (0, ""))[0] + 1, entry.detail)
+                continue
+            self.stats.entries += 1
             result = self.records.parse(entry.record)
             if isinstance(result, Event):
                 if result.timestamp is None and entry.time is not None:
@@ -284,15 +345,10 @@ class ForwardServer:
                 self.complain(f"rejected_{result.reason}", f"{result.detail}: {result.line[:200]!r}")
             elif isinstance(result, BadRecord):
                 self.stats.bad_records += 1
-                self.complain(result.reason, f"tag {frame.tag!r}: {result.detail}")
+                self.complain(result.reason, f"tag {raw.tag!r}: {result.detail}")
             else:
                 self.stats.not_send_errors += 1
-        if events:
-            self.output(events)
-            self.stats.events += len(events)
-
-
-async def _objects(reader: asyncio.StreamReader, decoder: FrameDecoder) -> AsyncIterator[Any]:
-    while data := await reader.read(READ_SIZE):
-        for obj in decoder.feed(data):
-            yield obj
+        for reason, (count, detail) in skipped.items():
+            entries = "entry" if count == 1 else "entries"
+            self.complain(reason, f"{peer}: {count} {entries} skipped in tag {raw.tag!r}, the rest taken: {detail}")
+        return events

@@ -2,8 +2,9 @@
 
 Loopback unless an address is given. Limits hold on every path: a message
 over ``max_message_bytes`` is counted and dropped (the TCP connection is
-closed, since its framing cannot be trusted after it), connections beyond
-``max_connections`` are refused. Delivery is synchronous in the event loop,
+closed, since its framing cannot be trusted after it); TCP peers meet the
+connection cap, the idle and message timeouts of sources/peers.py, so idle or
+dribbling sockets cannot lock real senders out. Delivery is synchronous in the event loop,
 so a slow consumer slows TCP senders down; UDP has no such brake: the
 kernel drops what does not fit the socket's buffer, and says how many, which
 is counted and warned about.
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 from named_senderr.errors import ConfigError
 from named_senderr.parse.named import MAX_LINE_BYTES
 from named_senderr.protocol.syslog_frame import FrameError, StreamDeframer, datagram_message
+from named_senderr.sources.peers import PeerClosed, PeerLimits, PeerStats, PeerTable
 
 Deliver = Callable[[list[bytes]], None]
 Warn = Callable[[str], None]
@@ -33,6 +35,7 @@ UDP_BATCH = 1024  # datagrams taken per wake-up before the loop serves the other
 # Linux's numbers; Python names them only on some builds
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+MAX_CONNECTIONS = 256
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,8 @@ class SyslogEndpoint:
 class SyslogConfig:
     endpoints: tuple[SyslogEndpoint, ...]
     max_message_bytes: int = MAX_LINE_BYTES
-    max_connections: int = 256
     udp_receive_buffer: int = 4 * 1024 * 1024  # a storm arrives faster than it is parsed: room for a second of it
+    peers: PeerLimits = field(default_factory=lambda: PeerLimits(max_connections=MAX_CONNECTIONS))
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -74,20 +77,16 @@ class SyslogConfig:
             raise ConfigError(f"max message size {self.max_message_bytes} is outside 480 (RFC 3164) to 1048576")
         if not 4096 <= self.udp_receive_buffer <= 256 * 1024 * 1024:
             raise ConfigError(f"UDP receive buffer {self.udp_receive_buffer} is outside 4096 to 268435456 bytes")
-        if self.max_connections < 1:
-            raise ConfigError(f"max connections {self.max_connections} must be at least 1")
 
 
 @dataclass
-class SyslogStats:
+class SyslogStats(PeerStats):
     """Counters read by the tests and the summary: nothing is dropped without being counted."""
 
     messages: int = 0
     oversize: int = 0
     kernel_drops: int = 0  # UDP datagrams the kernel dropped, receive buffer full (Linux)
     malformed: int = 0
-    refused_connections: int = 0
-    open_connections: int = 0
 
 
 @dataclass
@@ -98,9 +97,13 @@ class SyslogServer:
     stats: SyslogStats = field(default_factory=SyslogStats)
     _closers: list[Callable[[], None]] = field(default_factory=list, init=False)
 
+    def __post_init__(self) -> None:
+        self.peers = PeerTable(self.config.peers, self.stats, self.warn)
+
     async def start(self) -> list[str]:
         """Bind every endpoint; the URLs actually bound (port 0 becomes the real port)."""
         loop = asyncio.get_running_loop()
+        self.peers.guard_accept(loop)
         bound = []
         for endpoint in self.config.endpoints:
             try:
@@ -179,17 +182,17 @@ class SyslogServer:
             self.stats.kernel_drops = total
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer(writer.get_extra_info("peername"))
-        if self.stats.open_connections >= self.config.max_connections:
-            self.stats.refused_connections += 1
-            self.warn(f"tcp from {peer}: refused, already {self.config.max_connections} connections")
+        name = f"tcp from {_peer(writer.get_extra_info('peername'))}"
+        peer = self.peers.admit(name)
+        if peer is None:
             writer.close()
             return
-        self.stats.open_connections += 1
         deframer = StreamDeframer(self.config.max_message_bytes)
         try:
-            while deframer.error is None and (data := await reader.read(READ_SIZE)):
-                self._take(deframer.feed(data))
+            while deframer.error is None and (data := await self.peers.read(peer, reader, READ_SIZE)):
+                messages = deframer.feed(data)
+                self._take(messages)
+                self.peers.hold(peer, deframer.pending, 0, bool(messages))
             if deframer.error is not None:
                 raise deframer.error
             last = deframer.finish()
@@ -200,11 +203,11 @@ class SyslogServer:
                 self.stats.oversize += 1
             else:
                 self.stats.malformed += 1
-            self.warn(f"tcp from {peer}: malformed frame: {exc}; connection closed")
-        except ConnectionError:
-            pass  # the sender went away: what arrived whole was delivered
+            self.warn(f"{name}: malformed frame: {exc}; connection closed")
+        except (ConnectionError, PeerClosed, asyncio.CancelledError):
+            pass  # the sender went away, or the peer table closed it (counted, and said): what came whole was delivered
         finally:
-            self.stats.open_connections -= 1
+            self.peers.leave(peer)
             writer.close()
 
     def _take(self, messages: list[bytes]) -> None:
