@@ -203,9 +203,8 @@ def load_pipeline(path: Path) -> PipelineConfig:
 def _components(table: dict, key: str, where: str, required: bool = False) -> dict[str, dict]:
     value = table.get(key, {})
     if not isinstance(value, dict) or not all(isinstance(t, dict) for t in value.values()):
-        raise ConfigError(
-            f"{where}: {key} must be tables by name, [{key}.NAME] (the [[sinks]] list is ship --config's format)"
-        )
+        ship = " (the [[sinks]] list is ship --config's format)" if key == "sinks" else ""
+        raise ConfigError(f"{where}: {key} must be tables by name, [{key}.NAME]{ship}")
     if required and not value:
         example = '[sources.logs] type = "file"' if key == "sources" else '[sinks.out] url = "stdout:"'
         raise ConfigError(f"{where}: no [{key}.NAME] table; add one, e.g. {example} (see {EXAMPLE})")
