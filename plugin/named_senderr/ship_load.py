@@ -81,7 +81,7 @@ def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[
     base = path.parent if path else None
     for key in table:
         if key not in _TOP_KEYS:
-            raise ConfigError(_unknown(key, where, _TOP_KEYS))
+            raise ConfigError(unknown_key(key, where, _TOP_KEYS))
     sink_tables = table.get("sinks", [])
     if not isinstance(sink_tables, list) or not all(isinstance(t, dict) for t in sink_tables):
         raise ConfigError(f"{where}: sinks must be an array of tables: [[sinks]] with url = ...")
@@ -94,23 +94,23 @@ def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[
     kwargs.update({k: v for k, v in overrides.items() if v is not None and not k.startswith("queue.")})
     queue = build_kwargs(QueueConfig, _table(table, "queue", where), where, "queue", base)
     queue.update({k[6:]: v for k, v in overrides.items() if v is not None and k.startswith("queue.")})
-    return _make(
+    return make(
         ShipConfig,
         where,
         sinks=sinks,
-        batch=_make(BatchConfig, where, **build_kwargs(BatchConfig, _table(table, "batch", where), where, "batch")),
-        retry=_make(RetryConfig, where, **build_kwargs(RetryConfig, _table(table, "retry", where), where, "retry")),
-        queue=_make(QueueConfig, where, **queue),
+        batch=section(BatchConfig, table, "batch", where),
+        retry=section(RetryConfig, table, "retry", where),
+        queue=make(QueueConfig, where, **queue),
         **kwargs,
     )
 
 
-def read_toml(path: Path) -> dict:
+def read_toml(path: Path, example: str = "conf/named-senderr.toml") -> dict:
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no such config file; see conf/named-senderr.toml for an example") from exc
+        raise ConfigError(f"{path}: no such config file; see {example} for an example") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -170,10 +170,15 @@ def _sink(
             raise ConfigError(f"{where}: {name}: {key} does not apply to loki+ sinks: {NOT_ON_LOKI[key]}; remove it")
         if key in SECRET_KEYS or key not in KIND_KEYS[kind]:
             allowed = KIND_KEYS[kind] - {"url"} | (_AUTH_KEYS | _TLS_KEYS if kind != "stdout" else set())
-            raise ConfigError(_unknown(key, f"{where}: {name}", allowed, kind))
+            raise ConfigError(unknown_key(key, f"{where}: {name}", allowed, kind))
     merged = {VICTORIALOGS_KEYS.get(key, key): value for key, value in merged.items()}
     kwargs = build_kwargs(SinkConfig, merged, f"{where}: {name}", "", base, skip=("kind", "name", "url", "index"))
-    return _make(SinkConfig, where, kind=kind, name=name, url=url, index=index, **kwargs)
+    return make(SinkConfig, where, kind=kind, name=name, url=url, index=index, **kwargs)
+
+
+def section(cls: type, table: dict, key: str, where: str, base: Path | None = None):
+    """The ``[key]`` table of ``table`` (empty if absent) checked and made into ``cls``."""
+    return make(cls, where, **build_kwargs(cls, _table(table, key, where), where, key, base))
 
 
 def build_kwargs(cls: type, table: Mapping, where: str, prefix: str, base: Path | None = None, skip=()) -> dict:
@@ -184,7 +189,7 @@ def build_kwargs(cls: type, table: Mapping, where: str, prefix: str, base: Path 
     for key, value in table.items():
         dotted = f"{prefix}.{key}" if prefix else key
         if key not in allowed:
-            raise ConfigError(_unknown(dotted, where, allowed))
+            raise ConfigError(unknown_key(dotted, where, allowed))
         kwargs[key] = _coerce(value, hints[key], dotted, where, base)
     return kwargs
 
@@ -195,11 +200,13 @@ def _coerce(value: object, hint: object, key: str, where: str, base: Path | None
     if is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: {key} must be a table, e.g. [sinks.{key}]")
-        return _make(hint, where, **build_kwargs(hint, value, where, key, base))  # type: ignore[arg-type]
+        return make(hint, where, **build_kwargs(hint, value, where, key, base))  # type: ignore[arg-type]
     if typing.get_origin(hint) is tuple:
         items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
             raise ConfigError(f'{where}: {key} must be a list of strings, e.g. {key} = ["job", "host"]')
+        if typing.get_args(hint)[0] is Path:  # paths relative to the file, like every single Path
+            return tuple(_coerce(item, Path, key, where, base) for item in items)
         return tuple(items)
     if hint is bool and isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
         return value.lower() in ("true", "1", "yes")
@@ -216,7 +223,7 @@ def _coerce(value: object, hint: object, key: str, where: str, base: Path | None
     return value
 
 
-def _make(cls: type, where: str, **kwargs: object):
+def make(cls: type, where: str, **kwargs: object):
     try:
         return cls(**kwargs)
     except ConfigError as exc:
@@ -240,7 +247,7 @@ def _query(query: str, name: str, where: str) -> dict:
     return dict(pairs)
 
 
-def _unknown(key: str, where: str, allowed, kind: str | None = None) -> str:
+def unknown_key(key: str, where: str, allowed, kind: str | None = None) -> str:
     leaf = key.rsplit(".", 1)[-1]
     if leaf in SECRET_KEYS:
         setting = SECRET_KEYS[leaf]

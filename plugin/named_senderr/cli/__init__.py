@@ -17,6 +17,7 @@ COMMANDS = {
     "fluentd-filter": "named_senderr.cli.fluentd_filter",
     "serve": "named_senderr.cli.serve",
     "ship": "named_senderr.cli.ship",
+    "run": "named_senderr.cli.run",
     "setup": "named_senderr.cli.setup",
     "tail": "named_senderr.cli.tail",
     "listen": "named_senderr.cli.listen",
@@ -41,6 +42,7 @@ examples:
   named-senderr fluentd-filter                  Fluentd exec_filter child (msgpack)
   named-senderr serve --forward 127.0.0.1:24224 Forward protocol receiver
   named-senderr ship named.log --to loki+http://127.0.0.1:3100
+  named-senderr run --config conf/pipeline.toml sources -> transforms -> sinks
   named-senderr setup elasticsearch --to elasticsearch+http://127.0.0.1:9200/named-senderr
 """
 

@@ -12,6 +12,7 @@ from named_senderr.cli.progress import progress_factory
 from named_senderr.config import FORMATS, ParseConfig
 from named_senderr.engine.printing import run_parse
 from named_senderr.normalize.rollup import parse_window
+from named_senderr.sources.files import SAMPLE_LOG
 from named_senderr.telemetry import Stats
 
 EPILOG = """\
@@ -60,7 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def sample_path() -> str:
-    return str(Path(__file__).resolve().parent.parent / "samples" / "named.log")
+    return str(SAMPLE_LOG)
 
 
 def run(args: argparse.Namespace) -> int:

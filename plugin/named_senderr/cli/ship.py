@@ -8,16 +8,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from named_senderr.cli.options import add_delivery_options, delivery_overrides
 from named_senderr.cli.parse import sample_path
 from named_senderr.engine.shipping import ShipResult, run_ship
-from named_senderr.ship_config import ShipConfig
 from named_senderr.ship_load import URL_FORMS, load_ship_config
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_DEAD_LETTERED, EXIT_SINK_FAILED = 0, 1, 3, 4
+Report = Callable[[ShipResult], None]
 
 EPILOG = f"""\
 sinks (--to, repeatable; replaces the [[sinks]] of --config):
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     }
     config = load_ship_config(args.config, args.to, overrides)
     with stop_on_signals(config.queue.dir is not None) as stop:
-        return _ship(config, stop)
+        return deliver(config.progress, lambda warn, report: run_ship(config, warn, report, stop=stop))
 
 
 @contextlib.contextmanager
@@ -115,16 +115,15 @@ def stop_on_signals(install: bool) -> Iterator[threading.Event]:
             signal.signal(signum, handler)
 
 
-def _ship(config: ShipConfig, stop: threading.Event) -> int:
-    live = config.progress and sys.stderr.isatty()
+def deliver(progress: bool, execute: Callable[[Callable[[str], None], Report | None], ShipResult]) -> int:
+    """Around one delivering run (``execute(warn, report)``): warnings, the live line, the summary, the exit status."""
+    live = progress and sys.stderr.isatty()
     started = time.perf_counter()
-    result = run_ship(
-        config,
-        warn=lambda message: print(
+    result = execute(
+        lambda message: print(
             f"\r\x1b[Knamed-senderr: {message}" if live else f"named-senderr: {message}", file=sys.stderr
         ),
-        report=(lambda r: print(f"\r\x1b[K{progress_line(r)}", end="", file=sys.stderr, flush=True)) if live else None,
-        stop=stop,
+        (lambda r: print(f"\r\x1b[K{progress_line(r)}", end="", file=sys.stderr, flush=True)) if live else None,
     )
     if live:
         print("\r\x1b[K", end="", file=sys.stderr)

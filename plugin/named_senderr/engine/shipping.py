@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +17,10 @@ from named_senderr.engine.contracts import Delivery, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
 from named_senderr.engine.printing import Warn, ingest_now
 from named_senderr.engine.runner import Runner
-from named_senderr.engine.transforms import ParseLines, chain
+from named_senderr.engine.transforms import ParseLines, RollupConfig, TransformConfig, stages
 from named_senderr.errors import ConfigError
 from named_senderr.metrics import Sample, serve_metrics
-from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
+from named_senderr.normalize.privacy import PrivacyConfig
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.queue.disk import DiskQueue
@@ -91,15 +91,24 @@ def run_pipeline(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
+    *,
+    transforms: Sequence[TransformConfig] | None = None,
+    patient: bool | None = None,
 ) -> ShipResult:
     """Run ``sources`` through the transforms of ``config`` into its sinks, with or without the disk queue.
 
     Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
     opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
     ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
+    ``transforms`` replaces the config's privacy-then-rollup with stages in the order given; ``patient``
+    (default: ``config.follow``) says the sources read until stopped, so a queued sink that ran out of
+    retries tries again later instead of ending the run.
     """
     check_dead_letter(config.dead_letter)
-    privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # key read now: errors before reading
+    if transforms is None:
+        transforms = [PrivacyConfig(config.client_ip, config.qname)]
+        transforms += [RollupConfig(config.rollup)] if config.rollup is not None else []
+    chain = stages(transforms, clock)  # privacy keys read now: errors before reading
     stop = stop or threading.Event()
     durable = config.queue.dir is not None
     dead_letter = DeadLetter(config.dead_letter)
@@ -115,7 +124,8 @@ def run_pipeline(
         if durable:
             assert result.queue is not None
             lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
-                               warn, stop, patient=config.follow, clock=clock, sleep=sleep)  # fmt: skip
+                               warn, stop, patient=config.follow if patient is None else patient,
+                               clock=clock, sleep=sleep)  # fmt: skip
             delivery, queue = lanes, lanes.queue
         else:
             delivery, queue = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep), None
@@ -125,7 +135,7 @@ def run_pipeline(
         rejects = stack.enter_context(open(config.rejects, "ab" if durable else "wb")) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
         runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
-                        chain(privacy, config.rollup, clock), delivery, stop,
+                        chain, delivery, stop,
                         report=(lambda: report(result)) if report else None)  # fmt: skip
         try:
             runner.run()

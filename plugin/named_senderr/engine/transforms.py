@@ -9,14 +9,16 @@ events in time windows and says which source batches it still holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import orjson
 
 from named_senderr.engine.contracts import Line, Stage
+from named_senderr.errors import ConfigError
 from named_senderr.event import Event
+from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import Windows
 from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser, Rejection
 from named_senderr.telemetry import Stats
@@ -121,3 +123,28 @@ def chain(privacy: Callable[[Event], Event] | None, window: float | None, clock:
     if window is not None:
         stages.append(Rollup(window, clock))
     return stages
+
+
+@dataclass(frozen=True)
+class RollupConfig:
+    """``[transforms.NAME] type = "rollup"``: the window in seconds (``--rollup`` on the command line)."""
+
+    window: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ConfigError(f'window {self.window:g} s: a rollup needs 1 s or more, e.g. window = "60s"')
+
+
+TransformConfig = PrivacyConfig | RollupConfig
+
+
+def stages(transforms: Sequence[TransformConfig], clock: Callable[[], float]) -> list[Stage]:
+    """The stages in the order given (``run --config`` follows its ``inputs``); privacy keys are read now."""
+    built: list[Stage] = []
+    for config in transforms:
+        if isinstance(config, RollupConfig):
+            built.append(Rollup(config.window, clock))
+        elif (privacy := compile_privacy(config)) is not None:
+            built.append(Rewrite(privacy))
+    return built

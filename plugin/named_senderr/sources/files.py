@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from named_senderr.engine.contracts import Batch, Emit, Line
 from named_senderr.errors import InputError
 from named_senderr.sources.log_file import InputSource, candidate_lines
 from named_senderr.telemetry import Stats
 
+SAMPLE_LOG = Path(__file__).resolve().parent.parent / "samples" / "named.log"  # shipped with the package
 CHUNK = 2000  # candidate lines per batch: one queue append (and fsync) each
 ProgressFactory = Callable[[InputSource], "Callable[[], None] | None"]
 

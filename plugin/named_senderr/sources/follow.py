@@ -29,7 +29,7 @@ class FollowSource:
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         self._tail = tail = FileTail(self.config, self.stats, self.warn)
-        self.stats.inputs = len(self.config.globs)
+        self.stats.inputs += len(self.config.globs)  # += : other sources may count into the same stats
         while not stop.is_set():
             self._commit()
             polled = tail.poll()

@@ -1,0 +1,296 @@
+"""``run --config pipeline.toml``: named sources, transforms and sinks, wired by ``inputs``, run on the engine.
+
+Each ``[sources.NAME]``, ``[transforms.NAME]`` and ``[sinks.NAME]`` table is
+checked by the same code as ``ship``'s TOML (ship_load): a misspelt key is
+refused with the table, the key and a suggestion. The wiring is checked as a
+whole (engine/graph.py) before anything is opened. Every line is parsed first,
+whatever its source; then come the transforms, in the order their ``inputs``
+give, then the sinks through ``run_pipeline``, with or without the ``[queue]``.
+A new source type is one entry in ``SOURCES``: its settings and how to open it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from named_senderr.engine.contracts import Source
+from named_senderr.engine.graph import chain_order
+from named_senderr.engine.printing import Warn
+from named_senderr.engine.shipping import ShipResult, new_result, run_pipeline
+from named_senderr.engine.transforms import RollupConfig, TransformConfig
+from named_senderr.errors import ConfigError
+from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
+from named_senderr.normalize.rollup import parse_window
+from named_senderr.ship_config import BatchConfig, QueueConfig, RetryConfig, ShipConfig, SinkConfig
+from named_senderr.ship_load import build_kwargs, make, read_toml, section, sink_from_url, unknown_key
+from named_senderr.sources.file_tail import TailConfig
+from named_senderr.sources.files import SAMPLE_LOG, FileSource
+from named_senderr.sources.follow import FollowSource
+from named_senderr.telemetry import Stats
+
+EXAMPLE = "conf/pipeline.toml"
+TOP_KEYS = frozenset({"timezone", "host", "dead_letter", "rejects", "batch", "retry", "queue", "metrics"})
+TOP_KEYS |= {"sources", "transforms", "sinks"}
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    """``type = "file"``: files, plain or gzip, read once from start to end in the order given."""
+
+    paths: tuple[Path, ...] = ()
+    sample: bool = False  # also the log shipped with named-senderr (what ``ship --sample`` reads)
+
+    def __post_init__(self) -> None:
+        if not self.paths and not self.sample:
+            raise ConfigError('paths names no file; e.g. paths = ["/var/log/named/named.log"] (or sample = true)')
+        if any(path.name == "-" for path in self.paths):
+            raise ConfigError('paths: "-" is standard input; read it with a source of type = "stdin"')
+
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(map(str, self.paths)) + ((str(SAMPLE_LOG),) if self.sample else ())
+
+
+@dataclass(frozen=True)
+class StdinSettings:
+    """``type = "stdin"``: standard input until it ends."""
+
+
+@dataclass(frozen=True)
+class FollowSettings:
+    """``type = "follow"``: globs followed across rotation; the checkpoint moves once the events are durable."""
+
+    paths: tuple[Path, ...] = ()
+    checkpoint: Path | None = None  # unset: NAME.checkpoint.json in the [queue] dir
+    read_from_head: bool = False
+    poll_interval: float = 0.25
+    rotate_wait: float = 5.0
+    allow_checkpoint_symlink: bool = False
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is None:
+            raise ConfigError(
+                'no checkpoint; add checkpoint = "FILE" (where it keeps how far it read), or a [queue] dir to keep it in'
+            )
+        self.tail()  # its own checks, now rather than once running
+
+    def tail(self) -> TailConfig:
+        return TailConfig(tuple(map(str, self.paths)), self.checkpoint, self.poll_interval, self.rotate_wait,
+                          self.read_from_head, self.allow_checkpoint_symlink)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What every source is opened with: its name (``sources.NAME``), the run's counters, where warnings go."""
+
+    name: str
+    stats: Stats
+    warn: Warn
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One source type: its settings (a frozen dataclass, checked like every table) and how to open it.
+
+    ``endless``: it reads until stopped, so a queued sink out of retries waits and tries again rather than
+    ending the run. ``uses``: what two sources cannot share (stdin, a checkpoint file, later a port).
+    """
+
+    settings: type
+    open: Callable[[Any, SourceContext], Source]
+    endless: bool = False
+    uses: Callable[[Any], Iterable[str]] = lambda settings: ()
+
+
+SOURCES: dict[str, SourceKind] = {
+    "file": SourceKind(FileSettings, lambda s, c: FileSource(s.inputs(), c.stats, c.warn, name=c.name)),
+    "stdin": SourceKind(StdinSettings, lambda s, c: FileSource(("-",), c.stats, c.warn, name=c.name),
+                        uses=lambda s: ["standard input"]),
+    "follow": SourceKind(FollowSettings, lambda s, c: FollowSource(s.tail(), c.stats, c.warn, name=c.name),
+                         endless=True, uses=lambda s: [f"the checkpoint {s.checkpoint}"]),
+}  # fmt: skip
+TRANSFORMS: dict[str, type] = {"privacy": PrivacyConfig, "rollup": RollupConfig}
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    kind: str
+    settings: Any
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: where /metrics and /healthz are served."""
+
+    address: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.address:
+            raise ConfigError('metrics: no address; add address = "9108" (loopback) or "HOST:PORT"')
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A checked pipeline: sources, the transforms in chain order, and the delivery (sinks, queue, metrics)."""
+
+    sources: tuple[SourceSpec, ...]
+    transforms: tuple[tuple[str, TransformConfig], ...]
+    sinks: tuple[str, ...]  # the table names, in the order of delivery.sinks
+    delivery: ShipConfig
+
+    @property
+    def endless(self) -> bool:
+        return any(SOURCES[source.kind].endless for source in self.sources)
+
+    def describe(self) -> str:
+        """One line a person can check the wiring by."""
+        sources = ", ".join(f"sources.{s.name} ({s.kind})" for s in self.sources)
+        kinds = {RollupConfig: "rollup", PrivacyConfig: "privacy"}
+        steps = [f"transforms.{name} ({kinds[type(t)]})" for name, t in self.transforms]
+        sinks = ", ".join(f"sinks.{name} ({c.name})" for name, c in zip(self.sinks, self.delivery.sinks, strict=True))
+        return " -> ".join([sources, *steps, sinks])
+
+
+def run_config(pipeline: PipelineConfig, warn: Warn, report: Callable[[ShipResult], None] | None = None,
+               stop: threading.Event | None = None) -> ShipResult:  # fmt: skip
+    """Open the sources and run them through ``run_pipeline`` with the transforms in their order."""
+    result = new_result(pipeline.delivery)
+    sources = [SOURCES[spec.kind].open(spec.settings, SourceContext(f"sources.{spec.name}", result.stats, warn))
+               for spec in pipeline.sources]  # fmt: skip
+    return run_pipeline(sources, pipeline.delivery, result, warn, report, stop=stop,
+                        transforms=[t for _, t in pipeline.transforms], patient=pipeline.endless)  # fmt: skip
+
+
+def load_pipeline(path: Path) -> PipelineConfig:
+    """Read and check ``path`` whole: every table, every key, the wiring. Nothing is opened yet."""
+    table = read_toml(path, EXAMPLE)
+    where, base = str(path), path.parent
+    for key in table:
+        if key not in TOP_KEYS:
+            raise ConfigError(unknown_key(key, where, TOP_KEYS))
+    queue = section(QueueConfig, table, "queue", where, base)
+    sources = _components(table, "sources", where, required=True)
+    specs = tuple(_source(name, t, f"{where}: sources.{name}", base, queue) for name, t in sources.items())
+    _check_shared(where, specs)
+    transforms = _components(table, "transforms", where)
+    built = {name: _transform(t, f"{where}: transforms.{name}", base) for name, t in transforms.items()}
+    sinks = _components(table, "sinks", where, required=True)
+    sink_configs = tuple(_sink(t, f"{where}: sinks.{name}", base) for name, t in sinks.items())
+    wiring = {name: _inputs(t, f"{where}: transforms.{name}") for name, t in transforms.items()}
+    sink_wiring = {name: _inputs(t, f"{where}: sinks.{name}") for name, t in sinks.items()}
+    metrics = section(MetricsConfig, table, "metrics", where).address if "metrics" in table else None
+    top = {k: v for k, v in table.items() if k in ("timezone", "host", "dead_letter", "rejects")}
+    order = chain_order(where, list(sources), wiring, sink_wiring)
+    _check_sink_names(where, list(sinks), sink_configs)
+    delivery = make(
+        ShipConfig,
+        where,
+        sinks=sink_configs,
+        batch=section(BatchConfig, table, "batch", where),
+        retry=section(RetryConfig, table, "retry", where),
+        queue=queue,
+        metrics=metrics,
+        **build_kwargs(ShipConfig, top, where, "", base),
+    )
+    return PipelineConfig(specs, tuple((name, built[name]) for name in order), tuple(sinks), delivery)
+
+
+def _components(table: dict, key: str, where: str, required: bool = False) -> dict[str, dict]:
+    value = table.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(t, dict) for t in value.values()):
+        ship = " (the [[sinks]] list is ship --config's format)" if key == "sinks" else ""
+        raise ConfigError(f"{where}: {key} must be tables by name, [{key}.NAME]{ship}")
+    if required and not value:
+        example = '[sources.logs] type = "file"' if key == "sources" else '[sinks.out] url = "stdout:"'
+        raise ConfigError(f"{where}: no [{key}.NAME] table; add one, e.g. {example} (see {EXAMPLE})")
+    return value
+
+
+def _kind(table: dict, where: str, kinds: Iterable[str], what: str) -> str:
+    kind = table.get("type")
+    names = sorted(kinds)
+    if not isinstance(kind, str):
+        raise ConfigError(f'{where}: no type; add type = "{names[0]}" (one of {", ".join(names)})')
+    if kind not in names:
+        close = difflib.get_close_matches(kind, names, n=1)
+        fix = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(names)}"
+        raise ConfigError(f"{where}: type {kind!r} is no {what}; {fix}")
+    return kind
+
+
+def _source(name: str, table: dict, where: str, base: Path, queue: QueueConfig) -> SourceSpec:
+    kind = _kind(table, where, SOURCES, "source")
+    settings = SOURCES[kind].settings
+    if "inputs" in table:
+        raise ConfigError(f"{where}: a source has no inputs; remove the key (transforms and sinks name theirs)")
+    kwargs = build_kwargs(settings, {k: v for k, v in table.items() if k != "type"}, where, "", base)
+    if "checkpoint" in {f.name for f in fields(settings)} and "checkpoint" not in kwargs and queue.dir is not None:
+        kwargs["checkpoint"] = queue.dir / f"{name}.checkpoint.json"  # kept with the events it vouches for
+    return SourceSpec(name, kind, make(settings, where, **kwargs))
+
+
+def _check_shared(where: str, specs: Iterable[SourceSpec]) -> None:
+    users: dict[str, str] = {}
+    for spec in specs:
+        for thing in SOURCES[spec.kind].uses(spec.settings):
+            if thing in users:
+                raise ConfigError(f"{where}: sources.{users[thing]} and sources.{spec.name} both use {thing}; keep one")
+            users[thing] = spec.name
+
+
+def _inputs(table: dict, where: str) -> list[str]:
+    inputs = table.get("inputs", [])
+    if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+        raise ConfigError(f'{where}: inputs must be a list of names, e.g. inputs = ["logs"]')
+    return inputs
+
+
+def _transform(table: dict, where: str, base: Path) -> TransformConfig:
+    kind = _kind(table, where, TRANSFORMS, "transform")
+    settings = {k: v for k, v in table.items() if k not in ("type", "inputs")}
+    if isinstance(settings.get("window"), str):  # a duration: 60s, 5m, 1h or seconds
+        try:
+            settings["window"] = parse_window(settings["window"])
+        except ConfigError:
+            raise ConfigError(f'{where}: window {settings["window"]!r}: give 1 s or more, e.g. "60s" or "5m"') from None
+    config = make(TRANSFORMS[kind], where, **build_kwargs(TRANSFORMS[kind], settings, where, ""))
+    if isinstance(config, PrivacyConfig):
+        config = PrivacyConfig(_key_file(config.client_ip, base), _key_file(config.qname, base))
+        if config.client_ip is None and config.qname is None:
+            raise ConfigError(f"{where}: changes nothing; set client_ip, qname or both, or remove the table")
+        try:
+            compile_privacy(config)  # the key file is read now, so a missing one is named before anything runs
+        except ConfigError as exc:
+            text = str(exc).replace("--client-ip", "client_ip").replace("--qname", "qname")
+            raise ConfigError(f"{where}: {text}") from None
+    return config
+
+
+def _key_file(mode: str | None, base: Path) -> str | None:
+    """``hash:KEYFILE`` with KEYFILE relative to the pipeline file, as every path in it is."""
+    kind, _, key = (mode or "").partition(":")
+    if kind != "hash" or not key or key.startswith("env:"):
+        return mode
+    return f"hash:{base / Path(key).expanduser()}"  # an absolute path stays as it is
+
+
+def _sink(table: dict, where: str, base: Path) -> SinkConfig:
+    url = table.get("url")
+    if not isinstance(url, str):
+        raise ConfigError(f'{where}: no url; add url = "stdout:" or a --to URL, e.g. "loki+http://127.0.0.1:3100"')
+    return sink_from_url(url, {k: v for k, v in table.items() if k not in ("url", "inputs")}, where, base)
+
+
+def _check_sink_names(where: str, names: list[str], configs: tuple[SinkConfig, ...]) -> None:
+    """Sinks are known to the queue and the counters by their URL: two tables may not name the same one."""
+    seen: dict[str, str] = {}
+    for name, config in zip(names, configs, strict=True):
+        key = "stdout" if config.kind == "stdout" else config.name
+        if key in seen:
+            raise ConfigError(f"{where}: sinks.{seen[key]} and sinks.{name} both send to {config.name}; keep one")
+        seen[key] = name
