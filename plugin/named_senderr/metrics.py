@@ -1,13 +1,20 @@
-"""``/metrics`` (Prometheus text format 0.0.4) and ``/healthz`` for the long-running modes.
+"""``/metrics`` and ``/healthz`` for the long-running modes, through prometheus_client.
 
-Written by hand: a dozen counters do not need prometheus_client and its
-global registry. ``serve_metrics`` takes any ``render`` callable, so ``ship
---follow`` and ``serve`` share it. A bare port binds to loopback: exposing
-the endpoint on a network is a choice spelt out as ``0.0.0.0:PORT``. A
-connection gets a thread for at most ``client_timeout`` seconds of silence,
-and at most ``max_clients`` connections are open at once (a new one shuts the
-oldest silent one down), so idle sockets can neither pile threads up nor lock
-a scraper out for long.
+Each run has its own ``CollectorRegistry``, never the global one, so two
+pipelines in one process (or two tests) never mix numbers. It holds one
+collector that turns the live counters into metric families at each scrape
+(nothing is counted twice), whatever collectors the caller adds (the batch
+latency histograms), and the process collector. prometheus_client's handler
+answers in the format the scraper asks for: text 0.0.4 by default,
+OpenMetrics when Prometheus asks for it.
+
+The server is ours, not prometheus_client's, whose server gives every
+connection a thread for as long as the peer likes: here a connection gets a
+thread for at most ``client_timeout`` seconds of silence, and at most
+``max_clients`` connections are open at once (a new one shuts the oldest
+silent one down), so idle sockets can neither pile threads up nor lock a
+scraper out for long. A bare port binds to loopback: exposing the endpoint on
+a network is a choice spelt out as ``0.0.0.0:PORT``.
 """
 
 from __future__ import annotations
@@ -15,22 +22,27 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+from prometheus_client import CollectorRegistry, MetricsHandler, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from named_senderr.errors import ConfigError
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_HOST = "127.0.0.1"
 CLIENT_TIMEOUT = 10.0  # seconds a connection may stay silent, reading its request or our answer
 MAX_CLIENTS = 16  # a scraper or two and a health check; the rest is not worth a thread
 
+Family = CounterMetricFamily | GaugeMetricFamily
+
 
 @dataclass(frozen=True)
 class Sample:
-    """One metric value; ``kind`` is counter or gauge."""
+    """One metric value, read live; ``kind`` is counter (named ``*_total``) or gauge."""
 
     name: str
     kind: str
@@ -39,23 +51,46 @@ class Sample:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def render(samples: Iterable[Sample]) -> str:
-    """The text exposition format: HELP and TYPE once per name, then its samples."""
-    lines: list[str] = []
-    seen: set[str] = set()
-    for sample in samples:
-        if sample.name not in seen:
-            seen.add(sample.name)
-            lines.append(f"# HELP {sample.name} {sample.help}")
-            lines.append(f"# TYPE {sample.name} {sample.kind}")
-        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
-        value = int(sample.value) if float(sample.value).is_integer() else sample.value
-        lines.append(f"{sample.name}{{{labels}}} {value}" if labels else f"{sample.name} {value}")
-    return "\n".join(lines) + "\n"
+@runtime_checkable
+class Measured(Protocol):
+    """A part of a pipeline with counters of its own for /metrics (a receiver's connections, frames, acks)."""
+
+    def samples(self) -> Iterable[Sample]: ...
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class SampleCollector:
+    """A prometheus_client collector over ``collect()``: the samples are read at each scrape, never copied."""
+
+    def __init__(self, collect: Callable[[], Iterable[Sample]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, tuple[Family, list[str]]] = {}
+        for sample in self._collect():
+            if sample.name not in families:
+                keys = sorted(sample.labels)
+                families[sample.name] = (_family(sample, keys), keys)
+            family, keys = families[sample.name]
+            family.add_metric([sample.labels[key] for key in keys], sample.value)
+        return (family for family, _ in families.values())
+
+
+def _family(sample: Sample, labels: list[str]) -> Family:
+    if sample.kind == "gauge":
+        return GaugeMetricFamily(sample.name, sample.help, labels=labels)
+    if sample.kind == "counter" and sample.name.endswith("_total"):
+        return CounterMetricFamily(sample.name, sample.help, labels=labels)
+    raise ValueError(f"metric {sample.name}: expected a gauge or a counter named *_total, not a {sample.kind}")
+
+
+def new_registry(collect: Callable[[], Iterable[Sample]], *collectors: Collector) -> CollectorRegistry:
+    """A registry for one run: the live samples, ``collectors`` (histograms) and the process's CPU, memory, files."""
+    registry = CollectorRegistry()
+    registry.register(SampleCollector(collect))
+    for collector in collectors:
+        registry.register(collector)
+    ProcessCollector(registry=registry)
+    return registry
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -126,13 +161,13 @@ class MetricsServer:
     def __init__(
         self,
         address: str,
-        collect: Callable[[], Iterable[Sample]],
+        registry: CollectorRegistry,
         client_timeout: float = CLIENT_TIMEOUT,
         max_clients: int = MAX_CLIENTS,
     ) -> None:
         host, port = parse_address(address)
         try:
-            self._httpd = _BoundedHTTPServer((host, port), _handler(collect, client_timeout), max_clients)
+            self._httpd = _BoundedHTTPServer((host, port), _handler(registry, client_timeout), max_clients)
         except OSError as exc:
             raise ConfigError(f"--metrics {address}: cannot listen: {exc.strerror}; choose another port") from None
         bound_host, bound_port = self._httpd.server_address[:2]
@@ -162,17 +197,17 @@ class MetricsServer:
         self.close()
 
 
-def serve_metrics(address: str, collect: Callable[[], Iterable[Sample]], **bounds: Any) -> MetricsServer:
-    """Start the endpoint; the caller closes it (or uses it as a context manager)."""
-    return MetricsServer(address, collect, **bounds)
+def serve_metrics(
+    address: str, collect: Callable[[], Iterable[Sample]], *collectors: Collector, **bounds: Any
+) -> MetricsServer:
+    """Start the endpoint over a new registry; the caller closes it (or uses it as a context manager)."""
+    return MetricsServer(address, new_registry(collect, *collectors), **bounds)
 
 
-def _handler(collect: Callable[[], Iterable[Sample]], client_timeout: float) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _handler(source: CollectorRegistry, client_timeout: float) -> type[BaseHTTPRequestHandler]:
+    class Handler(MetricsHandler):
+        registry = source
         timeout = client_timeout  # socketserver applies it to the connection: a silent client times out
-
-        def log_message(self, *args: object) -> None:
-            """Quiet: a scrape every few seconds is not news."""
 
         def parse_request(self) -> bool:
             assert isinstance(self.server, _BoundedHTTPServer)
@@ -182,15 +217,15 @@ def _handler(collect: Callable[[], Iterable[Sample]], client_timeout: float) -> 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._answer(200, render(collect()).encode(), CONTENT_TYPE)
+                super().do_GET()  # the format the Accept header asks for, gzip if accepted
             elif path == "/healthz":
-                self._answer(200, b"ok\n", "text/plain; charset=utf-8")
+                self._answer(200, b"ok\n")
             else:
-                self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+                self._answer(404, b"not found: try /metrics or /healthz\n")
 
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        def _answer(self, status: int, body: bytes) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -16,11 +16,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from named_senderr.engine.contracts import Ack, Batch, Delivery, Source, Stage, no_ack
+from named_senderr.engine.contracts import Ack, Batch, Delivery, Emit, Source, Stage, no_ack
 from named_senderr.engine.transforms import ParseLines
 from named_senderr.event import Event
 
 TICK = 0.1  # seconds between the ticker's looks
+
+
+@dataclass
+class SourceCounters:
+    """What the pipeline took from one source, and what it refused (the source keeps it, unacknowledged)."""
+
+    batches: int = 0  # with at least one line
+    lines: int = 0
+    refused: int = 0
 
 
 @dataclass
@@ -34,6 +43,7 @@ class Runner:
     stop: threading.Event = field(default_factory=threading.Event)
     report: Callable[[], None] | None = None
     report_every: float = 0.5
+    counters: dict[str, SourceCounters] = field(default_factory=dict)  # by source name, for /metrics
     stopped: bool = False  # reading stopped early because a sink failed
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _seq: int = field(default=0, init=False)
@@ -46,13 +56,13 @@ class Runner:
         ticker.start()
         watcher = threading.Thread(target=self._watch, name="engine stop", daemon=True)
         watcher.start()
-        others = [threading.Thread(target=s.run, args=(self.emit, self._reading), name=s.name, daemon=True)
+        others = [threading.Thread(target=s.run, args=(self._emit_for(s), self._reading), name=s.name, daemon=True)
                   for s in self.sources[1:]]  # fmt: skip
         try:
             for thread in others:
                 thread.start()
             if self.sources:
-                self.sources[0].run(self.emit, self._reading)
+                self.sources[0].run(self._emit_for(self.sources[0]), self._reading)
             for thread in others:
                 thread.join()
         finally:
@@ -67,16 +77,30 @@ class Runner:
             for source in self.sources:
                 source.close()
 
-    def emit(self, batch: Batch, *, wait: bool = True) -> bool:
+    def _emit_for(self, source: Source) -> Emit:
+        """``emit`` counting into the source's counters."""
+        counters = self.counters.setdefault(source.name, SourceCounters())
+
+        def emit(batch: Batch, *, wait: bool = True) -> bool:
+            return self.emit(batch, wait=wait, counters=counters)
+
+        return emit
+
+    def emit(self, batch: Batch, *, wait: bool = True, counters: SourceCounters | None = None) -> bool:
         """Take ``batch`` through the transforms to the delivery; False when refused (not acknowledged)."""
+        counters = counters or SourceCounters()
         with self._lock:
             if self._reading.is_set() or (not wait and not self.delivery.ready()):
+                counters.refused += 1
                 return False
             self._seq += 1
             seq = self._seq
             events = self.parse(batch.lines)
             if not self._forward(events, 0, seq, wait):
+                counters.refused += 1
                 return False
+            counters.batches += bool(batch.lines)
+            counters.lines += len(batch.lines)
             if batch.ack is not no_ack:
                 self._acks.append((seq, batch.ack))
             self._release()

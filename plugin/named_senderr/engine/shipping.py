@@ -11,15 +11,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+
+from prometheus_client import Histogram
 
 from named_senderr.engine.contracts import Delivery, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
 from named_senderr.engine.printing import Warn, ingest_now
-from named_senderr.engine.runner import Runner
+from named_senderr.engine.runner import Runner, SourceCounters
 from named_senderr.engine.transforms import ParseLines, RollupConfig, TransformConfig, stages
 from named_senderr.errors import ConfigError
-from named_senderr.metrics import Sample, serve_metrics
+from named_senderr.metrics import Measured, Sample, serve_metrics
 from named_senderr.normalize.privacy import PrivacyConfig
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
@@ -36,6 +39,15 @@ from named_senderr.sources.follow import FollowSource
 from named_senderr.telemetry import QueueStats, Stats
 
 CHECKPOINT = "tail-checkpoint.json"  # in the queue dir: the checkpoint belongs with the events it vouches for
+# Seconds: a bulk request on loopback takes milliseconds, a retried one the backoff's minutes.
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
+
+
+def batch_histogram() -> Histogram:
+    """One run's batch latencies per sink; in no registry until ``--metrics`` serves it."""
+    return Histogram("named_senderr_batch_latency_seconds",
+                     "Seconds from a batch's hand-off to its sink until stored, already there or dead-lettered.",
+                     ["sink"], buckets=BATCH_BUCKETS, registry=None)  # fmt: skip
 
 
 @dataclass
@@ -44,6 +56,8 @@ class ShipResult:
 
     stats: Stats = field(default_factory=Stats)
     sinks: dict[str, SinkCounters] = field(default_factory=dict)
+    sources: dict[str, SourceCounters] = field(default_factory=dict)
+    batch_seconds: Histogram = field(default_factory=batch_histogram)
     dead_letter: Path | None = None
     dead_lettered: int = 0
     stopped: bool = False  # reading stopped early because a sink failed
@@ -120,6 +134,9 @@ def run_pipeline(
             for sink_config in config.sinks:
                 sinks.append(open_sink(sink_config, ingest_time))
                 stack.callback(sinks[-1].close)
+        for sink in sinks:  # before the lanes count into them: each batch a sink settles is timed
+            observe = result.batch_seconds.labels(sink=sink.name).observe
+            result.sinks.setdefault(sink.name, SinkCounters(settled=observe))
         delivery: Delivery
         if durable:
             assert result.queue is not None
@@ -130,13 +147,14 @@ def run_pipeline(
         else:
             delivery, queue = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep), None
         if config.metrics:
-            server = stack.enter_context(serve_metrics(config.metrics, lambda: ship_samples(result, queue)))
+            samples = partial(ship_samples, result, queue, sources)  # read at each scrape
+            server = stack.enter_context(serve_metrics(config.metrics, samples, result.batch_seconds))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
         rejects = stack.enter_context(open(config.rejects, "ab" if durable else "wb")) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
         runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
                         chain, delivery, stop,
-                        report=(lambda: report(result)) if report else None)  # fmt: skip
+                        report=(lambda: report(result)) if report else None, counters=result.sources)  # fmt: skip
         try:
             runner.run()
         finally:
@@ -165,12 +183,16 @@ def check_dead_letter(path: Path) -> None:
         path.unlink()  # created only to test; made again when something is refused
 
 
-def ship_samples(result: ShipResult, queue: DiskQueue | None) -> Iterator[Sample]:
-    """What /metrics shows for ``ship``: reading, the queue (if any), and each sink by its ``sink`` label."""
+def ship_samples(result: ShipResult, queue: DiskQueue | None, sources: list[Source]) -> Iterator[Sample]:
+    """What /metrics shows for a pipeline: reading, each source, the queue (if any), and each sink."""
     stats = result.stats
     yield Sample("named_senderr_lines_read_total", "counter", "Lines read from the inputs.", stats.lines)
     yield Sample("named_senderr_events_parsed_total", "counter", "Send-error events parsed.", stats.events)
     yield Sample("named_senderr_events_rejected_total", "counter", "Candidate lines rejected.", stats.rejected)
+    yield from source_samples(result.sources)
+    for source in sources:
+        if isinstance(source, Measured):
+            yield from source.samples()
     if queue is not None:
         yield from queue_samples(result.queue or QueueStats(), queue)
     per_sink = (
@@ -185,3 +207,16 @@ def ship_samples(result: ShipResult, queue: DiskQueue | None) -> Iterator[Sample
     for name, counters in result.sinks.items():
         yield Sample("named_senderr_sink_up", "gauge", "0 once the sink failed for good.", 0 if counters.failed else 1,
                      {"sink": name})  # fmt: skip
+
+
+def source_samples(counters: dict[str, SourceCounters]) -> Iterator[Sample]:
+    """What the pipeline took from each source and refused, by its ``source`` label."""
+    per_source = (
+        ("batches", "Batches with lines the pipeline took from the source.", lambda c: c.batches),
+        ("lines", "Candidate lines the pipeline took from the source.", lambda c: c.lines),
+        ("refused", "Batches the pipeline refused (full, stopping): kept by the source, unacknowledged.",
+         lambda c: c.refused),
+    )  # fmt: skip
+    for what, text, get in per_source:
+        for name, source in counters.items():
+            yield Sample(f"named_senderr_source_{what}_total", "counter", text, get(source), {"source": name})

@@ -11,6 +11,7 @@ already holds (``drop_stored``). One thread per sink keeps acknowledgements in o
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import orjson
@@ -80,6 +81,7 @@ class SinkConsumer:
                     return
                 self.queue.wait_data(name, IDLE)
                 continue
+            handed = time.monotonic()
             try:
                 items = [self.sink.encode(decode_event(r))[0] for r in records]
                 stored = 0
@@ -109,3 +111,4 @@ class SinkConsumer:
             self.replay = False  # only now: a batch sent again after a failure is checked again
             self.counters.add(duplicates=stored)
             self.queue.ack(name, end)
+            self.counters.settled(time.monotonic() - handed)

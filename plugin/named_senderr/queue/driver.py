@@ -23,9 +23,17 @@ from named_senderr.queue.retry import RetryPolicy
 from named_senderr.sinks.outcome import Sink, SinkFailed
 
 
+def _unobserved(seconds: float) -> None:
+    """No latency histogram behind these counters."""
+
+
 @dataclass
 class SinkCounters:
-    """Per-sink totals, updated by the sink's workers and read by the progress line."""
+    """Per-sink totals, updated by the sink's workers and read by the progress line and /metrics.
+
+    ``settled(seconds)`` is told, per batch, how long it took from its hand-off to the sink's
+    delivery (a worker's queue, a consumer's read) until it was stored, already there or dead-lettered.
+    """
 
     sent: int = 0
     duplicates: int = 0
@@ -33,6 +41,7 @@ class SinkCounters:
     dead_lettered: int = 0
     requests: int = 0
     failed: str | None = None
+    settled: Callable[[float], None] = field(default=_unobserved, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **deltas: int) -> None:

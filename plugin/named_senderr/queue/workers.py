@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,9 +46,10 @@ class SinkWorkers:
 
     def submit(self, batch: list[Any], tag: Any = None) -> bool:
         """Queue ``batch``, waiting while the queue is full; once the sink has failed, dead-letter it, False."""
+        handed = time.monotonic()  # its latency counts the wait for room too
         while not self.counters.failed:
             try:
-                self._queue.put((batch, tag), timeout=POLL)
+                self._queue.put((batch, tag, handed), timeout=POLL)
                 return True
             except queue.Full:
                 continue
@@ -68,10 +70,11 @@ class SinkWorkers:
 
     def _run(self, driver: Driver) -> None:
         while (entry := self._queue.get()) is not _STOP:
-            batch, tag = entry
+            batch, tag, handed = entry
             try:
                 self._deliver(driver, batch)
             finally:
+                self.counters.settled(time.monotonic() - handed)
                 self._settled(tag)
 
     def _deliver(self, driver: Driver, batch: list[Any]) -> None:
