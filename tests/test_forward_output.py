@@ -1,26 +1,35 @@
-"""sinks/forward.py against a small in_forward receiver on loopback, including a peer that goes down and comes back."""
+"""sinks/forward.py against a small in_forward receiver on loopback, including a peer that goes down and comes back.
+
+The receiver answers ``{"ack": chunk}`` as Fluentd's and Fluent Bit's in_forward do; the sink counts a batch
+as stored only on that answer.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC
+from pathlib import Path
+from typing import Any
 
-import msgpack
+import orjson
 import pytest
 from fluent.sender import FluentSender
 
-from named_senderr.event import Event, to_flat
+from named_senderr.engine.shipping import new_result, run_pipeline
+from named_senderr.event import Event
 from named_senderr.normalize.timestamp import TimestampNormalizer
 from named_senderr.parse.named import NamedLineParser
-from named_senderr.protocol.fluent_forward import EventTime, FrameDecoder, FrameError, decode_frame
-from named_senderr.sinks.forward import ForwardOutput, ForwardOutputConfig
-from named_senderr.sources.exec_filter import RecordParser
-from named_senderr.sources.forward_server import ForwardServer, ForwardServerConfig, OutputFull
+from named_senderr.protocol.fluent_forward import EventTime, FrameDecoder, FrameError, decode_frame, encode_ack
+from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
+from named_senderr.queue.retry import RetryPolicy
+from named_senderr.ship_config import RetryConfig
+from named_senderr.ship_load import load_ship_config
+from named_senderr.sinks.forward import ForwardSink
+from named_senderr.sources.forward_server import ForwardServerConfig, ForwardSource
 from tests.polling import wait_until
 
 WAIT = 10.0
@@ -29,9 +38,10 @@ log = logging.getLogger("test.forward_output")
 
 
 class Receiver:
-    """A minimal in_forward: keeps (tag, time, record) of every entry; ``stop`` also drops open connections."""
+    """A minimal in_forward: keeps (tag, time, record) of every entry and answers each chunk with ``reply``;
+    ``stop`` also drops open connections."""
 
-    def __init__(self, port: int = 0, entries: list | None = None) -> None:
+    def __init__(self, port: int = 0, entries: list | None = None, reply: Callable[[Any], bytes] = encode_ack) -> None:
         self.entries: list[tuple[str, EventTime | None, dict]] = [] if entries is None else entries
         self._connections: set[socket.socket] = set()
         receiver = self
@@ -42,9 +52,11 @@ class Receiver:
                 decoder = FrameDecoder()
                 try:
                     while data := self.request.recv(65536):
-                        for obj in decoder.feed(data):
-                            frame = decode_frame(obj)
+                        for raw in decoder.feed(data):
+                            frame = decode_frame(raw)
                             receiver.entries.extend((frame.tag, e.time, e.record) for e in frame.entries)
+                            if raw.chunk is not None:
+                                self.request.sendall(reply(raw.chunk))
                 except (OSError, FrameError):
                     pass
                 finally:
@@ -82,8 +94,13 @@ def events(parser: NamedLineParser, count: int, first: int = 1000) -> list[Event
     return parsed  # type: ignore[return-value]
 
 
-def output_to(port: int, **settings: object) -> ForwardOutput:
-    return ForwardOutput(ForwardOutputConfig("127.0.0.1", port, **settings), to_flat, log)  # type: ignore[arg-type]
+def sink_to(port: int, query: str = "") -> ForwardSink:
+    config = load_ship_config(None, [f"forward://127.0.0.1:{port}{query}"], {}).sinks[0]
+    return ForwardSink(config, "2026-11-21T00:00:00.000Z")
+
+
+def items(sink: ForwardSink, batch: list[Event]) -> list[bytes]:
+    return [sink.encode(event)[0] for event in batch]
 
 
 def closed_port() -> int:
@@ -94,88 +111,85 @@ def closed_port() -> int:
 
 
 def test_events_arrive_as_flat_records_with_their_tag_and_time(receiver: Receiver, parser: NamedLineParser):
-    output = output_to(receiver.port, tag="named.send_error")
-    output(events(parser, 3))
-    wait_until(lambda: len(receiver.entries) == 3)
+    sink = sink_to(receiver.port, "?tag=named.send_error")
+    outcome = sink.send(items(sink, events(parser, 3)))
+    assert outcome.delivered == 3 and not outcome.retry  # the peer acknowledged the chunk
+    assert len(receiver.entries) == 3  # taken before its ack came back
     tag, when, record = receiver.entries[0]
     assert tag == "named.send_error"
     assert when == EventTime(1_795_236_517, 67_000_000)  # 2026-11-21T04:48:37.067Z, as EventTime ext 0
     assert record["client_port"] == 1000 and record["reason"] == "would_block"
-    output.close()
-    assert output.counters.sent == 3
+    sink.close()
 
 
 def test_a_peer_that_went_down_and_came_back_gets_every_event_once(parser: NamedLineParser):
+    """The driver's retry, with the peer started again during its backoff: each event arrives once, in order."""
     received: list = []
     first = Receiver(entries=received)
-    output = output_to(first.port)
-    output(events(parser, 5, first=1000))
-    wait_until(lambda: len(received) == 5)
-    first.stop()
+    sink = sink_to(first.port)
+    counters = SinkCounters()
+    restarted: list[Receiver] = []
 
-    output(events(parser, 5, first=2000))  # the peer is gone: they wait
-    assert output.pending == 5
-    assert output.counters.failed_attempts >= 1
+    def backoff(seconds: float) -> None:  # the driver's sleep: the peer comes back meanwhile
+        if not restarted:
+            restarted.append(Receiver(port=first.port, entries=received))
 
-    second = Receiver(port=first.port, entries=received)
+    driver = Driver(sink, RetryPolicy(), DeadLetter(Path("unused")), counters, sleep=backoff)
     try:
-        assert output.flush()
-        wait_until(lambda: len(received) == 10)
+        driver.deliver(items(sink, events(parser, 5, first=1000)))
+        first.stop()
+        driver.deliver(items(sink, events(parser, 5, first=2000)))  # the peer is gone: retried until it is back
         assert [r["client_port"] for _, _, r in received] == [*range(1000, 1005), *range(2000, 2005)]
-        output.close()
-        assert output.counters.sent == 10 and output.counters.lost == 0
+        assert counters.sent == 10 and counters.retried >= 5 and counters.dead_lettered == 0
     finally:
-        second.stop()
+        sink.close()
+        for server in restarted:
+            server.stop()
 
 
-def test_fluent_logger_keeps_nothing_of_its_own_after_a_failure(parser: NamedLineParser):
-    output = output_to(closed_port())
-    output(events(parser, 2))
-    assert output._sender.pendings is None  # the events are in our list only, so nothing is sent twice
-    assert output.pending == 2
-    output.close()
+def test_a_refused_connection_is_retried_whole_and_the_sink_keeps_nothing(parser: NamedLineParser):
+    sink = sink_to(closed_port())
+    batch = items(sink, events(parser, 2))
+    outcome = sink.send(batch)
+    assert outcome.delivered == 0 and outcome.retry == batch and "cannot connect" in (outcome.error or "")
+    sink.close()
 
 
-def test_a_full_pending_list_refuses_new_events(parser: NamedLineParser):
-    output = output_to(closed_port(), max_pending=3)
-    output(events(parser, 2))
-    with pytest.raises(OutputFull, match="--max-pending 3"):
-        output(events(parser, 2))
-    assert output.pending == 2 and output.counters.refused == 2
-    output.close()
+def test_an_answer_that_is_not_the_chunks_ack_is_not_a_delivery(parser: NamedLineParser):
+    wrong = Receiver(reply=lambda chunk: encode_ack("another chunk"))
+    sink = sink_to(wrong.port)
+    try:
+        outcome = sink.send(items(sink, events(parser, 2)))
+        assert outcome.delivered == 0 and len(outcome.retry) == 2 and outcome.unanswered
+    finally:
+        sink.close()
+        wrong.stop()
 
 
-def test_events_pending_at_close_are_counted_and_logged(parser: NamedLineParser, caplog: pytest.LogCaptureFixture):
-    output = output_to(closed_port())
-    output(events(parser, 4))
-    output.close()
-    assert output.counters.lost == 4
-    assert "4 events not delivered" in caplog.text
+def test_a_batch_given_up_is_dead_lettered_with_its_records(tmp_path: Path, parser: NamedLineParser):
+    sink = sink_to(closed_port())
+    dead = DeadLetter(tmp_path / "dead.ndjson")
+    policy = RetryPolicy.from_config(RetryConfig(max_attempts=1))
+    driver = Driver(sink, policy, dead, SinkCounters(), sleep=lambda seconds: None)
+    with pytest.raises(Exception, match="gave up after 1 attempt"):
+        driver.deliver(items(sink, events(parser, 3)))
+    dead.close()
+    lines = [orjson.loads(line) for line in (tmp_path / "dead.ndjson").read_bytes().splitlines()]
+    assert [line["document"]["client_port"] for line in lines] == [1000, 1001, 1002]
+    assert "cannot connect" in lines[0]["reason"]
 
 
-def test_fluent_loggers_overflow_goes_back_to_our_list(receiver: Receiver, parser: NamedLineParser):
-    """fluent-logger drops its buffer through buffer_overflow_handler; ours puts the packets back."""
-    output = output_to(receiver.port)
-    packets = b"".join(msgpack.packb(["t", 1_700_000_000 + i, {"n": i}]) for i in range(3))
-    output._sender.buffer_overflow_handler(packets)
-    assert output.pending == 3 and output.counters.reclaimed == 3
-    assert output.flush()
-    wait_until(lambda: len(receiver.entries) == 3)
-    assert [r["n"] for _, _, r in receiver.entries] == [0, 1, 2]
-    output.close()
-
-
-def test_serve_forwards_fluent_logger_lines_to_a_fluent_peer(receiver: Receiver, parser: NamedLineParser):
-    """fluent-logger -> ForwardServer -> ForwardOutput -> in_forward: the whole --to-forward path."""
-    config = ForwardServerConfig(host="127.0.0.1", port=0)
-    output = output_to(receiver.port)
-    server = ForwardServer(config, RecordParser(parser, config.keys), output, log)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
+def test_serve_forwards_fluent_logger_lines_to_a_fluent_peer(receiver: Receiver, tmp_path: Path):
+    """fluent-logger -> ForwardSource -> the engine -> ForwardSink -> in_forward: the whole --to-forward path."""
+    config = load_ship_config(None, [f"forward://127.0.0.1:{receiver.port}"], {"dead_letter": tmp_path / "dead"})
+    result = new_result(config)
+    source = ForwardSource(ForwardServerConfig(host="127.0.0.1", port=0), result.stats, log)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_pipeline, args=([source], config, result, log.warning), kwargs={"stop": stop})
     thread.start()
     try:
-        _, port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(WAIT)
-        sender = FluentSender("named", host="127.0.0.1", port=port)
+        wait_until(lambda: source.address is not None)
+        sender = FluentSender("named", host="127.0.0.1", port=source.address[1])
         for i in range(20):
             assert sender.emit("log", {"log": LINE.format(port=i)})
             assert sender.emit("log", {"log": "21-Nov-2026 04:48:37.001 queries: info: client query"})
@@ -183,8 +197,6 @@ def test_serve_forwards_fluent_logger_lines_to_a_fluent_peer(receiver: Receiver,
         wait_until(lambda: len(receiver.entries) == 20)
         assert [r["client_port"] for _, _, r in receiver.entries] == list(range(20))
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(WAIT)
-        loop.call_soon_threadsafe(loop.stop)
+        stop.set()
         thread.join(WAIT)
-        loop.close()
-    assert output.counters.sent == 20
+    assert result.sinks[f"forward://127.0.0.1:{receiver.port}"].sent == 20

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import logging
@@ -17,13 +16,15 @@ import msgpack
 import pytest
 from fluent.sender import FluentSender
 
+from named_senderr.engine.runner import Runner
+from named_senderr.engine.transforms import ParseLines
 from named_senderr.event import Event
 from named_senderr.normalize.timestamp import TimestampNormalizer
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.protocol.fluent_forward import EventTime, Limits, encode_message, encode_ping, shared_key_digest
-from named_senderr.sources.exec_filter import RecordParser
-from named_senderr.sources.forward_server import ForwardServer, ForwardServerConfig, OutputFull
+from named_senderr.sources.forward_server import ForwardServerConfig, ForwardSource
 from named_senderr.sources.peers import PeerLimits
+from named_senderr.telemetry import Stats
 from tests import test_fluent_forward_wire as w
 from tests.polling import wait_until
 
@@ -35,7 +36,7 @@ WAIT = 10.0
 
 
 class ListOutput:
-    """An Output that keeps the events; ``full`` makes it refuse them."""
+    """A delivery that keeps the events, durable at once; ``full`` makes the pipeline refuse them."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -43,44 +44,54 @@ class ListOutput:
         self.closed = False
         self.gate: threading.Event | None = None  # when set, a hand-off waits for it
         self.waiting = False
+        self._durable = 0
 
-    def __call__(self, events: list[Event]) -> None:
-        if self.full:
-            raise OutputFull("test output is full")
+    def ready(self) -> bool:
+        return not self.full
+
+    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
         if self.gate is not None:
             self.waiting = True
             self.gate.wait(WAIT)
         self.events.extend(events)
+        self._durable = seq
+        return True
 
-    def flush(self) -> None:
+    def durable_through(self) -> int:
+        return self._durable
+
+    def tick(self) -> None:
         pass
 
-    def close(self) -> None:
+    def failed(self) -> bool:
+        return False
+
+    def close(self, stop: threading.Event) -> None:
         self.closed = True
 
 
 class RunningServer:
-    """A ForwardServer on its own event-loop thread, bound to a free loopback port."""
+    """A ForwardSource in the engine's runner on its own thread, bound to a free loopback port."""
 
     def __init__(self, parser: NamedLineParser, **settings: object) -> None:
         self.output = ListOutput()
         config = ForwardServerConfig(host="127.0.0.1", port=0, self_hostname="receiver", **settings)  # type: ignore[arg-type]
-        records = RecordParser(parser, config.keys)
-        self.server = ForwardServer(config, records, self.output, logging.getLogger("test.forward_server"))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.parsed = Stats()
+        self.server = ForwardSource(config, self.parsed, logging.getLogger("test.forward_server"))
+        self.stopping = threading.Event()
+        runner = Runner([self.server], ParseLines(parser, self.parsed), [], self.output, self.stopping)
+        self.thread = threading.Thread(target=runner.run, daemon=True)
         self.thread.start()
-        _, self.port = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(WAIT)
+        wait_until(lambda: self.server.address is not None)
+        self.port = self.server.address[1]
 
     @property
     def stats(self):
         return self.server.stats
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(WAIT)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.stopping.set()
         self.thread.join(WAIT)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +146,7 @@ def test_fluent_logger_lines_become_events(server: RunningServer):
     for line in SAMPLE.read_text().splitlines():
         assert sender.emit("log", {"log": line})
     sender.close()
-    wait_until(lambda: server.stats.events + server.stats.not_send_errors == 400)  # every line handed off
+    wait_until(lambda: server.parsed.events + server.stats.not_send_errors == 400)  # every line handed off
     assert len(server.output.events) == SAMPLE_EVENTS
     assert server.stats.not_send_errors == 400 - SAMPLE_EVENTS
     assert server.output.events[0].reason == "would_block"
@@ -216,7 +227,7 @@ def test_host_comes_from_the_record_when_the_line_has_none(server: RunningServer
     assert server.output.events[0].host == "ns1"
 
 
-# --- backpressure: no ack before hand-off ------------------------------------------------------
+# --- backpressure: no ack before the pipeline took the frame --------------------------------------
 
 
 def test_a_full_output_withholds_the_ack_and_closes(server: RunningServer):
@@ -340,10 +351,10 @@ def test_stop_lets_a_frame_in_hand_off_finish_and_be_acknowledged(server: Runnin
     with connect(server.port) as sock:
         sock.sendall(w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("last")))
         wait_until(lambda: server.output.waiting)  # the frame is in hand-off
-        stopping = asyncio.run_coroutine_threadsafe(server.server.stop(), server.loop)
+        server.stopping.set()
         server.output.gate.set()
         assert read_object(sock) == {"ack": "last"}
-        stopping.result(WAIT)
+        server.thread.join(WAIT)
     assert len(server.output.events) == 1 and server.output.closed
 
 

@@ -18,6 +18,7 @@ from named_senderr.event import ECS_NAMES
 from named_senderr.metrics import parse_address
 
 DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
+DEFAULT_TAG = "named_senderr.send_error"  # what a forward:// sink tags its events with
 DEFAULT_LABELS = ("job", "host", "reason", "message_kind")
 # Flat-record fields with few values: one Loki stream per combination stays cheap.
 BOUNDED_LABELS = frozenset({"job", "host", "reason", "message_kind", "category", "severity", "program"})
@@ -98,6 +99,7 @@ class SinkConfig:
     msg_field: str | None = None  # VictoriaLogs' ``_msg_field`` on its Loki endpoint (the key is ``_msg_field``)
     format: str = "ecs"
     stream_fields: tuple[str, ...] = DEFAULT_LABELS  # VictoriaLogs: the flat names of its _stream_fields
+    tag: str = DEFAULT_TAG  # forward: the Fluentd tag of the events
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.workers < 1:
@@ -114,6 +116,8 @@ class SinkConfig:
         if self.kind == "victorialogs":
             _check_labels(self.name, self.stream_fields, "stream field", "VictoriaLogs stream")
             _check_tenant(self.name, self.tenant)
+        if self.kind == "forward" and not self.tag:
+            raise ConfigError(f"{self.name}: the tag is empty; Fluentd routes by tag, e.g. tag={DEFAULT_TAG}")
         if self.format not in ("ecs", "flat"):
             raise ConfigError(f"{self.name}: format {self.format!r} is not one of ecs, flat")
 

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from named_senderr.errors import ConfigError
 from named_senderr.ship_config import (
@@ -37,10 +37,11 @@ SCHEMES = (
     "loki+https",
     "victorialogs+http",
     "victorialogs+https",
+    "forward",
 )
 URL_FORMS = (
     "elasticsearch+https://HOST:9200/INDEX, opensearch+https://HOST:9200/INDEX, loki+http://HOST:3100, "
-    "victorialogs+http://HOST:9428 or stdout:"
+    "victorialogs+http://HOST:9428, forward://HOST:24224 or stdout:"
 )
 LOKI_PUSH_PATH = "/loki/api/v1/push"
 VICTORIALOGS_INSERT_PATH = "/insert/jsonline"
@@ -54,6 +55,7 @@ KIND_KEYS = {
     "loki": _COMMON | {"labels", "job", "tenant", "structured_metadata", "_msg_field"},
     "victorialogs": _COMMON | {"stream_fields", "job", "tenant", "format"},
     "stdout": frozenset({"url", "format"}),
+    "forward": frozenset({"url", "format", "tag", "timeout"}),
 }
 # VictoriaLogs' own names for its ingestion settings, and the SinkConfig field each sets. Its Loki endpoint
 # renames the named field of the parsed line to _msg (VictoriaLogs v1.52.1 app/vlinsert/loki/loki_json.go:168-171).
@@ -135,6 +137,8 @@ def sink_from_url(url: str, settings: dict, where: str, base: Path | None) -> Si
             "put it in an environment variable and set password_env (or a file and set password_file)"
         )
     query = _query(parts.query, name, where)
+    if kind == "forward":
+        return _forward_sink(parts, name, settings, query, where, base)
     if parts.username:
         query["username"] = parts.username
     path = parts.path.rstrip("/")
@@ -146,6 +150,19 @@ def sink_from_url(url: str, settings: dict, where: str, base: Path | None) -> Si
     else:
         path, _, index = path.rpartition("/")
     return _sink(kind, name, f"{transport}://{host}{path}", index or None, settings, query, where, base)
+
+
+def _forward_sink(parts: SplitResult, name: str, settings: dict, query: dict, where: str, base) -> SinkConfig:
+    """``forward://HOST:PORT``: a Fluentd / Fluent Bit in_forward; flat records unless ``format`` says otherwise."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None or port == 0 or parts.path.strip("/") or parts.username:
+        raise ConfigError(f"{where}: {name}: a forward sink is forward://HOST:PORT, e.g. forward://127.0.0.1:24224")
+    if "format" not in settings:
+        query.setdefault("format", "flat")
+    return _sink("forward", name, f"tcp://{parts.netloc}", None, settings, query, where, base)
 
 
 def _sink_from_table(table: dict, where: str, base: Path | None) -> SinkConfig:
@@ -169,7 +186,9 @@ def _sink(
         if kind == "loki" and key in NOT_ON_LOKI:
             raise ConfigError(f"{where}: {name}: {key} does not apply to loki+ sinks: {NOT_ON_LOKI[key]}; remove it")
         if key in SECRET_KEYS or key not in KIND_KEYS[kind]:
-            allowed = KIND_KEYS[kind] - {"url"} | (_AUTH_KEYS | _TLS_KEYS if kind != "stdout" else set())
+            allowed = KIND_KEYS[kind] - {"url"} | (
+                _AUTH_KEYS | _TLS_KEYS if kind not in ("stdout", "forward") else set()
+            )
             raise ConfigError(unknown_key(key, f"{where}: {name}", allowed, kind))
     merged = {VICTORIALOGS_KEYS.get(key, key): value for key, value in merged.items()}
     kwargs = build_kwargs(SinkConfig, merged, f"{where}: {name}", "", base, skip=("kind", "name", "url", "index"))

@@ -33,6 +33,7 @@ class Line:
     offset: int | None = None
     host: str | None = None  # the sender's host name, where the transport carries one
     oversize: bool = False
+    time: str | None = None  # RFC 3339: the transport's time (a Forward entry's) for a line logged without one
 
 
 @dataclass

@@ -168,7 +168,11 @@ class QueueLanes:
                                   stats, warn)  # fmt: skip
 
     def ready(self) -> bool:
-        return self.queue.has_room(HEADER.size) and self.queue.write_error is None
+        """Room, and a disk not known to refuse: a refused batch is not even transformed (memory stays flat).
+
+        Once the file system has room again, ``refusing`` lets the next append be tried for real.
+        """
+        return self.queue.has_room(HEADER.size) and not self.queue.refusing()
 
     def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
         if wait:

@@ -13,12 +13,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from prometheus_client import Histogram
 
 from named_senderr.engine.contracts import Delivery, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
-from named_senderr.engine.printing import Warn, ingest_now
+from named_senderr.engine.printing import Warn, ingest_now, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
 from named_senderr.engine.transforms import ParseLines, RollupConfig, TransformConfig, stages
 from named_senderr.errors import ConfigError
@@ -33,6 +34,7 @@ from named_senderr.queue.writer import queue_samples
 from named_senderr.ship_config import ShipConfig
 from named_senderr.sinks.outcome import Sink
 from named_senderr.sinks.registry import open_sink
+from named_senderr.sinks.stream import StreamDelivery
 from named_senderr.sources.file_tail import TailConfig
 from named_senderr.sources.files import FileSource
 from named_senderr.sources.follow import FollowSource
@@ -108,6 +110,7 @@ def run_pipeline(
     *,
     transforms: Sequence[TransformConfig] | None = None,
     patient: bool | None = None,
+    stream: BinaryIO | None = None,
 ) -> ShipResult:
     """Run ``sources`` through the transforms of ``config`` into its sinks, with or without the disk queue.
 
@@ -116,9 +119,12 @@ def run_pipeline(
     ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
     ``transforms`` replaces the config's privacy-then-rollup with stages in the order given; ``patient``
     (default: ``config.follow``) says the sources read until stopped, so a queued sink that ran out of
-    retries tries again later instead of ending the run.
+    retries tries again later instead of ending the run. With ``stream``, a lone ``stdout:`` sink without a
+    queue prints onto it in the calling thread, each batch flushed before its ack moves (``prints_directly``).
     """
-    check_dead_letter(config.dead_letter)
+    direct = stream is not None and sinks is None and prints_directly(config)
+    if not direct:  # printing refuses nothing: no dead letters
+        check_dead_letter(config.dead_letter)
     if transforms is None:
         transforms = [PrivacyConfig(config.client_ip, config.qname)]
         transforms += [RollupConfig(config.rollup)] if config.rollup is not None else []
@@ -128,23 +134,27 @@ def run_pipeline(
     dead_letter = DeadLetter(config.dead_letter)
     policy = RetryPolicy.from_config(config.retry)
     with ExitStack() as stack:
-        if sinks is None:
+        if sinks is None and not direct:
             ingest_time = ingest_now()
             sinks = []
             for sink_config in config.sinks:
                 sinks.append(open_sink(sink_config, ingest_time))
                 stack.callback(sinks[-1].close)
-        for sink in sinks:  # before the lanes count into them: each batch a sink settles is timed
+        for sink in sinks or []:  # before the lanes count into them: each batch a sink settles is timed
             observe = result.batch_seconds.labels(sink=sink.name).observe
             result.sinks.setdefault(sink.name, SinkCounters(settled=observe))
         delivery: Delivery
-        if durable:
-            assert result.queue is not None
+        if direct:
+            assert stream is not None
+            delivery, queue = StreamDelivery(stream, renderer(config.sinks[0].format)), None
+        elif durable:
+            assert result.queue is not None and sinks is not None
             lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
                                warn, stop, patient=config.follow if patient is None else patient,
                                clock=clock, sleep=sleep)  # fmt: skip
             delivery, queue = lanes, lanes.queue
         else:
+            assert sinks is not None
             delivery, queue = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep), None
         if config.metrics:
             samples = partial(ship_samples, result, queue, sources)  # read at each scrape
@@ -165,6 +175,11 @@ def run_pipeline(
             dead_letter.close()
     result.dead_lettered = dead_letter.count
     return result
+
+
+def prints_directly(config: ShipConfig) -> bool:
+    """Only ``stdout:`` and no disk queue: the events can be printed straight, no sink thread in between."""
+    return config.queue.dir is None and [sink.kind for sink in config.sinks] == ["stdout"]
 
 
 def check_dead_letter(path: Path) -> None:

@@ -47,6 +47,7 @@ class ParseLines:
             if isinstance(result, Event):
                 result.file, result.offset = line.file, line.offset
                 result.host = result.host or line.host or self.host
+                result.timestamp = result.timestamp or line.time
                 self.stats.events_by_reason[result.reason] += 1
                 events.append(result)
             else:

@@ -1,66 +1,35 @@
-"""Events to a Fluentd or Fluent Bit ``in_forward``, through fluent-logger's FluentSender.
+"""Events to a Fluentd or Fluent Bit ``in_forward`` (``forward://HOST:PORT``), acknowledged by the peer.
 
-FluentSender sends one Message-mode packet per emit, keeps a failed packet
-only until the next emit, and hands what exceeds ``bufmax`` to a
-``buffer_overflow_handler`` that does nothing by default: data lost without a
-word. Here the pending list is ours: an event leaves it only after its emit
-succeeded, FluentSender's own buffer is emptied after every failure (so
-nothing is sent twice), its overflow handler puts packets back in our list,
-and the list is bounded: when full, new events are refused (OutputFull), so a
-Forward receiver withholds its ack and the sender keeps the chunk. Events
-still pending at close are counted and logged as lost.
-
-There is no ack in fluent-logger: an event is "sent" once the kernel took it.
-A peer that dies after that loses what was in flight (at-least-once only up
-to the socket).
+A batch goes out as one PackedForward frame that asks for an ack (``chunk``,
+128 random bits in Base64 as the protocol says), and counts as stored only
+once the peer answered ``{"ack": chunk}``: Fluentd's in_forward and Fluent
+Bit's (since 1.5) answer once the chunk is in their buffer. So a Forward
+receiver in front of this sink acknowledges its own senders only after the
+peer took the events. A refused connection, a lost one or no answer within
+``timeout`` is a retry for the driver; as Forward cannot be asked what it
+kept, a frame cut off after the peer took it is delivered twice (at least
+once, never lost). The sink holds no buffer of its own: the engine's bounded
+queues and the sender's resends are the only ones.
 """
 
 from __future__ import annotations
 
-import logging
+import base64
+import os
+import socket
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import msgpack
-from fluent.sender import EventTime, FluentSender
 
-from named_senderr.errors import ConfigError
-from named_senderr.event import Event
-from named_senderr.sources.forward_server import OutputFull
+from named_senderr.event import Event, to_ecs, to_flat
+from named_senderr.protocol.fluent_forward import EventTime
+from named_senderr.ship_config import SinkConfig
+from named_senderr.sinks.outcome import Outcome, retry_all, unanswered
 
-DEFAULT_TAG = "named_senderr.send_error"
-
-
-@dataclass(frozen=True)
-class ForwardOutputConfig:
-    """A Fluent peer; ``max_pending`` events wait in memory while it is down, then new ones are refused."""
-
-    host: str
-    port: int
-    tag: str = DEFAULT_TAG
-    max_pending: int = 10_000
-    timeout: float = 3.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"--to-forward port {self.port} is not between 1 and 65535")
-        if self.max_pending < 1:
-            raise ConfigError(f"--max-pending {self.max_pending} must be at least 1")
-        if not self.tag:
-            raise ConfigError("--tag is empty; Fluentd routes by tag, give one such as named_senderr.send_error")
-
-
-@dataclass
-class ForwardCounters:
-    sent: int = 0
-    failed_attempts: int = 0  # emits that failed; their events stayed pending
-    refused: int = 0  # events refused because the pending list was full
-    reclaimed: int = 0  # packets FluentSender gave to its overflow handler, put back in our list
-    unencodable: int = 0  # records msgpack cannot write (never sendable)
-    lost: int = 0  # pending at close with the peer still down
+ANSWER_BYTES = 4096  # an ack is a few dozen bytes: anything longer is not one
+_PACKER = {"use_bin_type": True, "unicode_errors": "surrogateescape"}
 
 
 def event_time(event: Event) -> EventTime:
@@ -71,97 +40,75 @@ def event_time(event: Event) -> EventTime:
             return EventTime(int(moment.timestamp()), moment.microsecond * 1000)
         except ValueError:
             pass
-    return EventTime.from_unix_nano(time.time_ns())
+    now = time.time_ns()
+    return EventTime(now // 1_000_000_000, now % 1_000_000_000)
 
 
-class ForwardOutput:
-    """An Output (see sources/forward_server.py) that emits each event as one Forward Message."""
+class ForwardSink:
+    """One connection to the peer, opened on first use and again after any failure."""
 
-    def __init__(
-        self,
-        config: ForwardOutputConfig,
-        render: Callable[[Event], dict],
-        log: logging.Logger,
-        sender: FluentSender | None = None,
-    ) -> None:
-        self.config = config
-        self.render = render
-        self.log = log
-        self.counters = ForwardCounters()
-        self.peer = f"{config.host}:{config.port}"
-        self._pending: deque[tuple[msgpack.ExtType | int, dict]] = deque()
-        self._down = False
-        self._sender = sender or FluentSender(
-            config.tag,
-            host=config.host,
-            port=config.port,
-            timeout=config.timeout,
-            forward_packet_error=False,  # its default replaces an unencodable record with an error record
-        )
-        self._sender.buffer_overflow_handler = self._reclaim
+    workers = 1  # one connection, one frame at a time: the peer gets the events in order
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
+    def __init__(self, config: SinkConfig, ingest_time: str) -> None:
+        self.name = config.name
+        self.tag = config.tag
+        self.timeout = config.timeout
+        host, _, port = config.url.removeprefix("tcp://").rpartition(":")
+        self.address = (host.strip("[]"), int(port))
+        self._flat = config.format == "flat"
+        self._ingest_time = ingest_time
+        self._sock: socket.socket | None = None
 
-    def __call__(self, events: list[Event]) -> None:
-        self.flush()
-        room = self.config.max_pending - len(self._pending)
-        if len(events) > room:
-            self.counters.refused += len(events)
-            raise OutputFull(
-                f"Fluent peer {self.peer} is unreachable and {len(self._pending)} events already wait "
-                f"(--max-pending {self.config.max_pending})"
-            )
-        self._pending.extend((event_time(event), self.render(event)) for event in events)
-        self.flush()
+    def encode(self, event: Event) -> tuple[bytes, int]:
+        record = to_flat(event) if self._flat else to_ecs(event, self._ingest_time)
+        entry = msgpack.packb([event_time(event).to_ext(), record], **_PACKER)
+        return entry, len(entry)
 
-    def flush(self) -> bool:
-        """Emit pending events in order until one fails; True when none is left."""
-        sender = self._sender
-        while self._pending:
-            when, record = self._pending[0]
-            try:
-                ok = sender.emit_with_time(None, when, record)
-            except Exception as exc:  # msgpack refused the record: it can never be sent
-                self._pending.popleft()
-                self.counters.unencodable += 1
-                self.log.error("record not sendable to %s (%s); dropped: %r", self.peer, exc, record)
-                continue
-            if not ok:
-                with sender.lock:
-                    sender.pendings = None  # the packet stays first in our list; FluentSender must not resend it
-                self.counters.failed_attempts += 1
-                if not self._down:
-                    self._down = True
-                    self.log.warning(
-                        "Fluent peer %s unreachable (%s); %d events pending, retried on every flush",
-                        self.peer, sender.last_error, len(self._pending),
-                    )  # fmt: skip
-                return False
-            self._pending.popleft()
-            self.counters.sent += 1
-        if self._down:
-            self._down = False
-            self.log.info("Fluent peer %s reachable again; pending events delivered", self.peer)
-        return True
+    def send(self, items: list[bytes]) -> Outcome:
+        chunk = base64.b64encode(os.urandom(16)).decode()
+        frame = msgpack.packb([self.tag, b"".join(items), {"chunk": chunk, "size": len(items)}], **_PACKER)
+        try:
+            sock = self._connect()
+        except OSError as exc:
+            return retry_all(items, f"cannot connect to {self.name}: {exc.strerror or exc}")
+        try:
+            sock.sendall(frame)
+            answer = self._answer(sock)
+        except OSError as exc:  # the peer may have taken the frame before the cut
+            self._disconnect()
+            return unanswered(items, f"{self.name}: no ack ({getattr(exc, 'strerror', None) or exc})")
+        if answer != {b"ack": chunk.encode()}:
+            self._disconnect()
+            return unanswered(items, f"{self.name}: answered {answer!r} instead of the ack of chunk {chunk}")
+        return Outcome(delivered=len(items))
+
+    def dead_record(self, item: bytes) -> dict:
+        _time, record = msgpack.unpackb(item, raw=False, unicode_errors="surrogateescape", strict_map_key=False)
+        return {"document": record}
+
+    def drop_stored(self, items: list[Any]) -> list[Any]:
+        return items  # Forward has no way to ask the peer what it kept
 
     def close(self) -> None:
-        """A last flush; what the peer still did not take is counted and logged as lost."""
-        self.flush()
-        self._sender.close()  # hands anything it still holds to _reclaim, so it is counted below
-        if self._pending:
-            self.counters.lost += len(self._pending)
-            self.log.error(
-                "%d events not delivered to %s (peer down at shutdown); they are lost", len(self._pending), self.peer
-            )
-            self._pending.clear()
+        self._disconnect()
 
-    def _reclaim(self, packets: bytes) -> None:
-        """FluentSender's overflow handler: its packets go back to the front of our list, none dropped."""
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        unpacker.feed(packets)
-        entries = [(when, record) for _tag, when, record in unpacker]
-        self.counters.reclaimed += len(entries)
-        self._pending.extendleft(reversed(entries))
-        self.log.warning("reclaimed %d events from fluent-logger's overflow buffer for %s", len(entries), self.peer)
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = socket.create_connection(self.address, timeout=self.timeout)
+        return self._sock
+
+    def _answer(self, sock: socket.socket) -> Any:
+        unpacker = msgpack.Unpacker(raw=True, max_buffer_size=ANSWER_BYTES)
+        while data := sock.recv(ANSWER_BYTES):
+            try:
+                unpacker.feed(data)
+                for answer in unpacker:
+                    return answer
+            except (msgpack.BufferFull, msgpack.UnpackException, ValueError) as exc:
+                raise ConnectionError(f"not an ack: {exc}") from None
+        raise ConnectionError("the peer closed the connection")
+
+    def _disconnect(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

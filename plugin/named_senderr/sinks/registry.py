@@ -6,6 +6,7 @@ import sys
 
 from named_senderr.ship_config import SinkConfig
 from named_senderr.sinks.elasticsearch import BulkSink
+from named_senderr.sinks.forward import ForwardSink
 from named_senderr.sinks.loki import LokiSink
 from named_senderr.sinks.outcome import Sink
 from named_senderr.sinks.stdout import StdoutSink
@@ -17,6 +18,8 @@ def open_sink(config: SinkConfig, ingest_time: str) -> Sink:
         return LokiSink(config, ingest_time)
     if config.kind == "victorialogs":
         return VictoriaLogsSink(config, ingest_time)
+    if config.kind == "forward":
+        return ForwardSink(config, ingest_time)
     if config.kind == "stdout":
         return StdoutSink(config, ingest_time, sys.stdout.buffer)
     return BulkSink(config, ingest_time)
