@@ -44,7 +44,8 @@ class ListOutput:
         self.closed = False
         self.gate: threading.Event | None = None  # when set, a hand-off waits for it
         self.waiting = False
-        self._durable = 0
+        self.holding = False  # when set, what it takes is not durable until ``release``
+        self._taken = self._durable = 0
 
     def ready(self) -> bool:
         return not self.full
@@ -54,8 +55,13 @@ class ListOutput:
             self.waiting = True
             self.gate.wait(WAIT)
         self.events.extend(events)
-        self._durable = seq
+        self._taken = seq
+        if not self.holding:
+            self._durable = seq
         return True
+
+    def release(self) -> None:
+        self._durable = self._taken
 
     def durable_through(self) -> int:
         return self._durable
@@ -228,6 +234,20 @@ def test_host_comes_from_the_record_when_the_line_has_none(server: RunningServer
 
 
 # --- backpressure: no ack before the pipeline took the frame --------------------------------------
+
+
+def test_a_frame_is_acknowledged_only_once_the_delivery_holds_its_events_durably(server: RunningServer):
+    server.output.holding = True
+    with connect(server.port) as sock:
+        sock.sendall(w.message("t", w.uint(1), w.record(log=LINE), w.chunk_option("durable")))
+        wait_until(lambda: server.output.events)  # taken by the pipeline, not yet durable
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(64)
+        server.output.release()
+        sock.settimeout(WAIT)
+        assert read_object(sock) == {"ack": "durable"}
+    assert server.stats.acks == 1
 
 
 def test_a_full_output_withholds_the_ack_and_closes(server: RunningServer):

@@ -152,8 +152,8 @@ class _Connection:
         """On the event loop: the runner released the frame's batch (its events are durably held)."""
         self.owed -= 1
         if not self.writer.is_closing():
-            self.writer.write(encode_ack(chunk))
             self.stats.acks += 1
+            self.writer.write(encode_ack(chunk))
         self._close_when_done()
 
     def forget(self) -> None:

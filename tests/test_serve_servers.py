@@ -1,0 +1,144 @@
+"""``serve`` on the engine into the real Elasticsearch: when a chunk is acknowledged, rollup, kill -9 with a queue.
+
+Real ``serve`` processes, real Forward frames on loopback, counts taken in the store. Until serve ran on the
+engine, ``serve --to URL`` without ``--queue-dir`` acknowledged a chunk as soon as its events were batched in
+memory: a crash then lost acknowledged events. Now a chunk is acknowledged only once they are durably held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from tests.faults import FaultServer, Forward, Reply, Request
+from tests.test_durability import es_count, poll
+from tests.test_forward_serve_cli import Serve
+from tests.test_queue_faults import ENTRIES, frame, send
+from tests.test_ship_servers import new_index, search
+
+pytestmark = pytest.mark.servers
+STORED = 120.0  # seconds for the store to hold what was acknowledged
+NO_ACK = 3.0  # seconds an ack must not come while the store holds the events back
+
+
+@pytest.fixture
+def serve() -> Iterator[list[Serve]]:
+    started: list[Serve] = []
+    yield started
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait(timeout=30)
+
+
+def read_ack(sock: socket.socket, timeout: float) -> object:
+    """The first answer on ``sock`` within ``timeout`` seconds; TimeoutError when none came."""
+    sock.settimeout(timeout)
+    unpacker = msgpack.Unpacker(raw=False)
+    while data := sock.recv(4096):
+        unpacker.feed(data)
+        for answer in unpacker:
+            return answer
+    raise ConnectionError("closed without an answer")
+
+
+def test_without_a_queue_a_chunk_is_acknowledged_only_once_elasticsearch_stored_its_events(
+    elasticsearch_url: str, tmp_path: Path, serve: list[Serve]
+) -> None:
+    index = new_index("elasticsearch", elasticsearch_url, tmp_path).rsplit("/", 1)[1]
+    gate = threading.Event()
+
+    def plan(request: Request, number: int) -> Reply | Forward:
+        if request.path.split("?", 1)[0].endswith("/_bulk"):
+            gate.wait(60)  # bounded: the store takes nothing until the test lets it
+        return Forward(elasticsearch_url)
+
+    with FaultServer(plan) as proxy:
+        serve.append(Serve("--to", f"elasticsearch+{proxy.url}/{index}", "--dead-letter", str(tmp_path / "dead")))
+        with socket.create_connection(("127.0.0.1", serve[0].port), timeout=60) as sock:
+            sock.sendall(frame("held", "192.0.2", 0))
+            with pytest.raises(TimeoutError):
+                read_ack(sock, NO_ACK)  # the events are batched and sent, but the store has not taken them
+            assert es_count(elasticsearch_url, index) == 0
+            gate.set()
+            assert read_ack(sock, STORED) == {"ack": "held"}
+            assert es_count(elasticsearch_url, index) == ENTRIES  # stored before the ack was written
+        assert serve[0].stop() == 0
+
+
+def test_rollup_into_elasticsearch_stores_exact_counts_and_acks_once_the_windows_left(
+    elasticsearch_url: str, tmp_path: Path, serve: list[Serve]
+) -> None:
+    """Three chunks from two /24 networks in one minute: two documents, and every chunk acknowledged at the end."""
+    url = new_index("elasticsearch", elasticsearch_url, tmp_path)
+    index = url.rsplit("/", 1)[1]
+    serve.append(Serve("--to", url, "--rollup", "60s", "--dead-letter", str(tmp_path / "dead")))
+    chunks = [("a", "192.0.2", 0), ("b", "198.51.100", 1), ("c", "192.0.2", 2)]
+    socks = [socket.create_connection(("127.0.0.1", serve[0].port), timeout=60) for _ in chunks]
+    with contextlib.ExitStack() as stack:
+        for sock in socks:
+            stack.enter_context(sock)
+        for sock, (chunk, network, number) in zip(socks, chunks, strict=True):
+            sock.sendall(frame(chunk, network, number))
+        with pytest.raises(TimeoutError):
+            read_ack(socks[0], NO_ACK)  # the window holds the events: nothing has left, nothing is acknowledged
+        assert es_count(elasticsearch_url, index) == 0
+        serve[0].proc.send_signal(15)  # SIGTERM: the windows close, the sink delivers, then the acks go out
+        answers = [read_ack(sock, STORED) for sock in socks]
+    assert serve[0].proc.wait(timeout=60) == 0
+    assert answers == [{"ack": chunk} for chunk, _, _ in chunks]
+    docs = [hit["_source"] for hit in search(elasticsearch_url, index, {"size": 100})["hits"]["hits"]]
+    stored = sorted((d["client"]["ip"], d["event"]["reason"], d["bind"]["rollup"]["count"]) for d in docs)
+    assert stored == [("192.0.2.0", "would_block", 2 * ENTRIES), ("198.51.100.0", "would_block", ENTRIES)]
+
+
+def per_qname(base: str, index: str) -> dict[str, int]:
+    body = {"size": 0, "aggs": {"q": {"terms": {"field": "dns.question.name", "size": 10_000}}}}
+    buckets = search(base, index, body)["aggregations"]["q"]["buckets"]
+    return {bucket["key"]: bucket["doc_count"] for bucket in buckets}
+
+
+def test_kill_9_with_a_queue_dir_then_restart_stores_every_acknowledged_entry_once(
+    elasticsearch_url: str, tmp_path: Path, serve: list[Serve]
+) -> None:
+    url = new_index("elasticsearch", elasticsearch_url, tmp_path)
+    index = url.rsplit("/", 1)[1]
+    queue = str(tmp_path / "queue")
+    serve.append(Serve("--to", url, "--queue-dir", queue, "--dead-letter", str(tmp_path / "dead")))
+    port, acked, sent = serve[0].port, [], []
+    halt = threading.Event()
+
+    def sender() -> None:  # chunks one after the other until serve dies (or 400 were sent)
+        for number in range(400):
+            if halt.is_set():
+                return
+            sent.append(number)
+            try:
+                if send(port, frame(f"k{number}", "192.0.2", number), f"k{number}"):
+                    acked.append(number)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    poll(lambda: es_count(elasticsearch_url, index), lambda n: n > 0, STORED, interval=0.05)
+    serve[0].proc.kill()  # kill -9: no flush, no cursor saved at exit
+    serve[0].proc.wait(timeout=30)
+    halt.set()
+    thread.join(60)
+    at_kill = es_count(elasticsearch_url, index)
+    assert acked and at_kill < len(acked) * ENTRIES, "the kill must land while acknowledged chunks wait in the queue"
+    serve.append(Serve("--to", url, "--queue-dir", queue, "--dead-letter", str(tmp_path / "dead")))
+    want = len(acked) * ENTRIES
+    poll(lambda: es_count(elasticsearch_url, index), lambda n: n >= want, STORED, interval=0.5)
+    assert serve[1].stop() == 0
+    counts = per_qname(elasticsearch_url, index)
+    print(f"kill -9 after {len(acked)} acknowledged chunks, {at_kill:,} of their {want:,} entries stored then")
+    assert all(counts.get(f"f{number}.example") == ENTRIES for number in acked)  # each acked entry once
+    assert sum(counts.values()) <= len(sent) * ENTRIES  # an unacknowledged chunk at most once too
