@@ -57,6 +57,17 @@ Action = Reply | Forward
 Plan = Callable[[Request, int], Action]  # (request, its 0-based number) -> what to do
 
 
+def holding_bulk(gate: threading.Event, upstream: str, timeout: float) -> Plan:
+    """Everything passed on to ``upstream``, each ``_bulk`` request only once ``gate`` is set (or ``timeout``)."""
+
+    def plan(request: Request, number: int) -> Action:
+        if request.path.split("?", 1)[0].endswith("/_bulk"):  # the path carries a query string
+            gate.wait(timeout)
+        return Forward(upstream)
+
+    return plan
+
+
 class FaultServer:
     """``with FaultServer(plan) as server:`` ... ``server.url``; ``server.requests`` lists what came.
 

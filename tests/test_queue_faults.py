@@ -21,7 +21,7 @@ import msgpack
 import pytest
 
 from named_senderr.queue.disk import decode_records
-from tests.faults import FaultServer, Forward, Reply, Request
+from tests.faults import FaultServer, holding_bulk
 from tests.polling import wait_until
 from tests.test_durability import es_count, generate, poll
 from tests.test_forward_serve_cli import Serve
@@ -122,12 +122,7 @@ def test_serve_on_a_full_disk_withholds_acks_in_bounded_memory_and_resumes_by_it
     url_index = new_index("elasticsearch", elasticsearch_url, tmp_path).rsplit("/", 1)[1]
     gate = threading.Event()
 
-    def plan(request: Request, number: int) -> Reply | Forward:
-        if request.path.split("?", 1)[0].endswith("/_bulk"):
-            gate.wait(90)  # bounded: the store takes nothing until the disk is full
-        return Forward(elasticsearch_url)
-
-    with FaultServer(plan) as proxy, small_disk(tmp_path / "disk", "16m") as disk:
+    with FaultServer(holding_bulk(gate, elasticsearch_url, 90)) as proxy, small_disk(tmp_path / "disk", "16m") as disk:
         url = f"elasticsearch+{proxy.url}/{url_index}?timeout=120"
         serve.append(Serve("--to", url, "--queue-dir", str(disk / "queue"), "--metrics", "127.0.0.1:0"))
         process, port = serve[0], serve[0].port

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from tests.faults import FaultServer, Forward, Reply, Request
+from tests.faults import FaultServer, holding_bulk
 from tests.test_durability import es_count, poll
 from tests.test_forward_serve_cli import Serve
 from tests.test_queue_faults import ENTRIES, frame, send
@@ -54,12 +54,7 @@ def test_without_a_queue_a_chunk_is_acknowledged_only_once_elasticsearch_stored_
     index = new_index("elasticsearch", elasticsearch_url, tmp_path).rsplit("/", 1)[1]
     gate = threading.Event()
 
-    def plan(request: Request, number: int) -> Reply | Forward:
-        if request.path.split("?", 1)[0].endswith("/_bulk"):
-            gate.wait(60)  # bounded: the store takes nothing until the test lets it
-        return Forward(elasticsearch_url)
-
-    with FaultServer(plan) as proxy:
+    with FaultServer(holding_bulk(gate, elasticsearch_url, 60)) as proxy:
         serve.append(Serve("--to", f"elasticsearch+{proxy.url}/{index}", "--dead-letter", str(tmp_path / "dead")))
         with socket.create_connection(("127.0.0.1", serve[0].port), timeout=60) as sock:
             sock.sendall(frame("held", "192.0.2", 0))
