@@ -207,3 +207,36 @@ def test_with_a_queue_dir_an_acknowledged_chunk_survives_a_crash_while_the_store
     wait_until(lambda: len(up.lines) == 1)
     assert up.lines[0]["client_ip"] == "192.0.2.1"
     assert up.stop() == 0
+
+
+def test_run_config_with_a_forward_source_acknowledges_what_its_sink_printed(tmp_path: Path):
+    """``[sources.NAME] type = "forward"``: the same receiver as serve, in any pipeline file."""
+    (tmp_path / "pipeline.toml").write_text("""timezone = "UTC"
+[sources.fluent]
+type = "forward"
+port = 0
+[sinks.out]
+url = "stdout:?format=flat"
+inputs = ["fluent"]
+""")
+    command = [sys.executable, "-m", "named_senderr", "run", "--config", str(tmp_path / "pipeline.toml")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        listening = proc.stderr.readline().decode()
+        found = re.search(r"listening for Forward frames on 127\.0\.0\.1:(\d+)", listening)
+        assert found, listening
+        with socket.create_connection(("127.0.0.1", int(found.group(1))), timeout=WAIT) as sock:
+            sock.sendall(w.message("t", w.event_time(1_700_000_000, 0), w.record(log=LINE), w.chunk_option("r1")))
+            unpacker = msgpack.Unpacker(raw=False)
+            while not (answers := list(unpacker)):
+                unpacker.feed(sock.recv(4096))
+        assert answers == [{"ack": "r1"}]  # once the stdout sink wrote the event
+        assert json.loads(proc.stdout.readline())["client_ip"] == "192.0.2.1"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=WAIT) == 0
+        assert re.search(rb"stdout:\s+sent 1 ", proc.stderr.read())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=WAIT)

@@ -12,6 +12,7 @@ A new source type is one entry in ``SOURCES``: its settings and how to open it.
 from __future__ import annotations
 
 import difflib
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -28,9 +29,11 @@ from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import parse_window
 from named_senderr.ship_config import BatchConfig, QueueConfig, RetryConfig, ShipConfig, SinkConfig
 from named_senderr.ship_load import build_kwargs, make, read_toml, section, sink_from_url, unknown_key
+from named_senderr.sinks.credentials import read_secret
 from named_senderr.sources.file_tail import TailConfig
 from named_senderr.sources.files import SAMPLE_LOG, FileSource
 from named_senderr.sources.follow import FollowSource
+from named_senderr.sources.forward_server import DEFAULT_KEYS, ForwardServerConfig, ForwardSource
 from named_senderr.telemetry import Stats
 
 EXAMPLE = "conf/pipeline.toml"
@@ -84,6 +87,45 @@ class FollowSettings:
 
 
 @dataclass(frozen=True)
+class ForwardSettings:
+    """``type = "forward"``: Fluentd / Fluent Bit Forward frames; a chunk is acknowledged once its events are durable."""
+
+    host: str = "127.0.0.1"
+    port: int = 24224
+    keys: tuple[str, ...] = DEFAULT_KEYS  # record fields of the log line, the first present is read
+    shared_key_file: Path | None = None  # the handshake's key: in a file or a variable, never here
+    shared_key_env: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.shared_key_file is not None and self.shared_key_env is not None:
+            raise ConfigError("shared_key_file and shared_key_env are both set; keep one")
+        self.server()  # the receiver's own checks, and the key read, now rather than once running
+
+    def server(self) -> ForwardServerConfig:
+        key = read_secret(self.shared_key_env, self.shared_key_file, "shared_key", "the forward source")
+        return ForwardServerConfig(self.host, self.port, self.keys, key)
+
+
+class _ToWarn(logging.Handler):
+    """A source's log lines (a receiver's) onto the run's warnings, as every other message of ``run``."""
+
+    def __init__(self, warn: Warn) -> None:
+        super().__init__(logging.INFO)
+        self.warn = warn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.warn(record.getMessage())
+
+
+def open_forward(settings: ForwardSettings, context: SourceContext) -> ForwardSource:
+    log = logging.getLogger(f"named_senderr.{context.name}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.handlers = [_ToWarn(context.warn)]
+    return ForwardSource(settings.server(), context.stats, log, name=context.name)
+
+
+@dataclass(frozen=True)
 class SourceContext:
     """What every source is opened with: its name (``sources.NAME``), the run's counters, where warnings go."""
 
@@ -112,6 +154,8 @@ SOURCES: dict[str, SourceKind] = {
                         uses=lambda s: ["standard input"]),
     "follow": SourceKind(FollowSettings, lambda s, c: FollowSource(s.tail(), c.stats, c.warn, name=c.name),
                          endless=True, uses=lambda s: [f"the checkpoint {s.checkpoint}"]),
+    "forward": SourceKind(ForwardSettings, open_forward, endless=True,
+                          uses=lambda s: [f"port {s.port} of {s.host}"] if s.port else []),
 }  # fmt: skip
 TRANSFORMS: dict[str, type] = {"privacy": PrivacyConfig, "rollup": RollupConfig}
 

@@ -198,6 +198,7 @@ class ForwardSource:
         self._thread = threading.Thread(target=loop.run_forever, name=f"{self.name} loop", daemon=True)
         self._thread.start()
         self.address = asyncio.run_coroutine_threadsafe(self._start(), loop).result()
+        self.parsed.inputs += 1  # += : other sources may count into the same stats
         while not stop.wait(WAKE):
             pass
         asyncio.run_coroutine_threadsafe(self._stop_reading(), loop).result()
@@ -401,6 +402,7 @@ class ForwardSource:
                 skipped[entry.reason] = (skipped.get(entry.reason, (0, ""))[0] + 1, entry.detail)
                 continue
             self.stats.entries += 1
+            self.parsed.lines += 1
             record = entry.record
             first = record.get(keys[0])
             if type(first) is str and not is_candidate(first):  # the common case: one substring test
