@@ -19,6 +19,7 @@ import msgpack
 import pytest
 from fluent.sender import FluentSender
 
+from named_senderr.protocol.fluent_forward import encode_ack
 from tests import test_fluent_forward_wire as w
 from tests.polling import wait_until
 from tests.test_forward_output import Receiver
@@ -240,3 +241,33 @@ inputs = ["fluent"]
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=WAIT)
+
+
+def test_to_forward_acknowledges_a_chunk_only_once_the_peer_acknowledged_it(serve):
+    gate = threading.Event()
+    receiver = Receiver(reply=lambda chunk: encode_ack(chunk) if gate.wait(WAIT) else b"")
+    try:
+        server = serve("--to-forward", f"127.0.0.1:{receiver.port}")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            sock.sendall(w.message("t", w.event_time(1_700_000_000, 0), w.record(log=LINE), w.chunk_option("p1")))
+            wait_until(lambda: len(receiver.entries) == 1)  # the peer has the event, and has not answered
+            sock.settimeout(1.5)
+            with pytest.raises(TimeoutError):
+                sock.recv(64)
+            gate.set()
+            sock.settimeout(WAIT)
+            assert msgpack.unpackb(sock.recv(64)) == {"ack": "p1"}
+        assert server.stop() == 0
+    finally:
+        gate.set()
+        receiver.stop()
+
+
+def test_privacy_options_apply_to_what_serve_prints(serve):
+    server = serve("--format", "flat", "--client-ip", "truncate:/24,/56", "--qname", "drop")
+    sender = FluentSender("named", host="127.0.0.1", port=server.port)
+    assert sender.emit("log", {"log": LINE})
+    sender.close()
+    wait_until(lambda: server.lines)
+    assert server.lines[0]["client_ip"] == "192.0.2.0" and server.lines[0].get("qname") is None
+    assert server.stop() == 0
