@@ -23,6 +23,7 @@ connection that ends while acks are owed to it stays open for them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -31,7 +32,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from named_senderr.engine.contracts import Ack, Batch, Emit, Line, no_ack
@@ -132,9 +132,14 @@ def find_line(record: dict, keys: tuple[str, ...]) -> str | bytes | BadRecord:
     return BadRecord("missing_key", f"no {' or '.join(map(repr, keys))} key; set --key to the record's field")
 
 
+@functools.lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    """The RFC 3339 second; cached, as the entries of a frame mostly share a few seconds."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def _rfc3339(time: EventTime) -> str:
-    moment = datetime.fromtimestamp(time.seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{moment}.{time.nanoseconds // 1_000_000:03d}Z"
+    return f"{_second(time.seconds)}.{time.nanoseconds // 1_000_000:03d}Z"
 
 
 class _Connection:
@@ -355,7 +360,7 @@ class ForwardSource:
         ack: Ack = no_ack
         if raw.chunk is not None:
             connection.owed += 1
-            ack = partial(loop.call_soon_threadsafe, connection.acknowledge, raw.chunk)
+            ack = functools.partial(loop.call_soon_threadsafe, connection.acknowledge, raw.chunk)
         lines = await loop.run_in_executor(self._executor, self._take, raw, peer.name, ack)
         if lines >= 0:
             self._refusing = False
@@ -391,7 +396,9 @@ class ForwardSource:
     def _lines(self, raw: RawFrame, peer: str) -> list[Line]:
         """The candidate lines of a frame, decoded one entry at a time, with the record's host and the entry's time."""
         lines: list[Line] = []
-        keys = self.config.keys
+        keys, first = self.config.keys, self.config.keys[0]
+        entries = 0
+        last_time, time = None, None  # the entries of a frame mostly share their times
         skipped: dict[str, tuple[int, str]] = {}  # reason -> (count, the last detail), said once per frame
         for entry in decode_entries(raw, self.config.limits):
             if type(entry) is not Entry:
@@ -401,25 +408,27 @@ class ForwardSource:
                     self.stats.invalid_entries += 1
                 skipped[entry.reason] = (skipped.get(entry.reason, (0, ""))[0] + 1, entry.detail)
                 continue
-            self.stats.entries += 1
-            self.parsed.lines += 1
+            entries += 1
             record = entry.record
-            first = record.get(keys[0])
-            if type(first) is str and not is_candidate(first):  # the common case: one substring test
-                self.stats.not_send_errors += 1
-                continue
-            value = find_line(record, keys)
-            if isinstance(value, BadRecord):
-                self.stats.bad_records += 1
-                self.complain(value.reason, f"tag {raw.tag!r}: {value.detail}")
-                continue
-            if not is_candidate(value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")):
+            value = record.get(first)
+            if type(value) is not str:  # another key, a bin value (Ruby's strings), or no line at all
+                value = find_line(record, keys)
+                if isinstance(value, BadRecord):
+                    self.stats.bad_records += 1
+                    self.complain(value.reason, f"tag {raw.tag!r}: {value.detail}")
+                    continue
+            text = value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
+            if not is_candidate(text):  # the common case: one substring test
                 self.stats.not_send_errors += 1
                 continue
             data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-            time = _rfc3339(entry.time) if entry.time is not None else None  # for a line logged without a time
-            lines.append(Line(data, host=_record_host(record), time=time))
+            if entry.time != last_time:  # the time for a line logged without one
+                last_time = entry.time
+                time = _rfc3339(last_time) if last_time is not None else None
+            lines.append(Line(data, None, None, _record_host(record), False, time))
+        self.stats.entries += entries
+        self.parsed.lines += entries
         for reason, (count, detail) in skipped.items():
-            entries = "entry" if count == 1 else "entries"
-            self.complain(reason, f"{peer}: {count} {entries} skipped in tag {raw.tag!r}, the rest taken: {detail}")
+            several = "entry" if count == 1 else "entries"
+            self.complain(reason, f"{peer}: {count} {several} skipped in tag {raw.tag!r}, the rest taken: {detail}")
         return lines
