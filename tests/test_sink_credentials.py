@@ -103,6 +103,8 @@ def test_ship_with_a_queue_dir_keeps_echoed_credentials_out_of_the_queue(tmp_pat
 
 
 def test_serve_log_has_no_echoed_credentials(serve, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    """On the engine a sink that failed for good ends serve with exit 4, as it ends ship (serve used to go on
+    running and refuse every chunk)."""
     query, secret, _, _ = AUTH["basic"]
     with FaultServer(echoing(401)) as server:
         url = f"elasticsearch+{server.url}/named?{query}"
@@ -111,7 +113,7 @@ def test_serve_log_has_no_echoed_credentials(serve, tmp_path: Path) -> None:  # 
         assert sender.emit("log", {"log": LINE})
         sender.close()
         wait_until(lambda: server.requests)
-        assert process.stop() == 0  # the summary at the stop logs the sink's failure with the server's words
+        assert process.stop() == 4  # the summary at the stop logs the sink's failure with the server's words
     shown = process.stderr + files_text(tmp_path)
     assert "refused request with headers" in process.stderr
     assert leaked(shown, "basic") == [] and REDACTED in shown

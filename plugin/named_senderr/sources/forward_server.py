@@ -218,7 +218,8 @@ class ForwardSource:
         if loop is not None:
             loop.close()
         self._executor.shutdown(wait=True)
-        self.log.info("stopped: %s", self.stats.summary(self.parsed))
+        if self.address is not None:
+            self.log.info("stopped: %s", self.stats.summary(self.parsed))
 
     def samples(self) -> Iterator[Sample]:
         """Every receiver counter as a Prometheus counter named after it; open connections and buffered bytes
