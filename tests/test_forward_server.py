@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgpack
@@ -212,6 +212,14 @@ def test_event_time_with_4e9_nanoseconds_is_skipped_counted_and_the_rest_acknowl
     assert send_and_ack(server.port, w.forward("t", [bad, good], w.chunk_option("ns"))) == {"ack": "ns"}
     assert [event.timestamp for event in server.output.events] == ["2023-11-14T22:13:20.250Z"]
     assert server.stats.bad_times == 1
+
+
+def test_a_line_without_a_time_in_an_entry_of_time_0_gets_the_time_it_was_received(server: RunningServer):
+    """Forward's 0 or nil time means "now": the receipt, not the start of the process, dates the event."""
+    before = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert send_and_ack(server.port, w.message("t", w.uint(0), w.record(log=BARE_LINE), w.chunk_option("z")))
+    after = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert before <= server.output.events[0].timestamp <= after
 
 
 def test_frames_without_chunk_get_no_ack(server: RunningServer):

@@ -44,6 +44,8 @@ acknowledgements (frames asking for one with "chunk", as require_ack_response do
   with --queue-dir  once fsync'd in the queue (a kill -9 after the ack loses nothing);
   without           once every sink settled them: stored (or already there),
                     dead-lettered, or printed and flushed on stdout
+  with --rollup     also only once the window holding them left (up to two windows:
+                    keep it well below the sender's ack timeout, 190 s in Fluentd)
   A full pipeline (a slow sink, a full queue, a disk that refuses the write)
   refuses the chunk whole: no ack, the connection closes, the sender keeps the
   chunk and resends it; serve takes chunks again by itself once there is room.

@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -399,7 +400,9 @@ class ForwardSource:
         lines: list[Line] = []
         keys, first = self.config.keys, self.config.keys[0]
         entries = 0
-        last_time, time = None, None  # the entries of a frame mostly share their times
+        now = time.time_ns()
+        received = EventTime(now // 1_000_000_000, now % 1_000_000_000)  # Forward's nil or 0 time means "now"
+        last_time, stamp = None, _rfc3339(received)  # the entries of a frame mostly share their times
         skipped: dict[str, tuple[int, str]] = {}  # reason -> (count, the last detail), said once per frame
         for entry in decode_entries(raw, self.config.limits):
             if type(entry) is not Entry:
@@ -425,8 +428,8 @@ class ForwardSource:
             data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
             if entry.time != last_time:  # the time for a line logged without one
                 last_time = entry.time
-                time = _rfc3339(last_time) if last_time is not None else None
-            lines.append(Line(data, None, None, _record_host(record), False, time))
+                stamp = _rfc3339(received if last_time is None else last_time)
+            lines.append(Line(data, None, None, _record_host(record), False, stamp))
         self.stats.entries += entries
         self.parsed.lines += entries
         for reason, (count, detail) in skipped.items():
