@@ -164,6 +164,8 @@ class QueueLanes:
                                     warn, patient=patient, pause=policy.maximum)  # fmt: skip
             self.consumers.append(consumer.start())
         self._failed = lambda: any(c.counters.failed for c in self.consumers)
+        # ``ship --follow`` restarted after a crash between an append and its checkpoint reads those lines again.
+        self._replayed = self.queue.newest() if patient else set()
         self.writer = QueueWriter(self.queue, config.when_full, lambda: stop.is_set() or self._failed(),
                                   stats, warn)  # fmt: skip
 
@@ -172,8 +174,10 @@ class QueueLanes:
 
     def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
         if wait:
-            for event in events:
-                self.writer.add(event)
+            payloads = [encode_event(event) for event in events]
+            if self._replayed:
+                payloads = self._skip_replayed(payloads)
+            self.writer.extend(payloads)
             if not self.writer.flush():
                 return False
         else:  # refuse the batch whole rather than wait: the sender keeps it and sends it again
@@ -190,6 +194,14 @@ class QueueLanes:
 
     def durable_through(self) -> int:
         return self._durable
+
+    def _skip_replayed(self, payloads: list[bytes]) -> list[bytes]:
+        """Drop the events the queue already holds; the first batch without any ends the look (they come first)."""
+        fresh = [payload for payload in payloads if payload not in self._replayed]
+        self.stats.replayed += len(payloads) - len(fresh)
+        if len(fresh) == len(payloads):
+            self._replayed = set()
+        return fresh
 
     def tick(self) -> None:
         """The consumers read the queue on their own."""

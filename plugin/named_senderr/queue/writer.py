@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from named_senderr.event import Event
 from named_senderr.metrics import Sample
-from named_senderr.queue.consumer import encode_event
 from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
 from named_senderr.telemetry import QueueStats
 
@@ -33,8 +31,9 @@ class QueueWriter:
         self.warn = warn
         self._pending: list[bytes] = []
 
-    def add(self, event: Event) -> None:
-        self._pending.append(encode_event(event))
+    def extend(self, payloads: list[bytes]) -> None:
+        """Encoded events (``queue.consumer.encode_event``), appended at the next ``flush``."""
+        self._pending.extend(payloads)
 
     def __len__(self) -> int:
         return len(self._pending)
