@@ -1,21 +1,23 @@
 """The ``ship`` pipeline: files, stdin or followed globs -> transforms -> disk queue or not -> sinks.
 
 Every option of the transform chain (privacy, rollup) and of the runner
-(metrics, signals) works with and without ``--queue-dir``.
+(metrics, signals) works with and without ``--queue-dir``. ``run_pipeline``
+takes any sources: the streaming commands (engine/streaming.py) use it too.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from named_senderr.engine.contracts import Delivery, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
-from named_senderr.engine.printing import Warn, ingest_now
+from named_senderr.engine.printing import Warn, ingest_now, renderer
 from named_senderr.engine.runner import Runner
 from named_senderr.engine.transforms import ParseLines, chain
 from named_senderr.errors import ConfigError
@@ -30,6 +32,7 @@ from named_senderr.queue.writer import queue_samples
 from named_senderr.ship_config import ShipConfig
 from named_senderr.sinks.outcome import Sink
 from named_senderr.sinks.registry import open_sink
+from named_senderr.sinks.stream import StreamDelivery
 from named_senderr.sources.file_tail import TailConfig
 from named_senderr.sources.files import FileSource
 from named_senderr.sources.follow import FollowSource
@@ -73,7 +76,7 @@ def run_ship(
         source = FollowSource(tail, result.stats, warn)
     else:
         source = FileSource(config.inputs, result.stats, warn)
-    return run_pipeline([source], config, result, warn, report, sinks, clock, sleep, stop)
+    return run_pipeline([source], config, result, warn, report, sinks, clock, sleep, stop, endless=config.follow)
 
 
 def new_result(config: ShipConfig) -> ShipResult:
@@ -91,21 +94,31 @@ def run_pipeline(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
+    *,
+    stream: BinaryIO | None = None,
+    endless: bool = False,
+    samples: Callable[[], Iterable[Sample]] | None = None,
 ) -> ShipResult:
     """Run ``sources`` through the transforms of ``config`` into its sinks, with or without the disk queue.
 
     Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
     opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
     ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
+    With ``stream``, a lone ``stdout:`` sink without a queue prints onto it in the caller's thread, each
+    batch flushed before its ack moves (``prints_directly``). ``endless`` sources (followed files, a
+    listener) only stop on a signal: a sink behind the queue is retried for as long, and rejects are
+    appended across restarts. ``samples`` adds the sources' own figures to /metrics.
     """
-    check_dead_letter(config.dead_letter)
+    direct = stream is not None and sinks is None and prints_directly(config)
+    if not direct:  # printing refuses nothing: no dead letters
+        check_dead_letter(config.dead_letter)
     privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # key read now: errors before reading
     stop = stop or threading.Event()
     durable = config.queue.dir is not None
     dead_letter = DeadLetter(config.dead_letter)
     policy = RetryPolicy.from_config(config.retry)
     with ExitStack() as stack:
-        if sinks is None:
+        if sinks is None and not direct:
             ingest_time = ingest_now()
             sinks = []
             for sink_config in config.sinks:
@@ -115,14 +128,23 @@ def run_pipeline(
         if durable:
             assert result.queue is not None
             lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
-                               warn, stop, patient=config.follow, clock=clock, sleep=sleep)  # fmt: skip
+                               warn, stop, patient=endless, clock=clock, sleep=sleep)  # fmt: skip
             delivery, queue = lanes, lanes.queue
+        elif direct:
+            assert stream is not None
+            delivery, queue = StreamDelivery(stream, renderer(config.sinks[0].format)), None
         else:
             delivery, queue = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep), None
         if config.metrics:
-            server = stack.enter_context(serve_metrics(config.metrics, lambda: ship_samples(result, queue)))
+
+            def collect() -> Iterator[Sample]:
+                yield from ship_samples(result, queue)
+                yield from samples() if samples is not None else ()
+
+            server = stack.enter_context(serve_metrics(config.metrics, collect))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
-        rejects = stack.enter_context(open(config.rejects, "ab" if durable else "wb")) if config.rejects else None
+        mode = "ab" if durable or endless else "wb"  # what a restart finds is kept
+        rejects = stack.enter_context(open(config.rejects, mode)) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
         runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
                         chain(privacy, config.rollup, clock), delivery, stop,
@@ -137,6 +159,11 @@ def run_pipeline(
             dead_letter.close()
     result.dead_lettered = dead_letter.count
     return result
+
+
+def prints_directly(config: ShipConfig) -> bool:
+    """Only ``stdout:`` and no disk queue: the events can be printed straight, no sink thread in between."""
+    return config.queue.dir is None and [sink.kind for sink in config.sinks] == ["stdout"]
 
 
 def check_dead_letter(path: Path) -> None:
