@@ -186,3 +186,14 @@ def test_tail_rollup_prints_one_event_per_window_the_last_one_when_stopped(tmp_p
     assert tail.stop(signal.SIGINT) == 0
     [event] = tail.events(1)
     assert event["repeat_count"] == 5 and tail.stdout.empty()
+
+
+def test_tail_writes_a_rejected_line_to_rejects_as_it_comes(tmp_path: Path) -> None:
+    """A follower runs until killed: a rejected line waiting in a buffer would be lost with it."""
+    log, rejects = tmp_path / "named.log", tmp_path / "rejects.ndjson"
+    log.write_text(LINE.format(port=99999))  # a candidate, rejected: no such port
+    tail = Process("tail", str(log), "--read-from-head", "--poll-interval", "0.05", "--rejects", str(rejects))
+    try:
+        wait_until(lambda: rejects.exists() and b'"invalid_port"' in rejects.read_bytes())
+    finally:
+        assert tail.stop(signal.SIGKILL) == -signal.SIGKILL

@@ -107,7 +107,7 @@ def run_pipeline(
     With ``stream``, a lone ``stdout:`` sink without a queue prints onto it in the caller's thread, each
     batch flushed before its ack moves (``prints_directly``). ``endless`` sources (followed files, a
     listener) only stop on a signal: a sink behind the queue is retried for as long, and rejects are
-    appended across restarts. ``samples`` adds the sources' own figures to /metrics.
+    written as they come and appended across restarts. ``samples`` adds the sources' own figures to /metrics.
     """
     direct = stream is not None and sinks is None and prints_directly(config)
     if not direct:  # printing refuses nothing: no dead letters
@@ -143,8 +143,8 @@ def run_pipeline(
 
             server = stack.enter_context(serve_metrics(config.metrics, collect))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
-        mode = "ab" if durable or endless else "wb"  # what a restart finds is kept
-        rejects = stack.enter_context(open(config.rejects, mode)) if config.rejects else None
+        mode, buffering = "ab" if durable or endless else "wb", 0 if endless else -1  # endless: kept as it comes
+        rejects = stack.enter_context(open(config.rejects, mode, buffering)) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
         runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
                         chain(privacy, config.rollup, clock), delivery, stop,
