@@ -118,23 +118,20 @@ def run_pipeline(
     dead_letter = DeadLetter(config.dead_letter)
     policy = RetryPolicy.from_config(config.retry)
     with ExitStack() as stack:
-        if sinks is None and not direct:
-            ingest_time = ingest_now()
-            sinks = []
-            for sink_config in config.sinks:
-                sinks.append(open_sink(sink_config, ingest_time))
-                stack.callback(sinks[-1].close)
         delivery: Delivery
-        if durable:
-            assert result.queue is not None
-            lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
-                               warn, stop, patient=endless, clock=clock, sleep=sleep)  # fmt: skip
-            delivery, queue = lanes, lanes.queue
-        elif direct:
+        queue: DiskQueue | None = None
+        if direct:
             assert stream is not None
-            delivery, queue = StreamDelivery(stream, renderer(config.sinks[0].format)), None
+            delivery = StreamDelivery(stream, renderer(config.sinks[0].format))
         else:
-            delivery, queue = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep), None
+            sinks = sinks if sinks is not None else open_sinks(config, stack)
+            if durable:
+                assert result.queue is not None
+                lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
+                                   warn, stop, patient=endless, clock=clock, sleep=sleep)  # fmt: skip
+                delivery, queue = lanes, lanes.queue
+            else:
+                delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep)
         if config.metrics:
 
             def collect() -> Iterator[Sample]:
@@ -143,7 +140,8 @@ def run_pipeline(
 
             server = stack.enter_context(serve_metrics(config.metrics, collect))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
-        mode, buffering = "ab" if durable or endless else "wb", 0 if endless else -1  # endless: kept as it comes
+        mode = "ab" if durable or endless else "wb"  # a restart keeps what the last run rejected
+        buffering = 0 if endless else -1  # an endless run ends killed: each reject is written as it comes
         rejects = stack.enter_context(open(config.rejects, mode, buffering)) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
         runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
@@ -159,6 +157,16 @@ def run_pipeline(
             dead_letter.close()
     result.dead_lettered = dead_letter.count
     return result
+
+
+def open_sinks(config: ShipConfig, stack: ExitStack) -> list[Sink]:
+    """Every sink of ``config``, each closed when ``stack`` closes."""
+    ingest_time = ingest_now()
+    sinks = []
+    for sink_config in config.sinks:
+        sinks.append(open_sink(sink_config, ingest_time))
+        stack.callback(sinks[-1].close)
+    return sinks
 
 
 def prints_directly(config: ShipConfig) -> bool:
