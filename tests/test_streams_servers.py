@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,6 +73,14 @@ def delivery_args(tmp_path: Path, url: str, *extra: str) -> list[str]:
             "--dead-letter", str(tmp_path / "dead.ndjson"), *extra]  # fmt: skip
 
 
+def delivered_by_the_next_start(start: Callable[[], Command], elasticsearch_url: str, url: str, total: int) -> None:
+    """Started again (the store up), the command delivers what the last run left queued: ``total`` documents."""
+    command = start()
+    wait_until(lambda: es_count(elasticsearch_url, index_of(url)) >= total, TIMEOUT)
+    assert command.stop() == 0
+    assert es_count(elasticsearch_url, index_of(url)) == total
+
+
 def test_tail_to_elasticsearch_moves_the_checkpoint_only_once_the_events_are_stored(
     elasticsearch_url: str, tmp_path: Path
 ) -> None:
@@ -105,10 +113,8 @@ def test_tail_with_a_queue_checkpoints_what_is_queued_and_the_next_start_deliver
         assert es_count(elasticsearch_url, index_of(url)) == 0 and unacked_segments(queue)
         assert "wait in the queue" in first.stderr.read_text()
         down["now"] = False
-        second = Command(tmp_path, *args)
-        wait_until(lambda: es_count(elasticsearch_url, index_of(url)) >= total, TIMEOUT)
-        assert second.stop() == 0
-    assert es_count(elasticsearch_url, index_of(url)) == total and unacked_segments(queue) == []
+        delivered_by_the_next_start(lambda: Command(tmp_path, *args), elasticsearch_url, url, total)
+    assert unacked_segments(queue) == []
 
 
 def send_tcp(address: tuple[str, int], numbers: range) -> None:
@@ -173,10 +179,8 @@ def test_listen_sigterm_with_a_queue_keeps_what_was_not_delivered_and_the_next_s
         assert es_count(elasticsearch_url, index_of(url)) == 0 and unacked_segments(queue)
         assert "wait in the queue" in first.stderr.read_text()
         down["now"] = False
-        second, _ = listening(tmp_path, *args)
-        wait_until(lambda: es_count(elasticsearch_url, index_of(url)) >= total, TIMEOUT)
-        assert second.stop() == 0
-    assert es_count(elasticsearch_url, index_of(url)) == total and unacked_segments(queue) == []
+        delivered_by_the_next_start(lambda: listening(tmp_path, *args)[0], elasticsearch_url, url, total)
+    assert unacked_segments(queue) == []
 
 
 def test_listen_killed_9_with_a_queue_loses_nothing_it_had_queued(elasticsearch_url: str, tmp_path: Path) -> None:
@@ -191,7 +195,5 @@ def test_listen_killed_9_with_a_queue_loses_nothing_it_had_queued(elasticsearch_
         wait_until(lambda: scrape(metrics)["named_senderr_events_queued_total"] == total, TIMEOUT)
         first.stop(signal.SIGKILL)
         down["now"] = False
-        second, _ = listening(tmp_path, *args)
-        wait_until(lambda: es_count(elasticsearch_url, index_of(url)) >= total, TIMEOUT)
-        assert second.stop() == 0
-    assert es_count(elasticsearch_url, index_of(url)) == total and unacked_segments(queue) == []
+        delivered_by_the_next_start(lambda: listening(tmp_path, *args)[0], elasticsearch_url, url, total)
+    assert unacked_segments(queue) == []
