@@ -19,12 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from named_senderr.engine.contracts import Batch
 from named_senderr.engine.delivery import SinkLanes
 from named_senderr.engine.runner import Runner
 from named_senderr.queue.driver import DeadLetter
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.ship_config import BatchConfig
 from named_senderr.sinks.outcome import Outcome
+from named_senderr.sources.file_tail import TailConfig
+from named_senderr.sources.follow import FollowSource
 from named_senderr.sources.syslog import SyslogConfig, SyslogEndpoint
 from named_senderr.sources.syslog_source import SyslogSource
 from named_senderr.telemetry import Stats
@@ -32,7 +35,7 @@ from tests.polling import wait_until
 from tests.test_backpressure import GatedSink
 from tests.test_engine import parse_lines
 from tests.test_metrics import scrape
-from tests.test_tail_cli import DEADLINE, LINE, Process
+from tests.test_tail_cli import DEADLINE, LINE, Process, checkpointed
 
 MESSAGE = "<28>Oct 21 10:22:33 ns1 named[1234]: client 192.0.2.27#{port}: error sending response: unset"
 
@@ -197,3 +200,23 @@ def test_tail_writes_a_rejected_line_to_rejects_as_it_comes(tmp_path: Path) -> N
         wait_until(lambda: rejects.exists() and b'"invalid_port"' in rejects.read_bytes())
     finally:
         assert tail.stop(signal.SIGKILL) == -signal.SIGKILL
+
+
+def test_follow_hands_a_poll_on_in_parts_and_moves_the_checkpoint_past_each(tmp_path: Path) -> None:
+    """What ``tail`` prints in parts of PRINT_EVERY lines: a kill -9 repeats one part, not a whole poll."""
+    log, checkpoint = tmp_path / "named.log", tmp_path / "tail.json"
+    log.write_text("".join(LINE.format(port=1000 + n) for n in range(5)))
+    size = len(LINE.format(port=1000))
+    stop, seen = threading.Event(), []
+
+    def emit(batch: Batch, *, wait: bool = True) -> bool:
+        seen.append((len(batch.lines), checkpointed(checkpoint)))  # where the parts before this one left it
+        batch.ack()
+        if len(seen) == 3:
+            stop.set()
+        return True
+
+    source = FollowSource(TailConfig((str(log),), checkpoint, read_from_head=True), Stats(), print, batch_lines=2)
+    source.run(emit, stop)
+    source.close()
+    assert seen == [(2, 0), (2, 2 * size), (1, 4 * size)] and checkpointed(checkpoint) == 5 * size
