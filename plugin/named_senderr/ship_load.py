@@ -71,10 +71,13 @@ _TOP_KEYS = frozenset({"inputs", "timezone", "host", "dead_letter", "rejects", "
 _TOP_KEYS |= {"follow", "read_from_head", "metrics"}
 
 
-def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[str, object]) -> ShipConfig:
+def load_ship_config(
+    path: Path | None, urls: Sequence[str], overrides: Mapping[str, object], default_urls: Sequence[str] = ()
+) -> ShipConfig:
     """``urls`` (from ``--to``) replace the file's sinks; ``overrides`` (command-line values) replace its keys.
 
-    An override named ``queue.KEY`` replaces KEY of the ``[queue]`` table.
+    An override named ``queue.KEY`` replaces KEY of the ``[queue]`` table. ``default_urls`` are the sinks
+    when neither names one (the streaming commands print on stdout).
     """
     table = read_toml(path) if path else {}
     where = str(path) if path else "the command line"
@@ -85,8 +88,8 @@ def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[
     sink_tables = table.get("sinks", [])
     if not isinstance(sink_tables, list) or not all(isinstance(t, dict) for t in sink_tables):
         raise ConfigError(f"{where}: sinks must be an array of tables: [[sinks]] with url = ...")
-    if urls:
-        sinks = tuple(sink_from_url(url, {}, "--to", None) for url in urls)
+    if urls or not sink_tables:
+        sinks = tuple(sink_from_url(url, {}, "--to", None) for url in urls or default_urls)
     else:
         sinks = tuple(_sink_from_table(t, f"{where}: sinks[{i}]", base) for i, t in enumerate(sink_tables))
     top = {k: v for k, v in table.items() if k not in ("batch", "retry", "sinks", "queue")}

@@ -153,6 +153,9 @@ class QueueLanes:
         self.config = config
         self.stats = stats
         self.queue = DiskQueue(config.dir, config.max_bytes, tuple(s.name for s in sinks), warn=warn)
+        # A follower restarted after a crash between an append and its checkpoint reads those lines again: know
+        # them before any consumer starts (a delivered segment is deleted).
+        self._replayed = self.queue.newest() if patient else set()
         self.halt, self.closing = threading.Event(), threading.Event()
         self._durable = 0
         wait = self.halt.wait if sleep is time.sleep else sleep
@@ -164,8 +167,6 @@ class QueueLanes:
                                     warn, patient=patient, pause=policy.maximum)  # fmt: skip
             self.consumers.append(consumer.start())
         self._failed = lambda: any(c.counters.failed for c in self.consumers)
-        # ``ship --follow`` restarted after a crash between an append and its checkpoint reads those lines again.
-        self._replayed = self.queue.newest() if patient else set()
         self.writer = QueueWriter(self.queue, config.when_full, lambda: stop.is_set() or self._failed(),
                                   stats, warn)  # fmt: skip
 
@@ -199,7 +200,7 @@ class QueueLanes:
         """Drop the events the queue already holds; the first batch without any ends the look (they come first)."""
         fresh = [payload for payload in payloads if payload not in self._replayed]
         self.stats.replayed += len(payloads) - len(fresh)
-        if len(fresh) == len(payloads):
+        if payloads and len(fresh) == len(payloads):
             self._replayed = set()
         return fresh
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from prometheus_client import Histogram
 
 from named_senderr.engine.contracts import Delivery, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
-from named_senderr.engine.printing import Warn, ingest_now
+from named_senderr.engine.printing import Warn, ingest_now, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
 from named_senderr.engine.transforms import ParseLines, RollupConfig, TransformConfig, stages
 from named_senderr.errors import ConfigError
@@ -33,6 +33,7 @@ from named_senderr.queue.writer import queue_samples
 from named_senderr.ship_config import ShipConfig
 from named_senderr.sinks.outcome import Sink
 from named_senderr.sinks.registry import open_sink
+from named_senderr.sinks.stream import StreamDelivery
 from named_senderr.sources.file_tail import TailConfig
 from named_senderr.sources.files import FileSource
 from named_senderr.sources.follow import FollowSource
@@ -87,7 +88,7 @@ def run_ship(
         source = FollowSource(tail, result.stats, warn)
     else:
         source = FileSource(config.inputs, result.stats, warn)
-    return run_pipeline([source], config, result, warn, report, sinks, clock, sleep, stop)
+    return run_pipeline([source], config, result, warn, report, sinks, clock, sleep, stop, endless=config.follow)
 
 
 def new_result(config: ShipConfig) -> ShipResult:
@@ -107,18 +108,24 @@ def run_pipeline(
     stop: threading.Event | None = None,
     *,
     transforms: Sequence[TransformConfig] | None = None,
-    patient: bool | None = None,
+    stream: BinaryIO | None = None,
+    endless: bool = False,
+    samples: Callable[[], Iterable[Sample]] | None = None,
 ) -> ShipResult:
     """Run ``sources`` through the transforms of ``config`` into its sinks, with or without the disk queue.
 
     Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
     opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
     ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
-    ``transforms`` replaces the config's privacy-then-rollup with stages in the order given; ``patient``
-    (default: ``config.follow``) says the sources read until stopped, so a queued sink that ran out of
-    retries tries again later instead of ending the run.
+    ``transforms`` replaces the config's privacy-then-rollup with stages in the order given.
+    With ``stream``, a lone ``stdout:`` sink without a queue prints onto it in the caller's thread, each
+    batch flushed before its ack moves (``prints_directly``). ``endless`` sources (followed files, a
+    listener) only stop on a signal: a sink behind the queue is retried for as long, and rejects are
+    written as they come and appended across restarts. ``samples`` adds the sources' own figures to /metrics.
     """
-    check_dead_letter(config.dead_letter)
+    direct = stream is not None and sinks is None and prints_directly(config)
+    if not direct:  # printing refuses nothing: no dead letters
+        check_dead_letter(config.dead_letter)
     if transforms is None:
         transforms = [PrivacyConfig(config.client_ip, config.qname)]
         transforms += [RollupConfig(config.rollup)] if config.rollup is not None else []
@@ -128,29 +135,34 @@ def run_pipeline(
     dead_letter = DeadLetter(config.dead_letter)
     policy = RetryPolicy.from_config(config.retry)
     with ExitStack() as stack:
-        if sinks is None:
-            ingest_time = ingest_now()
-            sinks = []
-            for sink_config in config.sinks:
-                sinks.append(open_sink(sink_config, ingest_time))
-                stack.callback(sinks[-1].close)
-        for sink in sinks:  # before the lanes count into them: each batch a sink settles is timed
-            observe = result.batch_seconds.labels(sink=sink.name).observe
-            result.sinks.setdefault(sink.name, SinkCounters(settled=observe))
         delivery: Delivery
-        if durable:
-            assert result.queue is not None
-            lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
-                               warn, stop, patient=config.follow if patient is None else patient,
-                               clock=clock, sleep=sleep)  # fmt: skip
-            delivery, queue = lanes, lanes.queue
+        queue: DiskQueue | None = None
+        if direct:
+            assert stream is not None
+            delivery = StreamDelivery(stream, renderer(config.sinks[0].format))
         else:
-            delivery, queue = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep), None
+            sinks = sinks if sinks is not None else open_sinks(config, stack)
+            for sink in sinks:  # before the lanes count into them: each batch a sink settles is timed
+                observe = result.batch_seconds.labels(sink=sink.name).observe
+                result.sinks.setdefault(sink.name, SinkCounters(settled=observe))
+            if durable:
+                assert result.queue is not None
+                lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
+                                   warn, stop, patient=endless, clock=clock, sleep=sleep)  # fmt: skip
+                delivery, queue = lanes, lanes.queue
+            else:
+                delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep)
         if config.metrics:
-            samples = partial(ship_samples, result, queue, sources)  # read at each scrape
-            server = stack.enter_context(serve_metrics(config.metrics, samples, result.batch_seconds))
+
+            def collect() -> Iterator[Sample]:  # read at each scrape
+                yield from ship_samples(result, queue, sources)
+                yield from samples() if samples is not None else ()
+
+            server = stack.enter_context(serve_metrics(config.metrics, collect, result.batch_seconds))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
-        rejects = stack.enter_context(open(config.rejects, "ab" if durable else "wb")) if config.rejects else None
+        mode = "ab" if durable or endless else "wb"  # a restart keeps what the last run rejected
+        buffering = 0 if endless else -1  # an endless run ends killed: each reject is written as it comes
+        rejects = stack.enter_context(open(config.rejects, mode, buffering)) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
         runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
                         chain, delivery, stop,
@@ -165,6 +177,21 @@ def run_pipeline(
             dead_letter.close()
     result.dead_lettered = dead_letter.count
     return result
+
+
+def open_sinks(config: ShipConfig, stack: ExitStack) -> list[Sink]:
+    """Every sink of ``config``, each closed when ``stack`` closes."""
+    ingest_time = ingest_now()
+    sinks = []
+    for sink_config in config.sinks:
+        sinks.append(open_sink(sink_config, ingest_time))
+        stack.callback(sinks[-1].close)
+    return sinks
+
+
+def prints_directly(config: ShipConfig) -> bool:
+    """Only ``stdout:`` and no disk queue: the events can be printed straight, no sink thread in between."""
+    return config.queue.dir is None and [sink.kind for sink in config.sinks] == ["stdout"]
 
 
 def check_dead_letter(path: Path) -> None:
