@@ -29,6 +29,7 @@ class FollowSource:
     batch_lines: int | None = None  # at most this many lines a batch; None: a whole poll's
     name: str = "follow"
     _tail: FileTail | None = field(default=None, init=False)
+    _counted: int = field(default=0, init=False)  # files this source has added to stats.inputs
     _acked: queue.SimpleQueue[Ack] = field(default_factory=queue.SimpleQueue, init=False)
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
@@ -36,7 +37,8 @@ class FollowSource:
         while not stop.is_set():
             self._commit()
             polled = tail.poll()
-            self.stats.inputs = len(tail.followed)
+            self.stats.inputs += len(tail.followed) - self._counted  # other sources count into the same stats
+            self._counted = len(tail.followed)
             for batch in self._batches(polled):
                 if not emit(batch):
                     return  # refused (stopping): these lines are read again at the next start
