@@ -123,8 +123,8 @@ def read_toml(path: Path, example: str = "conf/named-senderr.toml") -> dict:
 def sink_from_url(url: str, settings: dict, where: str, base: Path | None) -> SinkConfig:
     """A sink from its URL; ``settings`` are the other keys of its TOML table, if any."""
     if url.split(":", 1)[0] == "stdout":
-        query = url[len("stdout:") :].lstrip("/").lstrip("?")
-        return _sink("stdout", "stdout:", "", None, settings, _query(query, "stdout:", where), where, base)
+        options = url[len("stdout:") :].lstrip("/").lstrip("?")
+        return _sink("stdout", "stdout:", "", None, settings, _query(options, "stdout:", where), where, base)
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES or not parts.hostname:
         shown = url.split("@")[-1] if "@" in url else url
@@ -215,7 +215,7 @@ def _coerce(value: object, hint: object, key: str, where: str, base: Path | None
         return value.lower() in ("true", "1", "yes")
     if hint in (int, float) and isinstance(value, str):
         with contextlib.suppress(ValueError):
-            value = hint(value)  # type: ignore[operator]
+            value = hint(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if hint is Path and isinstance(value, str):

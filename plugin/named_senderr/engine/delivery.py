@@ -224,6 +224,6 @@ class QueueLanes:
         self.halt.set()
         for consumer in self.consumers:
             consumer.thread.join(JOIN_GRACE)
-        self.stats.bytes = self.queue.bytes
+        self.stats.bytes = self.queue.held_bytes
         self.stats.pending = {c.sink.name: self.queue.pending(c.sink.name) for c in self.consumers}
         self.queue.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 import orjson
 
@@ -31,7 +31,7 @@ class ParseLines:
     parser: NamedLineParser
     stats: Stats
     host: str | None = None  # host.name for lines whose text and transport carry none
-    rejects: BinaryIO | None = None
+    rejects: IO[bytes] | None = None  # any binary file: unbuffered for endless runs, buffered otherwise
 
     def __call__(self, lines: list[Line]) -> list[Event]:
         events = []

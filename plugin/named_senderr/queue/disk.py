@@ -105,7 +105,8 @@ class DiskQueue:
         self._gc()
 
     @property
-    def bytes(self) -> int:
+    def held_bytes(self) -> int:
+        """Bytes of the segments still on disk (what ``max_bytes`` bounds)."""
         with self._cond:
             return sum(self._sizes.values())
 

@@ -88,7 +88,7 @@ def queue_samples(qstats: QueueStats, queue: DiskQueue) -> Iterator[Sample]:
     """The disk queue's part of /metrics, for ``ship`` and ``serve`` alike."""
     yield Sample("named_senderr_events_queued_total", "counter", "Events written to the disk queue.", qstats.queued)
     yield Sample("named_senderr_events_dropped_total", "counter", "Events dropped, the queue full.", qstats.dropped)
-    yield Sample("named_senderr_queue_bytes", "gauge", "Bytes of the disk queue on disk.", queue.bytes)
+    yield Sample("named_senderr_queue_bytes", "gauge", "Bytes of the disk queue on disk.", queue.held_bytes)
     yield Sample("named_senderr_queue_max_bytes", "gauge", "Size bound of the disk queue.", queue.max_bytes)
     yield Sample("named_senderr_queue_writable", "gauge", "0 while the disk refuses appends (full, I/O error).",
                  0 if queue.write_error else 1)  # fmt: skip
