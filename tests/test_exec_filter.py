@@ -27,6 +27,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "
 LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#{port} (example.com): error sending response: would block"
 QUERY = "21-Nov-2026 04:48:37.004 queries: info: client @0x7f 192.0.2.9#4076 (example.com): query: example.com IN A"
 WAIT = 15.0
+INSTALLED = Path(sys.executable).with_name("named-senderr")  # the console script pip installed beside python
 
 
 def pack(record: object) -> bytes:
@@ -36,9 +37,10 @@ def pack(record: object) -> bytes:
 class Child:
     """The filter as a child process; a thread reads its stdout with a streaming Unpacker."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, program: Path | None = None) -> None:
         self.log_file = tmp_path / "fluentd-filter.log"
-        command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(self.log_file), *args]
+        named_senderr = [str(program)] if program else [sys.executable, "-m", "named_senderr"]
+        command = [*named_senderr, "fluentd-filter", "--log-file", str(self.log_file), *args]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.records: list = []
         self.stdout_bytes = 0
@@ -87,8 +89,8 @@ class Child:
 def start(tmp_path: Path) -> Iterator[Callable[..., Child]]:
     children: list[Child] = []
 
-    def make(*args: str) -> Child:
-        children.append(Child(tmp_path, *args))
+    def make(*args: str, program: Path | None = None) -> Child:
+        children.append(Child(tmp_path, *args, program=program))
         return children[-1]
 
     yield make
@@ -222,24 +224,60 @@ def test_undecodable_bytes_restart_the_decoder(start, garbage: bytes):
     assert child.finish() == 0
 
 
-def test_a_string_claiming_4gib_costs_at_most_max_record_size_and_one_read(start):
-    """msgpack checks a str length only once the body is there: the buffer limit is what stops a lying header."""
+def test_a_string_claiming_4gib_is_stepped_over_unbuffered_and_its_bytes_never_decoded(start):
+    """Changed on purpose (issue 12): the bytes a str header claims are that string's, never records.
+
+    The decoder used to give up on the string once its buffer was full and restart inside it, decoding the
+    claimed body as records; now it steps over the claimed length without buffering it (at most
+    --max-record-size held), so the records written inside the claimed 4 GiB come out as nothing.
+    """
     child = start("--max-record-size", "4096")
     child.write(b"\x81\xa7message\xdb\xff\xff\xff\xff")
-    child.write(pack({"message": LINE.format(port=2)}) * 4000)  # ~400 KB swallowed as the string's body, then refused
-    wait_until(lambda: child.log_has("undecodable_msgpack"))
-    child.write(pack({"message": LINE.format(port=3)}))
-    wait_until(lambda: child.records and child.records[-1]["client_port"] == 3)
+    child.write(pack({"message": LINE.format(port=2)}) * 4000)  # ~400 KB, all inside the claimed string
+    wait_until(lambda: child.log_has("oversize (1 so far)"))
+    assert child.log_has("at least 4294967309 bytes")
     assert child.finish() == 0
+    assert child.records == []
+    assert child.log_has("input ended inside the oversize record at input byte 0")
 
 
-def test_a_record_over_max_record_size_is_dropped_and_the_next_one_parsed(start):
+def test_a_record_over_max_record_size_is_stepped_over_and_the_next_one_parsed(start):
+    """Changed on purpose (issue 12): counted and logged as ``oversize``, no longer as undecodable bytes."""
     child = start("--max-record-size", "4096")
     child.write(pack({"message": "x" * 100_000}))
-    wait_until(lambda: child.log_has("undecodable_msgpack"))
+    wait_until(lambda: child.log_has("oversize (1 so far)"))
     child.write(pack({"message": LINE.format(port=4)}))
     assert child.wait_records(1)[0]["client_port"] == 4
     assert child.finish() == 0
+    assert not child.log_has("undecodable_msgpack")
+
+
+FORGED = "21-Nov-2026 05:10:00.000 client @0x7f 203.0.113.66#4242 (forged.example): error sending response: would block"
+
+
+@pytest.mark.parametrize(
+    "payload_end",
+    [
+        pytest.param(pack({"message": FORGED}), id="a-send-error-map-inside-the-payload"),
+        pytest.param(b"\xda\xff\xff", id="a-str16-header-ending-the-payload"),
+    ],
+)
+def test_an_oversize_record_is_stepped_over_exactly_forging_nothing_and_losing_nothing(start, payload_end: bytes):
+    """Issue 12, item 1: a 2 MiB bin line (Fluentd packs in_tail lines as bin), then 1,000 good records.
+
+    The decoder used to restart inside the payload: the embedded map came out as an event for 203.0.113.66,
+    or the str16 header swallowed 64 KiB of the good records that followed.
+    """
+    line = b"21-Nov-2026 05:10:00.000 queries: info: " + b"c" * (2 * 1024 * 1024) + payload_end
+    good = b"".join(pack({"message": LINE.format(port=port)}) for port in range(1, 1001))
+    child = start("--key", "message", program=INSTALLED)
+    child.write(pack({"message": line}) + good)
+    assert child.finish() == 0
+    assert all(r["client_ip"] != "203.0.113.66" for r in child.records)
+    assert [r["client_port"] for r in child.records] == list(range(1, 1001))
+    log = child.log_file.read_text()
+    assert log.count("oversize (") == 1 and "input byte 0 is at least 2097" in log
+    assert "bad input: oversize 1" in log
 
 
 def test_input_cut_inside_a_record_is_counted_at_eof(start):

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
-import orjson
 
 from named_senderr.event import Event, to_ecs, to_flat
 from named_senderr.parse.named import NamedLineParser, Rejection, is_candidate
+from named_senderr.protocol.msgpack_records import BadRecord, JsonRecords, MsgpackRecords
 
 IN_FORMATS = ("msgpack", "json")
 NON_MATCHING = ("drop", "pass")
@@ -36,14 +36,6 @@ LOG_FIRST = 20  # complaints of one kind logged one by one; then every LOG_EVERY
 LOG_EVERY = 1000
 
 _PACK_OPTIONS = {"use_bin_type": True, "unicode_errors": "surrogateescape"}
-
-
-@dataclass(frozen=True, slots=True)
-class BadRecord:
-    """A record that holds no log line we can read: why, for the counters and the log."""
-
-    reason: str  # not_a_map, missing_key, non_string, invalid_json, undecodable_msgpack, oversize
-    detail: str
 
 
 @dataclass
@@ -176,30 +168,13 @@ class ExecFilter:
         self.stats = FilterStats()
         self.complain = Complaints(log)
         self._packer = msgpack.Packer(**_PACK_OPTIONS)
-        self._unpacker = self._new_unpacker()
-        self._fed = 0  # bytes fed to the current unpacker
-        self._json_tail = b""
-        self._json_skipping = False
-
-    def _new_unpacker(self) -> msgpack.Unpacker:
-        limit = self.max_record_bytes
-        return msgpack.Unpacker(
-            raw=False,
-            unicode_errors="surrogateescape",
-            strict_map_key=False,
-            max_buffer_size=limit + READ_SIZE,
-            max_str_len=limit,
-            max_bin_len=limit,
-            max_ext_len=1024,
-            max_array_len=100_000,
-            max_map_len=10_000,
-        )
+        self._decoder = MsgpackRecords(max_record_bytes) if in_format == "msgpack" else JsonRecords(max_record_bytes)
 
     def batch(self, data: bytes) -> bytes:
         """The msgpack output for one read chunk; records split across chunks wait for their rest."""
         self.stats.batches += 1
         self.stats.bytes_in += len(data)
-        objects = self._msgpack_objects(data) if self.in_format == "msgpack" else self._json_objects(data)
+        objects = self._decoder.feed(data)
         out = []
         first_key = self.records.keys[0]
         skipped = 0
@@ -229,50 +204,9 @@ class ExecFilter:
 
     def finish(self) -> None:
         """At EOF: a record cut short by the end of input is counted, not silently lost."""
-        if self.in_format == "msgpack" and self._unpacker.tell() < self._fed:
-            left = self._fed - self._unpacker.tell()
-            self._bad(BadRecord("truncated", f"input ended inside a msgpack record; its {left} bytes were dropped"))
-        elif self.in_format == "json" and self._json_tail.strip():
-            self._bad(BadRecord("truncated", f"input ended inside a JSON line of {len(self._json_tail)} bytes"))
-
-    def _msgpack_objects(self, data: bytes) -> list[Any]:
-        objects: list[Any] = []
-        unfed = len(data)
-        try:
-            self._unpacker.feed(data)  # BufferFull: a record longer than max_record_bytes
-            self._fed, unfed = self._fed + len(data), 0
-            for obj in self._unpacker:
-                objects.append(obj)
-        except Exception as exc:  # BufferFull, FormatError, StackError, limits: resynchronize
-            dropped = self._fed - self._unpacker.tell() + unfed
-            detail = (
-                f"{type(exc).__name__}: {exc or 'not msgpack'}; dropped {dropped} undecoded bytes, decoder restarted"
-            )
-            self._bad(BadRecord("undecodable_msgpack", detail))
-            self._unpacker = self._new_unpacker()
-            self._fed = 0
-        return objects
-
-    def _json_objects(self, data: bytes) -> list[Any]:
-        if self._json_skipping:  # the rest of an oversize line
-            newline = data.find(b"\n")
-            if newline < 0:
-                return []
-            data, self._json_skipping = data[newline + 1 :], False
-        lines = (self._json_tail + data).split(b"\n")
-        self._json_tail = lines.pop()
-        if len(self._json_tail) > self.max_record_bytes:
-            self._bad(BadRecord("oversize", f"a JSON line is longer than {self.max_record_bytes} bytes; skipped"))
-            self._json_tail, self._json_skipping = b"", True
-        objects = []
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                objects.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                objects.append(_json_with_bad_utf8(line))
-        return objects
+        bad = self._decoder.finish()
+        if bad is not None:
+            self._bad(bad)
 
     def _one(self, obj: Any) -> bytes | None:
         if isinstance(obj, BadRecord):
@@ -327,15 +261,6 @@ def renderer(format: str) -> Callable[[Event], dict]:
         return to_ecs(event, clock["text"])
 
     return ecs
-
-
-def _json_with_bad_utf8(line: bytes) -> Any:
-    import json  # the slow path, only for lines orjson refuses
-
-    try:
-        return json.loads(line.decode("utf-8", "surrogateescape"))
-    except ValueError as exc:
-        return BadRecord("invalid_json", f"{exc}; line of {len(line)} bytes dropped")
 
 
 def run_exec_filter(filter_: ExecFilter, in_fd: int, out_fd: int, stop_fd: int | None, stats_interval: float) -> str:
