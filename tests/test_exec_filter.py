@@ -8,6 +8,7 @@ Unpacker while stdin is still open, as Fluentd does.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from datetime import UTC
 from pathlib import Path
 
 import msgpack
+import orjson
 import pytest
 
 from named_senderr.event import Event
@@ -179,6 +181,7 @@ def test_stdout_carries_only_msgpack_maps(start):
 
 
 def test_hostile_records_are_counted_logged_and_survived(start):
+    """Changed on purpose (issue 12): ``message: null`` is logged as a null field, no longer as a missing key."""
     child = start()
     hostile = [
         pack([1, 2, 3]),  # not a map
@@ -192,8 +195,9 @@ def test_hostile_records_are_counted_logged_and_survived(start):
     child.write(pack({"message": LINE.format(port=7)}))
     assert child.wait_records(1)[0]["client_port"] == 7
     assert child.finish() == 0
-    for reason in ("not_a_map (1 so far)", "missing_key (2 so far)", "non_string (2 so far)"):
+    for reason in ("not_a_map (1 so far)", "missing_key (1 so far)", "non_string (2 so far)", "null_value (1 so far)"):
         assert child.log_has(reason), reason
+    assert child.log_has("'message' is null")
 
 
 def test_invalid_utf8_in_the_line_still_becomes_an_event(start):
@@ -306,15 +310,39 @@ def test_non_matching_records_are_dropped_by_default(start):
     assert child.log_has("1 dropped as not send errors")
 
 
-def test_rejected_candidates_pass_with_the_error_field(start):
-    child = start()
-    bad = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#99999 (example.com): error sending response: would block"
-    child.write(pack({"message": bad}))
-    record = child.wait_records(1)[0]
-    assert record["message"] == bad
-    assert record["named_senderr_error"]["reason"] == "invalid_port"
+BAD_PORT = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#99999 (example.com): error sending response: would block"
+
+
+def test_rejected_candidates_never_come_back_by_default_and_go_to_rejects(start, tmp_path: Path):
+    """Changed on purpose (issue 12): a rejected candidate is no longer passed back under the event tag."""
+    child = start("--rejects", str(tmp_path / "rejects.ndjson"))
+    child.write(pack({"message": BAD_PORT}) + pack({"message": LINE.format(port=1)}))
     assert child.finish() == 0
-    assert child.log_has("rejected_invalid_port")
+    assert [r["client_port"] for r in child.records] == [1]
+    assert child.log_has("rejected_invalid_port (1 so far)") and child.log_has("1 rejected candidates (invalid_port 1)")
+    [kept] = [orjson.loads(line) for line in (tmp_path / "rejects.ndjson").read_bytes().splitlines()]
+    assert kept["reason"] == "invalid_port" and kept["line"] == BAD_PORT
+
+
+def test_a_candidate_line_over_64kib_is_rejected_not_passed_as_an_event(start):
+    """Fluentd 1.19 showed a 1 MB candidate line leaving under the event tag, on to the store."""
+    child = start()
+    long_line = LINE.format(port=2).replace("example.com", "x" * 100_000, 1).encode()
+    child.write(pack({"message": long_line}) + pack({"message": LINE.format(port=3)}))
+    assert child.finish() == 0
+    assert [r["client_port"] for r in child.records] == [3]
+    assert child.log_has("rejected_line_too_long (1 so far)")
+
+
+def test_rejected_candidates_pass_back_under_their_own_tag_when_asked(start):
+    child = start("--rejected-tag", "named.rejected")
+    child.write(pack({"message": BAD_PORT, "host": "ns1"}) + pack({"message": LINE.format(port=4)}))
+    assert child.finish() == 0
+    rejected, event = child.records
+    assert rejected["message"] == BAD_PORT and rejected["host"] == "ns1"
+    assert rejected["named_senderr_error"]["reason"] == "invalid_port"
+    assert rejected["named_senderr_tag"] == "named.rejected"
+    assert event["client_port"] == 4 and "named_senderr_tag" not in event
 
 
 def test_key_option_reads_another_field(start):
@@ -344,15 +372,40 @@ def test_json_lines_input(start):
 
 
 @pytest.mark.skipif(Path("/dev/log").exists(), reason="this machine has a syslog socket at /dev/log")
-def test_syslog_target_without_a_syslog_socket_is_a_usage_error():
+def test_syslog_target_without_a_syslog_socket_falls_back_to_stderr_and_filters_on():
+    """Changed on purpose (issue 12): exit 2 made Fluentd respawn the child in a loop, the reason unseen."""
     command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", "syslog"]
-    result = subprocess.run(command, input=b"", capture_output=True, timeout=WAIT)
-    assert result.returncode == 2
-    assert b"cannot reach /dev/log" in result.stderr and result.stdout == b""
+    result = subprocess.run(command, input=pack({"message": LINE.format(port=5)}), capture_output=True, timeout=WAIT)
+    assert result.returncode == 0
+    assert b"cannot reach /dev/log" in result.stderr and b"logging to stderr instead" in result.stderr
+    assert msgpack.unpackb(result.stdout)["client_port"] == 5
 
 
-def test_an_unwritable_log_file_is_a_usage_error(tmp_path: Path):
+def test_an_unwritable_log_file_falls_back_to_stderr_and_filters_on(tmp_path: Path):
+    """Changed on purpose (issue 12): exit 2 made Fluentd respawn the child in a loop, the reason unseen."""
     command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(tmp_path)]
-    result = subprocess.run(command, input=b"", capture_output=True, timeout=WAIT)
-    assert result.returncode == 2
-    assert b"give a writable path" in result.stderr and result.stdout == b""
+    result = subprocess.run(command, input=pack({"message": LINE.format(port=6)}), capture_output=True, timeout=WAIT)
+    assert result.returncode == 0
+    assert f"--log-file {tmp_path}: cannot open it (Is a directory)".encode() in result.stderr
+    assert b"and filtering goes on" in result.stderr and b"stopped (eof): 1 records" in result.stderr
+    assert msgpack.unpackb(result.stdout)["client_port"] == 6
+
+
+def test_an_unwritable_log_file_falls_back_to_syslog_too(tmp_path: Path):
+    """Fluentd discards the child's stderr: where a syslog socket exists, the reason goes there as well."""
+    from named_senderr.cli.fluentd_filter import setup_logging
+
+    syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslog.bind(str(tmp_path / "log"))
+    syslog.settimeout(WAIT)
+    log = setup_logging(str(tmp_path), "info", syslog_socket=str(tmp_path / "log"))
+    try:
+        message = syslog.recv(65536)
+        log.info("still logging")
+        assert b"still logging" in syslog.recv(65536)
+    finally:
+        for handler in log.handlers:
+            handler.close()
+        syslog.close()
+    assert b"fluentd-filter: --log-file" in message and b"cannot open it (Is a directory)" in message
+    assert b"logging to stderr and syslog" in message

@@ -1,0 +1,102 @@
+"""The ``fluentd-filter`` pipeline: Fluentd's records on stdin -> parse -> privacy -> rollup -> msgpack on stdout.
+
+The same transform chain as every other command: a rejected candidate is
+counted (and kept with ``rejects``) by the parse stage, never written back as
+an event; the source passes it back only under ``rejected_tag``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from named_senderr.engine.runner import Runner
+from named_senderr.engine.transforms import ParseLines, chain
+from named_senderr.errors import ConfigError
+from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
+from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
+from named_senderr.parse.named import NamedLineParser
+from named_senderr.sinks.msgpack_stream import MsgpackDelivery, MsgpackOut
+from named_senderr.sources.exec_filter import IN_FORMATS, NON_MATCHING, ExecFilterSource, FilterStats, renderer
+from named_senderr.telemetry import Stats
+
+DEFAULT_KEYS = ("message", "log")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Everything ``fluentd-filter`` needs, checked before the first record is read."""
+
+    keys: tuple[str, ...] = DEFAULT_KEYS
+    in_format: str = "msgpack"
+    format: str = "flat"
+    non_matching: str = "drop"
+    rejected_tag: str | None = None  # pass rejected candidates back under this tag; None: never
+    timezone: str | None = None
+    host: str | None = None
+    rejects: Path | None = None
+    max_record_bytes: int = 1024 * 1024
+    stats_interval: float = 300.0
+    client_ip: str | None = None
+    qname: str | None = None
+    rollup: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_record_bytes < 1024:
+            raise ConfigError(f"--max-record-size {self.max_record_bytes} is too small; give at least 1024 bytes")
+        if not self.keys or not all(self.keys):
+            raise ConfigError("--key needs a field name, e.g. --key message")
+        if self.in_format not in IN_FORMATS or self.non_matching not in NON_MATCHING:
+            raise ConfigError(f"--in-format is one of {', '.join(IN_FORMATS)}, --non-matching one of "
+                              f"{', '.join(NON_MATCHING)}")  # fmt: skip
+        if self.rejected_tag is not None and not self.rejected_tag.strip():
+            raise ConfigError("--rejected-tag needs a Fluentd tag, e.g. --rejected-tag named.rejected")
+        if self.stats_interval <= 0:
+            raise ConfigError(f"--stats-interval {self.stats_interval} must be above 0 seconds")
+
+
+@dataclass
+class FilterResult:
+    """Live during the run (the periodic log line reads it) and final at the end."""
+
+    parsed: Stats
+    counts: FilterStats
+    delivery: MsgpackDelivery
+    ended: str = "signal"  # eof, signal, or Fluentd closed our stdout
+
+    def summary(self) -> str:
+        return self.counts.summary(self.parsed, self.delivery.written)
+
+
+def run_fluentd_filter(
+    config: FilterConfig, in_fd: int, out_fd: int, log: logging.Logger, stop: threading.Event
+) -> FilterResult:
+    """Filter the records on ``in_fd`` onto ``out_fd`` until end of input or ``stop`` (a signal)."""
+    privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # a key file is read now, before input
+    parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
+    out = MsgpackOut(out_fd)
+    stats = Stats()
+    source = ExecFilterSource(in_fd, config.in_format, config.max_record_bytes, config.keys, out, stats, log,
+                              config.non_matching == "pass", config.rejected_tag)  # fmt: skip
+    result = FilterResult(stats, source.counts, MsgpackDelivery(out, renderer(config.format)))
+    with ExitStack() as stack:
+        rejects = stack.enter_context(open_rejects(config.rejects)) if config.rejects else None
+        parse = ParseLines(parser, stats, config.host, rejects, on_reject=source.rejected)
+        runner = Runner([source], parse, chain(privacy, config.rollup, time.monotonic), result.delivery, stop,
+                        report=lambda: log.info("%s", result.summary()), report_every=config.stats_interval)  # fmt: skip
+        runner.run()
+    result.ended = "Fluentd closed our stdout" if out.broken else source.ended
+    return result
+
+
+def open_rejects(path: Path) -> BinaryIO:
+    """Appended to: Fluentd respawns its child with the same command line."""
+    try:
+        return open(path, "ab")
+    except OSError as exc:
+        raise ConfigError(f"--rejects {path}: cannot open it ({exc.strerror}); give a writable path") from None
