@@ -409,3 +409,51 @@ def test_an_unwritable_log_file_falls_back_to_syslog_too(tmp_path: Path):
         syslog.close()
     assert b"fluentd-filter: --log-file" in message and b"cannot open it (Is a directory)" in message
     assert b"logging to stderr and syslog" in message
+
+
+def test_privacy_reduces_every_event_before_it_leaves(start):
+    child = start("--client-ip", "truncate:/24,/56", "--qname", "drop")
+    child.write(pack({"message": LINE.format(port=20)}))
+    assert child.finish() == 0
+    [event] = child.records
+    assert event["client_ip"] == "192.0.2.0" and event["qname"] is None
+    assert "192.0.2.1" not in event["message"] and "example.com" not in event["message"]
+
+
+def test_rollup_turns_a_burst_into_one_event_per_client_network_at_end_of_input(start):
+    child = start("--rollup", "60s", "--client-ip", "truncate:/24,/56")
+    burst = b"".join(pack({"message": LINE.format(port=port)}) for port in range(1000, 1100))
+    other = LINE.format(port=7).replace("192.0.2.1", "198.51.100.7")
+    child.write(burst + pack({"message": other}))
+    assert child.finish() == 0
+    counts = {r["client_ip"]: r["count"] for r in child.records}
+    assert counts == {"192.0.2.0": 100, "198.51.100.0": 1}
+
+
+def test_rollup_windows_still_open_are_written_before_sigterm_exits(start):
+    child = start("--rollup", "1h", "--stats-interval", "0.1")
+    child.write(b"".join(pack({"message": LINE.format(port=port)}) for port in range(1, 51)))
+    wait_until(lambda: child.log_has("50 records in"))  # read and held in the window: nothing written yet
+    assert child.records == []
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.wait() == 0
+    [window] = child.records
+    assert window["count"] == 50
+    assert child.log_has("stopped (signal): 50 records") and child.log_has("50 events (1 records written)")
+
+
+def test_fluentd_closing_our_stdout_ends_the_filter_cleanly(tmp_path: Path):
+    """With stdin still open: the write that finds the pipe closed ends reading, and the filter exits 0."""
+    log = tmp_path / "fluentd-filter.log"
+    command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(log)]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdout.close()
+        proc.stdin.write(pack({"message": LINE.format(port=1)}))
+        proc.stdin.flush()
+        assert proc.wait(timeout=WAIT) == 0
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    assert "stopped (Fluentd closed our stdout): 1 records" in log.read_text()
