@@ -21,7 +21,8 @@ from named_senderr.errors import ConfigError
 from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
-from named_senderr.sinks.msgpack_stream import MsgpackDelivery, MsgpackOut
+from named_senderr.sinks.msgpack_stream import MsgpackOut
+from named_senderr.sinks.stream import StreamDelivery
 from named_senderr.sources.exec_filter import IN_FORMATS, NON_MATCHING, ExecFilterSource, FilterStats, renderer
 from named_senderr.telemetry import Stats
 
@@ -66,11 +67,11 @@ class FilterResult:
 
     parsed: Stats
     counts: FilterStats
-    delivery: MsgpackDelivery
+    out: MsgpackOut
     ended: str = "signal"  # eof, signal, or Fluentd closed our stdout
 
     def summary(self) -> str:
-        return self.counts.summary(self.parsed, self.delivery.written)
+        return self.counts.summary(self.parsed, self.out.events)
 
 
 def run_fluentd_filter(
@@ -83,11 +84,12 @@ def run_fluentd_filter(
     stats = Stats()
     source = ExecFilterSource(in_fd, config.in_format, config.max_record_bytes, config.keys, out, stats, log,
                               config.non_matching == "pass", config.rejected_tag)  # fmt: skip
-    result = FilterResult(stats, source.counts, MsgpackDelivery(out, renderer(config.format)))
+    result = FilterResult(stats, source.counts, out)
+    delivery = StreamDelivery(None, renderer(config.format), writer=out)  # flushed after every batch
     with ExitStack() as stack:
         rejects = stack.enter_context(open_rejects(config.rejects)) if config.rejects else None
         parse = ParseLines(parser, stats, config.host, rejects, on_reject=source.rejected)
-        runner = Runner([source], parse, chain(privacy, config.rollup, time.monotonic), result.delivery, stop,
+        runner = Runner([source], parse, chain(privacy, config.rollup, time.monotonic), delivery, stop,
                         report=lambda: log.info("%s", result.summary()), report_every=config.stats_interval)  # fmt: skip
         runner.run()
     result.ended = "Fluentd closed our stdout" if out.broken else source.ended
