@@ -457,3 +457,17 @@ def test_fluentd_closing_our_stdout_ends_the_filter_cleanly(tmp_path: Path):
         proc.kill()
         proc.stdin.close()
     assert "stopped (Fluentd closed our stdout): 1 records" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--queue-dir", "q"], b"--queue-dir: only with --to URL", id="queue-without-a-sink"),
+        pytest.param(["--to", "stdout:"], b"stdout is where fluentd-filter answers Fluentd", id="stdout-sink"),
+    ],
+)
+def test_delivery_options_that_cannot_apply_are_refused_naming_the_fix(tmp_path: Path, args: list[str], message):
+    command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(tmp_path / "f.log"), *args]
+    result = subprocess.run(command, input=b"", capture_output=True, timeout=WAIT)
+    assert result.returncode == 2 and message in result.stderr and result.stdout == b""
+    assert message.decode() in (tmp_path / "f.log").read_text()  # where Fluentd's operator looks

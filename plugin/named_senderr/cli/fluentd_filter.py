@@ -17,13 +17,17 @@ import sys
 import threading
 from pathlib import Path
 
-from named_senderr.cli.options import add_privacy_options
+from named_senderr.cli.options import add_delivery_options, delivery_overrides
 from named_senderr.config import FORMATS
 from named_senderr.engine.filtering import DEFAULT_KEYS, FilterConfig, run_fluentd_filter
 from named_senderr.errors import ConfigError, NamedSenderrError
 from named_senderr.sources.exec_filter import IN_FORMATS, NON_MATCHING, TAG_FIELD
 
 SYSLOG_SOCKET = "/dev/log"
+EXIT_SINK_FAILED = 4
+SINK_ONLY = {"dead_letter": "--dead-letter", "metrics": "--metrics", "queue.dir": "--queue-dir",
+             "queue.max_bytes": "--queue-max-bytes", "queue.when_full": "--when-full",
+             "queue.shutdown_timeout": "--shutdown-timeout"}  # fmt: skip
 
 EPILOG = """\
 input and output:
@@ -32,6 +36,9 @@ input and output:
   stdout  msgpack maps only (<parse> @type msgpack), written and flushed after each
           chunk: one event record per send error (after --client-ip, --qname and
           --rollup); with --non-matching pass, other records unchanged in their place
+  --to    URL: the events go to that store instead, as `ship` sends them (retries,
+          --dead-letter, --queue-dir for a disk queue, --metrics); stdout then
+          carries only the records passed back
   log     --log-file (default: %(default_log)s), never stdout:
           bad records, rejected lines and a summary every --stats-interval s; if it
           cannot be opened, stderr and syslog (/dev/log, where there is one) instead
@@ -44,7 +51,8 @@ Fluentd turns into the record's tag with <extract> tag_key %(tag_field)s.
 An input record longer than --max-record-size is stepped over whole (its msgpack
 header gives its length), counted and logged; the next record is read where it starts.
 
-exit status: 0 on end of input, SIGTERM or SIGINT; 2 on bad usage.
+exit status: 0 on end of input, SIGTERM or SIGINT; 2 on bad usage; 4 when a --to sink
+failed for good (Fluentd's respawn of the child then tries again).
 A bad record never stops the filter; it is counted and logged.
 
 Fluentd (see conf/fluentd/exec-filter.conf):
@@ -118,7 +126,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="S",
         help="log the counters every S seconds (default: 300)",
     )
-    add_privacy_options(parser)
+    add_delivery_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -191,29 +199,13 @@ def stop_on_signals() -> threading.Event:
 def run(args: argparse.Namespace) -> int:
     log = setup_logging(args.log_file, args.log_level)
     try:
-        from named_senderr.normalize.rollup import parse_window
-
-        config = FilterConfig(
-            keys=tuple(args.key or DEFAULT_KEYS),
-            in_format=args.in_format,
-            format=args.format,
-            non_matching=args.non_matching,
-            rejected_tag=args.rejected_tag,
-            timezone=args.timezone,
-            host=args.host,
-            rejects=args.rejects,
-            max_record_bytes=args.max_record_size,
-            stats_interval=args.stats_interval,
-            client_ip=args.client_ip,
-            qname=args.qname,
-            rollup=parse_window(args.rollup) if args.rollup else None,
-        )
+        config = filter_config(args)
         stop = stop_on_signals()
         log.info(
             "started: keys %s, %s in, %s out, non-matching records %s, rejected candidates %s",
             ", ".join(config.keys),
             config.in_format,
-            config.format,
+            ", ".join(s.name for s in config.ship.sinks) if config.ship else f"{config.format} on stdout",
             "passed" if config.non_matching == "pass" else "dropped",
             f"passed under tag {config.rejected_tag}" if config.rejected_tag else "not passed on",
         )
@@ -222,4 +214,37 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", exc)
         raise
     log.info("stopped (%s): %s", result.ended, result.summary())
-    return 0
+    for failure in result.failures:
+        log.error("%s; Fluentd's next respawn of the filter tries again", failure)
+    return EXIT_SINK_FAILED if result.failures else 0
+
+
+def filter_config(args: argparse.Namespace) -> FilterConfig:
+    """The options as one checked configuration; with --to (or --config) a shipping one inside it."""
+    delivery = delivery_overrides(args)
+    ship = None
+    if args.to or args.config:
+        from named_senderr.ship_load import load_ship_config
+
+        overrides = {"timezone": args.timezone, "host": args.host, "rejects": args.rejects, **delivery}
+        ship = load_ship_config(args.config, args.to, overrides)  # privacy, rollup and rejects are its own then
+    elif given := [option for key, option in SINK_ONLY.items() if delivery[key] is not None]:
+        raise ConfigError(f"{', '.join(given)}: only with --to URL; without it the events are answered on stdout")
+    own, rollup = ship is None, delivery["rollup"]
+    assert rollup is None or isinstance(rollup, float)
+    return FilterConfig(
+        keys=tuple(args.key or DEFAULT_KEYS),
+        in_format=args.in_format,
+        format=args.format,
+        non_matching=args.non_matching,
+        rejected_tag=args.rejected_tag,
+        timezone=args.timezone,
+        host=args.host,
+        rejects=args.rejects if own else None,
+        max_record_bytes=args.max_record_size,
+        stats_interval=args.stats_interval,
+        client_ip=args.client_ip if own else None,
+        qname=args.qname if own else None,
+        rollup=rollup if own else None,
+        ship=ship,
+    )

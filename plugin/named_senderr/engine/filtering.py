@@ -2,7 +2,10 @@
 
 The same transform chain as every other command: a rejected candidate is
 counted (and kept with ``rejects``) by the parse stage, never written back as
-an event; the source passes it back only under ``rejected_tag``.
+an event; the source passes it back only under ``rejected_tag``. With a
+shipping configuration (``--to``) the events go to its sinks instead, with or
+without the disk queue, as ``ship`` sends them; stdout then carries only the
+records passed back.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from named_senderr.engine.runner import Runner
 from named_senderr.engine.transforms import ParseLines, chain
@@ -25,6 +28,10 @@ from named_senderr.sinks.msgpack_stream import MsgpackOut
 from named_senderr.sinks.stream import StreamDelivery
 from named_senderr.sources.exec_filter import IN_FORMATS, NON_MATCHING, ExecFilterSource, FilterStats, renderer
 from named_senderr.telemetry import Stats
+
+if TYPE_CHECKING:  # the shipping configuration and clients are imported only with --to
+    from named_senderr.engine.shipping import ShipResult
+    from named_senderr.ship_config import ShipConfig
 
 DEFAULT_KEYS = ("message", "log")
 
@@ -46,6 +53,7 @@ class FilterConfig:
     client_ip: str | None = None
     qname: str | None = None
     rollup: float | None = None
+    ship: ShipConfig | None = None  # --to: the events go to these sinks (its own privacy, rollup, rejects)
 
     def __post_init__(self) -> None:
         if self.max_record_bytes < 1024:
@@ -59,6 +67,8 @@ class FilterConfig:
             raise ConfigError("--rejected-tag needs a Fluentd tag, e.g. --rejected-tag named.rejected")
         if self.stats_interval <= 0:
             raise ConfigError(f"--stats-interval {self.stats_interval} must be above 0 seconds")
+        if self.ship is not None and any(sink.kind == "stdout" for sink in self.ship.sinks):
+            raise ConfigError("--to stdout: stdout is where fluentd-filter answers Fluentd; leave out --to for that")
 
 
 @dataclass
@@ -69,15 +79,26 @@ class FilterResult:
     counts: FilterStats
     out: MsgpackOut
     ended: str = "signal"  # eof, signal, or Fluentd closed our stdout
+    shipped: ShipResult | None = None  # with --to
 
     def summary(self) -> str:
-        return self.counts.summary(self.parsed, self.out.events)
+        text = self.counts.summary(self.parsed, self.out.events)
+        for name, c in (self.shipped.sinks if self.shipped else {}).items():
+            text += (f"; {name}: sent {c.sent + c.duplicates} ({c.duplicates} already stored), retried {c.retried}, "
+                     f"dead-lettered {c.dead_lettered}")  # fmt: skip
+        return text
+
+    @property
+    def failures(self) -> list[str]:
+        return self.shipped.failures if self.shipped else []
 
 
 def run_fluentd_filter(
     config: FilterConfig, in_fd: int, out_fd: int, log: logging.Logger, stop: threading.Event
 ) -> FilterResult:
-    """Filter the records on ``in_fd`` onto ``out_fd`` until end of input or ``stop`` (a signal)."""
+    """Filter the records on ``in_fd`` onto ``out_fd`` (or the sinks) until end of input or ``stop`` (a signal)."""
+    if config.ship is not None:
+        return _to_sinks(config, config.ship, in_fd, MsgpackOut(out_fd), log, stop)
     privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # a key file is read now, before input
     parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
     out = MsgpackOut(out_fd)
@@ -92,6 +113,27 @@ def run_fluentd_filter(
         runner = Runner([source], parse, chain(privacy, config.rollup, time.monotonic), delivery, stop,
                         report=lambda: log.info("%s", result.summary()), report_every=config.stats_interval)  # fmt: skip
         runner.run()
+    result.ended = "Fluentd closed our stdout" if out.broken else source.ended
+    return result
+
+
+def _to_sinks(
+    config: FilterConfig, ship: ShipConfig, in_fd: int, out: MsgpackOut, log: logging.Logger, stop: threading.Event
+) -> FilterResult:
+    from named_senderr.engine.shipping import new_result, run_pipeline  # the HTTP clients only when shipping
+
+    shipped = new_result(ship)
+    source = ExecFilterSource(in_fd, config.in_format, config.max_record_bytes, config.keys, out, shipped.stats, log,
+                              config.non_matching == "pass", config.rejected_tag)  # fmt: skip
+    result = FilterResult(shipped.stats, source.counts, out, shipped=shipped)
+    due = [time.monotonic() + config.stats_interval]
+
+    def report(_: ShipResult) -> None:
+        if time.monotonic() >= due[0]:
+            log.info("%s", result.summary())
+            due[0] = time.monotonic() + config.stats_interval
+
+    run_pipeline([source], ship, shipped, log.warning, report, stop=stop, on_reject=source.rejected)
     result.ended = "Fluentd closed our stdout" if out.broken else source.ended
     return result
 

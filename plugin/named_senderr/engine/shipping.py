@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from named_senderr.engine.contracts import Delivery, Source
+from named_senderr.engine.contracts import Delivery, Line, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
 from named_senderr.engine.printing import Warn, ingest_now
 from named_senderr.engine.runner import Runner
@@ -22,7 +22,7 @@ from named_senderr.errors import ConfigError
 from named_senderr.metrics import Sample, serve_metrics
 from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
-from named_senderr.parse.named import NamedLineParser
+from named_senderr.parse.named import NamedLineParser, Rejection
 from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import DeadLetter, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
@@ -91,12 +91,14 @@ def run_pipeline(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
+    on_reject: Callable[[Rejection, Line], None] | None = None,
 ) -> ShipResult:
     """Run ``sources`` through the transforms of ``config`` into its sinks, with or without the disk queue.
 
     Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
     opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
     ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
+    ``on_reject`` is told of each rejected candidate (a source that passes them on itself).
     """
     check_dead_letter(config.dead_letter)
     privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # key read now: errors before reading
@@ -124,7 +126,7 @@ def run_pipeline(
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
         rejects = stack.enter_context(open(config.rejects, "ab" if durable else "wb")) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
-        runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
+        runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects, on_reject),
                         chain(privacy, config.rollup, clock), delivery, stop,
                         report=(lambda: report(result)) if report else None)  # fmt: skip
         try:

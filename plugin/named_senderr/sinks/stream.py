@@ -1,4 +1,4 @@
-"""Events straight onto a byte stream, as a delivery: NDJSON for `parse`, `tail` and `listen`, msgpack for Fluentd.
+"""Events straight onto a byte stream, as a delivery: NDJSON for ``parse``, ``tail`` and ``listen``, msgpack for Fluentd.
 
 No batching thread and no retries: the events are rendered and written in the
 caller's thread, and a batch is durable once its write is flushed.
