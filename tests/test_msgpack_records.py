@@ -128,3 +128,12 @@ def test_json_lines_longer_than_the_limit_are_skipped_to_their_newline():
     decoder = JsonRecords(LIMIT)
     out = feed_in_chunks(decoder, b'{"message": "' + b"x" * 5000 + b'"}\n{"message": "next"}\n', 700)
     assert [o.reason if isinstance(o, BadRecord) else o for o in out] == ["oversize", {"message": "next"}]
+
+
+def test_bytes_that_are_not_msgpack_inside_an_oversize_record_drop_the_read_and_decoding_goes_on():
+    broken = b"\xdc\x00\x03" + pack(b"x" * 2000) + b"\xc1" + pack(RECORDS[0])  # the array's 2nd item starts wrong
+    decoder = MsgpackRecords(LIMIT)
+    out = feed_in_chunks(decoder, broken, 1000)
+    assert [o.reason for o in out] == ["oversize", "undecodable_msgpack"]
+    assert "inside an oversize record: byte 0xc1 starts no msgpack object" in out[1].detail
+    assert decoder.feed(pack(RECORDS[0])) == [RECORDS[0]] and decoder.finish() is None

@@ -13,6 +13,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -168,16 +169,23 @@ def file_handler(target: str | None) -> logging.Handler:
 
 
 def syslog_handler(socket_path: str) -> logging.Handler:
-    handler = logging.handlers.SysLogHandler(address=socket_path)  # on failure, only the first message complains
-    try:
-        handler.socket.getpeername()
-    except OSError:
-        handler.close()
-        raise ConfigError(
-            f"--log-file syslog: cannot reach {socket_path} (no syslog daemon?); give a file path"
-        ) from None
+    if not _listening(socket_path):  # SysLogHandler would only complain at each message
+        raise ConfigError(f"--log-file syslog: cannot reach {socket_path} (no syslog daemon?); give a file path")
+    handler = logging.handlers.SysLogHandler(address=socket_path)
     handler.setFormatter(logging.Formatter("named-senderr[%(process)d]: fluentd-filter: %(message)s"))
     return handler
+
+
+def _listening(socket_path: str) -> bool:
+    """A syslog daemon reads ``socket_path`` (datagrams, or a stream as some daemons take)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(socket_path)
+            except OSError:
+                continue
+            return True
+    return False
 
 
 def private_stdout() -> int:

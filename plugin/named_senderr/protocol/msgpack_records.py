@@ -139,7 +139,8 @@ class MsgpackRecords:
                 end = self._walker.feed(data)
             except Malformed as exc:
                 self._walker = None
-                return self._drop(out, f"inside an oversize record: {exc}", len(data))
+                self._drop(out, f"inside an oversize record: {exc}", len(data))
+                return out
             if end is None:
                 self._offset += len(data)
                 return out

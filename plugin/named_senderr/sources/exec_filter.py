@@ -242,10 +242,9 @@ class ExecFilterSource:
         for obj in self.decoder.feed(data):
             if type(obj) is dict:  # the fast path: most lines are not send errors; one substring test each
                 value = obj.get(first_key)
-                kind = type(value)
-                if kind is str or kind is bytes:
+                if isinstance(value, str | bytes):
                     counts.records += 1
-                    if is_candidate(value if kind is str else value.decode("latin-1")):
+                    if is_candidate(value if isinstance(value, str) else value.decode("latin-1")):
                         self._lines.append(self._candidate(obj, value))
                     elif not passing:
                         counts.dropped += 1
@@ -325,7 +324,7 @@ class ExecFilterSource:
 
     def _candidate(self, record: dict, value: str | bytes) -> RecordLine:
         """A line with a send-error phrase, as the bytes Fluentd sent (latin-1 kept every byte for the test)."""
-        raw = value.encode("utf-8", "surrogateescape") if type(value) is str else value
+        raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         if not raw.isascii():
             try:
                 raw.decode("utf-8")
@@ -353,13 +352,13 @@ def renderer(format: str) -> Callable[[Event], dict]:
     """``to_flat``, or ``to_ecs`` with the ingest time of the current second (a long-running process)."""
     if format == "flat":
         return to_flat
-    clock = {"second": -1, "text": ""}
+    second, text = -1, ""
 
     def ecs(event: Event) -> dict:
-        second = int(time.time())
-        if second != clock["second"]:
-            clock["second"] = second
-            clock["text"] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        return to_ecs(event, clock["text"])
+        nonlocal second, text
+        now = int(time.time())
+        if now != second:
+            second, text = now, datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return to_ecs(event, text)
 
     return ecs
