@@ -6,6 +6,8 @@ import tracemalloc
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from named_senderr.protocol.msgpack_records import BadRecord, JsonRecords, MsgpackRecords, ObjectWalker
 
@@ -137,3 +139,36 @@ def test_bytes_that_are_not_msgpack_inside_an_oversize_record_drop_the_read_and_
     assert [o.reason for o in out] == ["oversize", "undecodable_msgpack"]
     assert "inside an oversize record: byte 0xc1 starts no msgpack object" in out[1].detail
     assert decoder.feed(pack(RECORDS[0])) == [RECORDS[0]] and decoder.finish() is None
+
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=40) | st.binary(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+# A payload over the limit whose bytes are themselves msgpack records: what a hostile log line carries.
+OVERSIZE_RECORDS = st.builds(
+    lambda filler, inner, tail: {"message": b"q" * filler + b"".join(pack(r) for r in inner) + tail},
+    st.integers(LIMIT, 3 * LIMIT),
+    st.lists(VALUES, max_size=3),
+    st.sampled_from([b"", b"\xda\xff\xff", b"\xdb\xff\xff\xff\xff", b"\x81\xa7message"]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.booleans(), VALUES, OVERSIZE_RECORDS), min_size=1, max_size=6),
+    st.lists(st.integers(1, 3 * LIMIT), min_size=1, max_size=8),
+)
+def test_whatever_an_oversize_record_holds_the_other_records_come_out_exactly(items, cuts):
+    """Never a record decoded from inside an oversize one; never a good record lost."""
+    stream, expected = b"", []
+    for big, small, oversize in items:
+        stream += pack(oversize if big else small)
+        expected.append("oversize" if big else msgpack.unpackb(pack(small), raw=False, strict_map_key=False))
+    decoder, out, at = MsgpackRecords(LIMIT), [], 0
+    for cut in cuts * (len(stream) // sum(cuts) + 1):
+        out.extend(decoder.feed(stream[at : at + cut]))
+        at += cut
+    assert [o.reason if isinstance(o, BadRecord) else o for o in out] == expected
+    assert decoder.finish() is None
