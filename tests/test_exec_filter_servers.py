@@ -6,6 +6,7 @@ the lines as bin as in_tail packs them); with ``--to`` its stdout carries only t
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,7 @@ import msgpack
 import pytest
 
 from named_senderr.cli import main
+from tests.polling import wait_until
 from tests.test_exec_filter import SAMPLE, WAIT
 
 pytestmark = pytest.mark.servers
@@ -77,3 +79,26 @@ def test_through_the_disk_queue_with_rollup_the_windows_are_stored_and_other_rec
     docs = documents(elasticsearch_url, index)
     assert sum(doc["bind"]["rollup"]["count"] for doc in docs) == SAMPLE_EVENTS
     assert len(docs) < SAMPLE_EVENTS  # windows, not lines
+
+
+def test_metrics_count_what_the_running_filter_read_and_stored(elasticsearch_url: str, tmp_path: Path):
+    url, index = new_index(elasticsearch_url)
+    log = tmp_path / "filter.log"
+    command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--to", url, "--log-file", str(log),
+               "--dead-letter", str(tmp_path / "dead.ndjson"), "--metrics", "127.0.0.1:0"]  # fmt: skip
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    try:
+        wait_until(lambda: log.exists() and "metrics on http" in log.read_text())
+        metrics = re.search(r"metrics on (http://127\.0\.0\.1:\d+)/metrics", log.read_text()).group(1)  # type: ignore[union-attr]
+        proc.stdin.write(records())
+        proc.stdin.flush()  # stdin stays open: Fluentd's child runs on
+        sent = f'named_senderr_events_sent_total{{sink="{url}"}} {SAMPLE_EVENTS}'
+        wait_until(lambda: sent in httpx.get(f"{metrics}/metrics").text, timeout=2 * WAIT)
+        text = httpx.get(f"{metrics}/metrics").text
+        assert "named_senderr_lines_read_total 401" in text and "named_senderr_events_rejected_total 1" in text
+        assert httpx.get(f"{metrics}/healthz").status_code == 200
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=WAIT) == 0
+    assert len(documents(elasticsearch_url, index)) == SAMPLE_EVENTS

@@ -82,7 +82,7 @@ class FilterResult:
     shipped: ShipResult | None = None  # with --to
 
     def summary(self) -> str:
-        text = self.counts.summary(self.parsed, self.out.events)
+        text = self.counts.summary(self.parsed, None if self.shipped else self.out.events)
         for name, c in (self.shipped.sinks if self.shipped else {}).items():
             text += (f"; {name}: sent {c.sent + c.duplicates} ({c.duplicates} already stored), retried {c.retried}, "
                      f"dead-lettered {c.dead_lettered}")  # fmt: skip

@@ -58,12 +58,14 @@ class FilterStats:
     dropped: int = 0  # not send errors, dropped
     bad: Counter[str] = field(default_factory=Counter)
 
-    def summary(self, parsed: Stats, written: int) -> str:
+    def summary(self, parsed: Stats, written: int | None) -> str:
+        """``written``: event records written to stdout (None when they go to sinks)."""
+        out = "" if written is None else f" ({written} records written)"
         return (
-            f"{self.records} records in {self.batches} batches ({self.bytes_in} bytes): {parsed.events} events "
-            f"({written} records written), {parsed.rejected} rejected candidates ({_counts(parsed.rejected_by_reason)}),"
-            f" {self.passed} passed and {self.dropped} dropped as not send errors, {parsed.undecodable_lines} lines "
-            f"with invalid UTF-8; bad input: {_counts(self.bad)}"
+            f"{self.records} records in {self.batches} batches ({self.bytes_in} bytes): {parsed.events} events{out}, "
+            f"{parsed.rejected} rejected candidates ({_counts(parsed.rejected_by_reason)}), {self.passed} passed and "
+            f"{self.dropped} dropped as not send errors, {parsed.undecodable_lines} lines with invalid UTF-8; "
+            f"bad input: {_counts(self.bad)}"
         )
 
 
@@ -263,6 +265,7 @@ class ExecFilterSource:
                     counts.dropped += 1
                 elif not self._pass_back(obj, emit):
                     return False
+        self.stats.lines, self.stats.bytes = counts.records, counts.bytes_in  # what /metrics shows as read
         if not self._send(emit):
             return False
         self._hand_over()
