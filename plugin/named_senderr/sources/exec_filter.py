@@ -244,9 +244,9 @@ class ExecFilterSource:
         for obj in self.decoder.feed(data):
             if type(obj) is dict:  # the fast path: most lines are not send errors; one substring test each
                 value = obj.get(first_key)
-                if isinstance(value, str | bytes):
+                if type(value) is bytes or type(value) is str:
                     counts.records += 1
-                    if is_candidate(value if isinstance(value, str) else value.decode("latin-1")):
+                    if is_candidate(value.decode("latin-1") if isinstance(value, bytes) else value):  # in_tail: bin
                         self._lines.append(self._candidate(obj, value))
                     elif not passing:
                         counts.dropped += 1
