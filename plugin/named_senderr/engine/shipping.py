@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from prometheus_client import Histogram
 
-from named_senderr.engine.contracts import Delivery, Source
+from named_senderr.engine.contracts import Delivery, Line, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
 from named_senderr.engine.printing import Warn, ingest_now, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
@@ -25,7 +25,7 @@ from named_senderr.errors import ConfigError
 from named_senderr.metrics import Measured, Sample, serve_metrics
 from named_senderr.normalize.privacy import PrivacyConfig
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
-from named_senderr.parse.named import NamedLineParser
+from named_senderr.parse.named import NamedLineParser, Rejection
 from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import DeadLetter, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
@@ -111,6 +111,7 @@ def run_pipeline(
     stream: BinaryIO | None = None,
     endless: bool = False,
     samples: Callable[[], Iterable[Sample]] | None = None,
+    on_reject: Callable[[Rejection, Line], None] | None = None,
 ) -> ShipResult:
     """Run ``sources`` through the transforms of ``config`` into its sinks, with or without the disk queue.
 
@@ -122,6 +123,7 @@ def run_pipeline(
     batch flushed before its ack moves (``prints_directly``). ``endless`` sources (followed files, a
     listener) only stop on a signal: a sink behind the queue is retried for as long, and rejects are
     written as they come and appended across restarts. ``samples`` adds the sources' own figures to /metrics.
+    ``on_reject`` is told of each rejected candidate (a source that passes them on itself).
     """
     direct = stream is not None and sinks is None and prints_directly(config)
     if not direct:  # printing refuses nothing: no dead letters
@@ -164,7 +166,7 @@ def run_pipeline(
         buffering = 0 if endless else -1  # an endless run ends killed: each reject is written as it comes
         rejects = stack.enter_context(open(config.rejects, mode, buffering)) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
-        runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
+        runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects, on_reject),
                         chain, delivery, stop,
                         report=(lambda: report(result)) if report else None, counters=result.sources)  # fmt: skip
         try:

@@ -32,6 +32,7 @@ class ParseLines:
     stats: Stats
     host: str | None = None  # host.name for lines whose text and transport carry none
     rejects: IO[bytes] | None = None  # any binary file: unbuffered for endless runs, buffered otherwise
+    on_reject: Callable[[Rejection, Line], None] | None = None  # a source that passes rejected records on itself
 
     def __call__(self, lines: list[Line]) -> list[Event]:
         events = []
@@ -59,6 +60,8 @@ class ParseLines:
             record = {"reason": rejection.reason, "detail": rejection.detail, "file": line.file,
                       "offset": line.offset, "line": rejection.line}  # fmt: skip
             self.rejects.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        if self.on_reject is not None:
+            self.on_reject(rejection, line)
 
 
 def oversize(head: bytes) -> Rejection:
