@@ -64,3 +64,22 @@ def test_forward_confs_point_at_serves_default_address_and_ask_for_acks():
     server = section(out, "server")
     assert f"{directive(server, 'host')}:{directive(server, 'port')}" == args.forward
     assert directive(out, "require_ack_response") == "true"
+
+
+def test_exec_filter_conf_extracts_the_tag_that_rejected_records_carry(tmp_path):
+    """--rejected-tag TAG puts TAG in the field that the config's <extract> makes the record's tag."""
+    text = (CONF / "exec-filter.conf").read_text()
+    tag_key = directive(section(text, "extract"), "tag_key")
+    argv = shlex.split(directive(text, "command"))
+    argv[argv.index("--log-file") + 1] = str(tmp_path / "filter.log")
+    bad_port = LINE.replace("#5353", "#99999")
+    result = subprocess.run(
+        [sys.executable, "-m", "named_senderr", *argv[1:], "--rejected-tag", "named.rejected"],
+        input=msgpack.packb({"message": bad_port}),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    record = msgpack.unpackb(result.stdout)
+    assert record[tag_key] == "named.rejected" and record["message"] == bad_port

@@ -263,7 +263,7 @@ def test_the_reader_waits_while_the_queue_is_full_and_goes_on_after_an_ack(tmp_p
     queue = DiskQueue(tmp_path, 64 * 1024, ("es",), segment_bytes=16 * 1024)
     while queue.has_room(5 * 108):
         queue.append(payloads(5))
-    assert queue.bytes <= 64 * 1024
+    assert queue.held_bytes <= 64 * 1024
     done = threading.Event()
     waiter = threading.Thread(target=lambda: (queue.wait_room(5 * 108, lambda: False), done.set()))
     waiter.start()

@@ -15,10 +15,13 @@ from named_senderr.engine.shipping import run_ship
 from named_senderr.engine.transforms import ParseLines, Rollup
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
+from named_senderr.queue.consumer import encode_event
+from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import DeadLetter
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.ship_config import BatchConfig, QueueConfig, ShipConfig, SinkConfig
 from named_senderr.sinks.stream import StreamDelivery
+from named_senderr.sources.files import FileSource
 from named_senderr.telemetry import Stats
 from tests.polling import wait_until
 from tests.test_backpressure import GatedSink, generated
@@ -41,6 +44,13 @@ class ListSource:
 
     def close(self) -> None:
         pass
+
+
+class ForgetfulSink(GatedSink):
+    """A store that kept nothing of an earlier run: the replayed batch is sent whole."""
+
+    def drop_stored(self, items: list) -> list:
+        return items
 
 
 def parse_lines(stats: Stats) -> ParseLines:
@@ -109,3 +119,32 @@ def test_ship_without_a_queue_serves_metrics(tmp_path: Path) -> None:
         gate.set()
         thread.join(10)
     assert any("/healthz" in w for w in warnings)
+
+
+def test_a_follower_restarted_before_its_checkpoint_moved_queues_nothing_twice(tmp_path: Path) -> None:
+    """kill -9 between the queue's fsync and the checkpoint's: the restarted follower reads those lines again."""
+    log = generated(tmp_path, 3_000)
+    stats = Stats()
+    parse = parse_lines(stats)
+    events = [event for batch in FileSource((str(log),), stats, print).batches() for event in parse(batch.lines)]
+    gate = threading.Event()
+    gate.set()
+    sink = ForgetfulSink(gate)
+    crashed = DiskQueue(tmp_path / "queue", 1 << 30, (sink.name,))
+    crashed.append([encode_event(event) for event in events[:1_000]])  # appended, checkpoint never saved
+    crashed.close()
+    config = ShipConfig(sinks=(SinkConfig(kind="stdout", name=sink.name),), inputs=(str(log),),
+                        queue=QueueConfig(dir=tmp_path / "queue", shutdown_timeout=5), follow=True,
+                        read_from_head=True, dead_letter=tmp_path / "dead.ndjson")  # fmt: skip
+    stop = threading.Event()
+    results = []
+    thread = threading.Thread(target=lambda: results.append(run_ship(config, print, sinks=[sink], stop=stop)))
+    thread.start()
+    try:
+        wait_until(lambda: len(sink.items) >= 3_000, 30)
+        time.sleep(0.5)  # anything queued twice would arrive now
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(sink.items) == len(set(sink.items)) == 3_000
+    assert results[0].queue.replayed == 1_000 and results[0].queue.queued == 2_000

@@ -8,6 +8,7 @@ Unpacker while stdin is still open, as Fluentd does.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from datetime import UTC
 from pathlib import Path
 
 import msgpack
+import orjson
 import pytest
 
 from named_senderr.event import Event
@@ -27,6 +29,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "
 LINE = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#{port} (example.com): error sending response: would block"
 QUERY = "21-Nov-2026 04:48:37.004 queries: info: client @0x7f 192.0.2.9#4076 (example.com): query: example.com IN A"
 WAIT = 15.0
+INSTALLED = Path(sys.executable).with_name("named-senderr")  # the console script pip installed beside python
 
 
 def pack(record: object) -> bytes:
@@ -36,9 +39,10 @@ def pack(record: object) -> bytes:
 class Child:
     """The filter as a child process; a thread reads its stdout with a streaming Unpacker."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, program: Path | None = None) -> None:
         self.log_file = tmp_path / "fluentd-filter.log"
-        command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(self.log_file), *args]
+        named_senderr = [str(program)] if program else [sys.executable, "-m", "named_senderr"]
+        command = [*named_senderr, "fluentd-filter", "--log-file", str(self.log_file), *args]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.records: list = []
         self.stdout_bytes = 0
@@ -87,8 +91,8 @@ class Child:
 def start(tmp_path: Path) -> Iterator[Callable[..., Child]]:
     children: list[Child] = []
 
-    def make(*args: str) -> Child:
-        children.append(Child(tmp_path, *args))
+    def make(*args: str, program: Path | None = None) -> Child:
+        children.append(Child(tmp_path, *args, program=program))
         return children[-1]
 
     yield make
@@ -177,6 +181,7 @@ def test_stdout_carries_only_msgpack_maps(start):
 
 
 def test_hostile_records_are_counted_logged_and_survived(start):
+    """Changed on purpose (issue 12): ``message: null`` is logged as a null field, no longer as a missing key."""
     child = start()
     hostile = [
         pack([1, 2, 3]),  # not a map
@@ -190,8 +195,9 @@ def test_hostile_records_are_counted_logged_and_survived(start):
     child.write(pack({"message": LINE.format(port=7)}))
     assert child.wait_records(1)[0]["client_port"] == 7
     assert child.finish() == 0
-    for reason in ("not_a_map (1 so far)", "missing_key (2 so far)", "non_string (2 so far)"):
+    for reason in ("not_a_map (1 so far)", "missing_key (1 so far)", "non_string (2 so far)", "null_value (1 so far)"):
         assert child.log_has(reason), reason
+    assert child.log_has("'message' is null")
 
 
 def test_invalid_utf8_in_the_line_still_becomes_an_event(start):
@@ -222,24 +228,60 @@ def test_undecodable_bytes_restart_the_decoder(start, garbage: bytes):
     assert child.finish() == 0
 
 
-def test_a_string_claiming_4gib_costs_at_most_max_record_size_and_one_read(start):
-    """msgpack checks a str length only once the body is there: the buffer limit is what stops a lying header."""
+def test_a_string_claiming_4gib_is_stepped_over_unbuffered_and_its_bytes_never_decoded(start):
+    """Changed on purpose (issue 12): the bytes a str header claims are that string's, never records.
+
+    The decoder used to give up on the string once its buffer was full and restart inside it, decoding the
+    claimed body as records; now it steps over the claimed length without buffering it (at most
+    --max-record-size held), so the records written inside the claimed 4 GiB come out as nothing.
+    """
     child = start("--max-record-size", "4096")
     child.write(b"\x81\xa7message\xdb\xff\xff\xff\xff")
-    child.write(pack({"message": LINE.format(port=2)}) * 4000)  # ~400 KB swallowed as the string's body, then refused
-    wait_until(lambda: child.log_has("undecodable_msgpack"))
-    child.write(pack({"message": LINE.format(port=3)}))
-    wait_until(lambda: child.records and child.records[-1]["client_port"] == 3)
+    child.write(pack({"message": LINE.format(port=2)}) * 4000)  # ~400 KB, all inside the claimed string
+    wait_until(lambda: child.log_has("oversize (1 so far)"))
+    assert child.log_has("at least 4294967309 bytes")
     assert child.finish() == 0
+    assert child.records == []
+    assert child.log_has("input ended inside the oversize record at input byte 0")
 
 
-def test_a_record_over_max_record_size_is_dropped_and_the_next_one_parsed(start):
+def test_a_record_over_max_record_size_is_stepped_over_and_the_next_one_parsed(start):
+    """Changed on purpose (issue 12): counted and logged as ``oversize``, no longer as undecodable bytes."""
     child = start("--max-record-size", "4096")
     child.write(pack({"message": "x" * 100_000}))
-    wait_until(lambda: child.log_has("undecodable_msgpack"))
+    wait_until(lambda: child.log_has("oversize (1 so far)"))
     child.write(pack({"message": LINE.format(port=4)}))
     assert child.wait_records(1)[0]["client_port"] == 4
     assert child.finish() == 0
+    assert not child.log_has("undecodable_msgpack")
+
+
+FORGED = "21-Nov-2026 05:10:00.000 client @0x7f 203.0.113.66#4242 (forged.example): error sending response: would block"
+
+
+@pytest.mark.parametrize(
+    "payload_end",
+    [
+        pytest.param(pack({"message": FORGED}), id="a-send-error-map-inside-the-payload"),
+        pytest.param(b"\xda\xff\xff", id="a-str16-header-ending-the-payload"),
+    ],
+)
+def test_an_oversize_record_is_stepped_over_exactly_forging_nothing_and_losing_nothing(start, payload_end: bytes):
+    """Issue 12, item 1: a 2 MiB bin line (Fluentd packs in_tail lines as bin), then 1,000 good records.
+
+    The decoder used to restart inside the payload: the embedded map came out as an event for 203.0.113.66,
+    or the str16 header swallowed 64 KiB of the good records that followed.
+    """
+    line = b"21-Nov-2026 05:10:00.000 queries: info: " + b"c" * (2 * 1024 * 1024) + payload_end
+    good = b"".join(pack({"message": LINE.format(port=port)}) for port in range(1, 1001))
+    child = start("--key", "message", program=INSTALLED)
+    child.write(pack({"message": line}) + good)
+    assert child.finish() == 0
+    assert all(r["client_ip"] != "203.0.113.66" for r in child.records)
+    assert [r["client_port"] for r in child.records] == list(range(1, 1001))
+    log = child.log_file.read_text()
+    assert log.count("oversize (") == 1 and "input byte 0 is at least 2097" in log
+    assert "bad input: oversize 1" in log
 
 
 def test_input_cut_inside_a_record_is_counted_at_eof(start):
@@ -268,15 +310,39 @@ def test_non_matching_records_are_dropped_by_default(start):
     assert child.log_has("1 dropped as not send errors")
 
 
-def test_rejected_candidates_pass_with_the_error_field(start):
-    child = start()
-    bad = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#99999 (example.com): error sending response: would block"
-    child.write(pack({"message": bad}))
-    record = child.wait_records(1)[0]
-    assert record["message"] == bad
-    assert record["named_senderr_error"]["reason"] == "invalid_port"
+BAD_PORT = "21-Nov-2026 04:48:37.067 client @0x7f 192.0.2.1#99999 (example.com): error sending response: would block"
+
+
+def test_rejected_candidates_never_come_back_by_default_and_go_to_rejects(start, tmp_path: Path):
+    """Changed on purpose (issue 12): a rejected candidate is no longer passed back under the event tag."""
+    child = start("--rejects", str(tmp_path / "rejects.ndjson"))
+    child.write(pack({"message": BAD_PORT}) + pack({"message": LINE.format(port=1)}))
     assert child.finish() == 0
-    assert child.log_has("rejected_invalid_port")
+    assert [r["client_port"] for r in child.records] == [1]
+    assert child.log_has("rejected_invalid_port (1 so far)") and child.log_has("1 rejected candidates (invalid_port 1)")
+    [kept] = [orjson.loads(line) for line in (tmp_path / "rejects.ndjson").read_bytes().splitlines()]
+    assert kept["reason"] == "invalid_port" and kept["line"] == BAD_PORT
+
+
+def test_a_candidate_line_over_64kib_is_rejected_not_passed_as_an_event(start):
+    """Fluentd 1.19 showed a 1 MB candidate line leaving under the event tag, on to the store."""
+    child = start()
+    long_line = LINE.format(port=2).replace("example.com", "x" * 100_000, 1).encode()
+    child.write(pack({"message": long_line}) + pack({"message": LINE.format(port=3)}))
+    assert child.finish() == 0
+    assert [r["client_port"] for r in child.records] == [3]
+    assert child.log_has("rejected_line_too_long (1 so far)")
+
+
+def test_rejected_candidates_pass_back_under_their_own_tag_when_asked(start):
+    child = start("--rejected-tag", "named.rejected")
+    child.write(pack({"message": BAD_PORT, "host": "ns1"}) + pack({"message": LINE.format(port=4)}))
+    assert child.finish() == 0
+    rejected, event = child.records
+    assert rejected["message"] == BAD_PORT and rejected["host"] == "ns1"
+    assert rejected["named_senderr_error"]["reason"] == "invalid_port"
+    assert rejected["named_senderr_tag"] == "named.rejected"
+    assert event["client_port"] == 4 and "named_senderr_tag" not in event
 
 
 def test_key_option_reads_another_field(start):
@@ -306,15 +372,102 @@ def test_json_lines_input(start):
 
 
 @pytest.mark.skipif(Path("/dev/log").exists(), reason="this machine has a syslog socket at /dev/log")
-def test_syslog_target_without_a_syslog_socket_is_a_usage_error():
+def test_syslog_target_without_a_syslog_socket_falls_back_to_stderr_and_filters_on():
+    """Changed on purpose (issue 12): exit 2 made Fluentd respawn the child in a loop, the reason unseen."""
     command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", "syslog"]
-    result = subprocess.run(command, input=b"", capture_output=True, timeout=WAIT)
-    assert result.returncode == 2
-    assert b"cannot reach /dev/log" in result.stderr and result.stdout == b""
+    result = subprocess.run(command, input=pack({"message": LINE.format(port=5)}), capture_output=True, timeout=WAIT)
+    assert result.returncode == 0
+    assert b"cannot reach /dev/log" in result.stderr and b"logging to stderr instead" in result.stderr
+    assert msgpack.unpackb(result.stdout)["client_port"] == 5
 
 
-def test_an_unwritable_log_file_is_a_usage_error(tmp_path: Path):
+def test_an_unwritable_log_file_falls_back_to_stderr_and_filters_on(tmp_path: Path):
+    """Changed on purpose (issue 12): exit 2 made Fluentd respawn the child in a loop, the reason unseen."""
     command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(tmp_path)]
+    result = subprocess.run(command, input=pack({"message": LINE.format(port=6)}), capture_output=True, timeout=WAIT)
+    assert result.returncode == 0
+    assert f"--log-file {tmp_path}: cannot open it (Is a directory)".encode() in result.stderr
+    assert b"and filtering goes on" in result.stderr and b"stopped (eof): 1 records" in result.stderr
+    assert msgpack.unpackb(result.stdout)["client_port"] == 6
+
+
+def test_an_unwritable_log_file_falls_back_to_syslog_too(tmp_path: Path):
+    """Fluentd discards the child's stderr: where a syslog socket exists, the reason goes there as well."""
+    from named_senderr.cli.fluentd_filter import setup_logging
+
+    syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslog.bind(str(tmp_path / "log"))
+    syslog.settimeout(WAIT)
+    log = setup_logging(str(tmp_path), "info", syslog_socket=str(tmp_path / "log"))
+    try:
+        message = syslog.recv(65536)
+        log.info("still logging")
+        assert b"still logging" in syslog.recv(65536)
+    finally:
+        for handler in log.handlers:
+            handler.close()
+        syslog.close()
+    assert b"fluentd-filter: --log-file" in message and b"cannot open it (Is a directory)" in message
+    assert b"logging to stderr and syslog" in message
+
+
+def test_privacy_reduces_every_event_before_it_leaves(start):
+    child = start("--client-ip", "truncate:/24,/56", "--qname", "drop")
+    child.write(pack({"message": LINE.format(port=20)}))
+    assert child.finish() == 0
+    [event] = child.records
+    assert event["client_ip"] == "192.0.2.0" and event["qname"] is None
+    assert "192.0.2.1" not in event["message"] and "example.com" not in event["message"]
+
+
+def test_rollup_turns_a_burst_into_one_event_per_client_network_at_end_of_input(start):
+    child = start("--rollup", "60s", "--client-ip", "truncate:/24,/56")
+    burst = b"".join(pack({"message": LINE.format(port=port)}) for port in range(1000, 1100))
+    other = LINE.format(port=7).replace("192.0.2.1", "198.51.100.7")
+    child.write(burst + pack({"message": other}))
+    assert child.finish() == 0
+    counts = {r["client_ip"]: r["count"] for r in child.records}
+    assert counts == {"192.0.2.0": 100, "198.51.100.0": 1}
+
+
+def test_rollup_windows_still_open_are_written_before_sigterm_exits(start):
+    child = start("--rollup", "1h", "--stats-interval", "0.1")
+    child.write(b"".join(pack({"message": LINE.format(port=port)}) for port in range(1, 51)))
+    wait_until(lambda: child.log_has("50 records in"))  # read and held in the window: nothing written yet
+    assert child.records == []
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.wait() == 0
+    [window] = child.records
+    assert window["count"] == 50
+    assert child.log_has("stopped (signal): 50 records") and child.log_has("50 events (1 records written)")
+
+
+def test_fluentd_closing_our_stdout_ends_the_filter_cleanly(tmp_path: Path):
+    """With stdin still open: the write that finds the pipe closed ends reading, and the filter exits 0."""
+    log = tmp_path / "fluentd-filter.log"
+    command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(log)]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdout.close()
+        proc.stdin.write(pack({"message": LINE.format(port=1)}))
+        proc.stdin.flush()
+        assert proc.wait(timeout=WAIT) == 0
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    assert "stopped (Fluentd closed our stdout): 1 records" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--queue-dir", "q"], b"--queue-dir: only with --to URL", id="queue-without-a-sink"),
+        pytest.param(["--to", "stdout:"], b"stdout is where fluentd-filter answers Fluentd", id="stdout-sink"),
+    ],
+)
+def test_delivery_options_that_cannot_apply_are_refused_naming_the_fix(tmp_path: Path, args: list[str], message):
+    command = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--log-file", str(tmp_path / "f.log"), *args]
     result = subprocess.run(command, input=b"", capture_output=True, timeout=WAIT)
-    assert result.returncode == 2
-    assert b"give a writable path" in result.stderr and result.stdout == b""
+    assert result.returncode == 2 and message in result.stderr and result.stdout == b""
+    assert message.decode() in (tmp_path / "f.log").read_text()  # where Fluentd's operator looks

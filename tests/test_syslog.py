@@ -31,17 +31,22 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 class Receiver:
     def __init__(self, config: SyslogConfig) -> None:
         self.messages: list[bytes] = []
+        self.senders: list[tuple[str, bool]] = []  # each message's sender address, and whether it may wait
         self.warnings: list[str] = []
         self.stats = SyslogStats()
         self.stop = threading.Event()
         ready: queue.Queue = queue.Queue()
         self.thread = threading.Thread(
             target=serve,
-            args=(config, self.messages.extend, self.warnings.append, self.stop, ready.put, self.stats),
+            args=(config, self.deliver, self.warnings.append, self.stop, ready.put, self.stats),
             daemon=True,
         )
         self.thread.start()
         self.urls = {url.split(":")[0]: int(url.rsplit(":", 1)[1]) for url in ready.get(timeout=DEADLINE)}
+
+    def deliver(self, messages: list[bytes], senders: list[str], wait: bool) -> None:
+        self.senders.extend((sender, wait) for sender in senders)
+        self.messages.extend(messages)
 
     def until(self, count: int) -> list[bytes]:
         wait_for(lambda: len(self.messages) >= count, f"{count} messages")
@@ -77,6 +82,16 @@ def test_udp_datagrams_are_one_message_each_in_either_rfc(receiver):
     assert sorted(receiver.until(2)) == sorted([BSD, RFC5424])
 
 
+def test_every_message_comes_with_its_senders_address_and_only_tcp_ones_may_wait(receiver):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(BSD, ("127.0.0.1", receiver.urls["udp"]))
+        receiver.until(1)
+    with tcp(receiver) as sock:
+        sock.sendall(BSD + b"\n" + RFC5424 + b"\n")
+        receiver.until(3)
+    assert receiver.senders == [("127.0.0.1", False), ("127.0.0.1", True), ("127.0.0.1", True)]
+
+
 def test_udp_message_over_the_limit_is_counted_and_dropped(receiver):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(BSD + b"x" * 1000, ("127.0.0.1", receiver.urls["udp"]))
@@ -89,7 +104,7 @@ def test_udp_datagrams_the_kernel_drops_are_counted_to_the_last():
     """The consumer stalls and the smallest receive buffer overflows: delivered + counted drops = sent."""
     release, taken = threading.Event(), []
 
-    def stalled(messages: list[bytes]) -> None:
+    def stalled(messages: list[bytes], _senders: list[str], _wait: bool) -> None:
         release.wait(DEADLINE)
         taken.extend(messages)
 

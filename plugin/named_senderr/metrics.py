@@ -170,8 +170,8 @@ class MetricsServer:
             self._httpd = _BoundedHTTPServer((host, port), _handler(registry, client_timeout), max_clients)
         except OSError as exc:
             raise ConfigError(f"--metrics {address}: cannot listen: {exc.strerror}; choose another port") from None
-        bound_host, bound_port = self._httpd.server_address[:2]
-        shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+        bound_host, bound_port = self._httpd.socket.getsockname()[:2]  # an (address, port) pair: an IP socket
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         self._thread.start()

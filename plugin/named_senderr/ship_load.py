@@ -73,10 +73,13 @@ _TOP_KEYS = frozenset({"inputs", "timezone", "host", "dead_letter", "rejects", "
 _TOP_KEYS |= {"follow", "read_from_head", "metrics"}
 
 
-def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[str, object]) -> ShipConfig:
+def load_ship_config(
+    path: Path | None, urls: Sequence[str], overrides: Mapping[str, object], default_urls: Sequence[str] = ()
+) -> ShipConfig:
     """``urls`` (from ``--to``) replace the file's sinks; ``overrides`` (command-line values) replace its keys.
 
-    An override named ``queue.KEY`` replaces KEY of the ``[queue]`` table.
+    An override named ``queue.KEY`` replaces KEY of the ``[queue]`` table. ``default_urls`` are the sinks
+    when neither names one (the streaming commands print on stdout).
     """
     table = read_toml(path) if path else {}
     where = str(path) if path else "the command line"
@@ -87,8 +90,8 @@ def load_ship_config(path: Path | None, urls: Sequence[str], overrides: Mapping[
     sink_tables = table.get("sinks", [])
     if not isinstance(sink_tables, list) or not all(isinstance(t, dict) for t in sink_tables):
         raise ConfigError(f"{where}: sinks must be an array of tables: [[sinks]] with url = ...")
-    if urls:
-        sinks = tuple(sink_from_url(url, {}, "--to", None) for url in urls)
+    if urls or not sink_tables:
+        sinks = tuple(sink_from_url(url, {}, "--to", None) for url in urls or default_urls)
     else:
         sinks = tuple(_sink_from_table(t, f"{where}: sinks[{i}]", base) for i, t in enumerate(sink_tables))
     top = {k: v for k, v in table.items() if k not in ("batch", "retry", "sinks", "queue")}
@@ -122,8 +125,8 @@ def read_toml(path: Path, example: str = "conf/named-senderr.toml") -> dict:
 def sink_from_url(url: str, settings: dict, where: str, base: Path | None) -> SinkConfig:
     """A sink from its URL; ``settings`` are the other keys of its TOML table, if any."""
     if url.split(":", 1)[0] == "stdout":
-        query = url[len("stdout:") :].lstrip("/").lstrip("?")
-        return _sink("stdout", "stdout:", "", None, settings, _query(query, "stdout:", where), where, base)
+        options = url[len("stdout:") :].lstrip("/").lstrip("?")
+        return _sink("stdout", "stdout:", "", None, settings, _query(options, "stdout:", where), where, base)
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES or not parts.hostname:
         shown = url.split("@")[-1] if "@" in url else url
@@ -231,7 +234,7 @@ def _coerce(value: object, hint: object, key: str, where: str, base: Path | None
         return value.lower() in ("true", "1", "yes")
     if hint in (int, float) and isinstance(value, str):
         with contextlib.suppress(ValueError):
-            value = hint(value)  # type: ignore[operator]
+            value = hint(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if hint is Path and isinstance(value, str):

@@ -50,5 +50,6 @@ class QueueStats:
     dropped: int = 0
     torn_bytes: int = 0
     damaged_bytes: int = 0  # skipped or cut: the events in them are lost
+    replayed: int = 0  # events a restarted follower read again that the queue already held: not queued twice
     bytes: int = 0  # on disk, sampled when read
     pending: dict[str, bool] = field(default_factory=dict)  # per sink: unacknowledged events remain

@@ -1,4 +1,4 @@
-"""``named-senderr listen``: receive syslog over UDP and TCP, NDJSON events on stdout."""
+"""``named-senderr listen``: receive syslog over UDP and TCP; NDJSON events on stdout, or any ``--to`` sink."""
 
 from __future__ import annotations
 
@@ -6,21 +6,30 @@ import argparse
 import sys
 import time
 
-from named_senderr.cli.parse import format_summary
+from named_senderr.cli.options import add_delivery_options
 from named_senderr.cli.peer_options import add_peer_options, peer_limits
-from named_senderr.cli.tail import EventPrinter, add_event_options, stop_on_signals, warn
-from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
-from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser
-from named_senderr.sources.syslog import MAX_CONNECTIONS, SyslogConfig, SyslogEndpoint, SyslogStats, serve
-from named_senderr.telemetry import Stats
+from named_senderr.cli.tail import add_event_options, stop_on_signals, stream_config, summarize, warn
+from named_senderr.engine.streaming import run_listen
+from named_senderr.parse.named import MAX_LINE_BYTES
+from named_senderr.sources.syslog import MAX_CONNECTIONS, SyslogConfig, SyslogEndpoint
 
 EPILOG = """\
 Messages may be RFC 3164 or RFC 5424; on TCP, octet-counted (LEN SP MSG) or
 one per line. Bound to 127.0.0.1 unless an address is given: listening on all
-interfaces takes an explicit udp://0.0.0.0:PORT.
+interfaces takes an explicit udp://0.0.0.0:PORT. An event's host is the
+message's HOSTNAME, else the sender's address.
+
+where events go:
+  stdout  without --to, each batch flushed as it comes
+  --to    the sinks ('ship --help' lists the URLs), with --queue-dir through the disk queue:
+          SIGTERM/SIGINT keeps there what the sinks did not take yet, the next start delivers it
+  when the pipeline is full (a slow sink, a full queue) TCP senders are made to wait;
+  UDP cannot wait: those messages are dropped, counted (--stats, /metrics) and said
 
 examples:
   named-senderr listen --syslog udp://127.0.0.1:5514 --syslog tcp://127.0.0.1:5514
+  named-senderr listen --syslog tcp://127.0.0.1:5514 --queue-dir /var/lib/named-senderr/syslog-queue \\
+      --to elasticsearch+http://127.0.0.1:9200/named-senderr --metrics 9109
   rsyslog:  *.* @@127.0.0.1:5514;RSYSLOG_SyslogProtocol23Format
 """
 
@@ -28,8 +37,8 @@ examples:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "listen",
-        help="receive syslog (UDP, TCP), NDJSON events on stdout",
-        description="Receive named's messages over syslog and print send-error events until SIGTERM/SIGINT.",
+        help="receive syslog (UDP, TCP), NDJSON events on stdout or to any sink",
+        description="Receive named's messages over syslog and deliver send-error events until SIGTERM/SIGINT.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -42,40 +51,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_peer_options(parser, MAX_CONNECTIONS)
     add_event_options(parser)
+    add_delivery_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     endpoints = tuple(SyslogEndpoint.parse(url) for url in args.syslog)
-    config = SyslogConfig(endpoints, args.max_message_bytes, args.udp_receive_buffer, peer_limits(args))
-    stats, syslog_stats = Stats(), SyslogStats()
-    parser = NamedLineParser(TimestampNormalizer(resolve_zone(args.timezone)))
-    rejects = open(args.rejects, "ab") if args.rejects else None  # noqa: SIM115 - closed below
-    printer = EventPrinter(parser, sys.stdout.buffer, stats, args.format, args.host, rejects)
-
-    def deliver(messages: list[bytes]) -> None:
-        stats.lines += len(messages)
-        for message in messages:
-            stats.bytes += len(message)
-            printer.take(message)
-        printer.flush()
-
+    syslog = SyslogConfig(endpoints, args.max_message_bytes, args.udp_receive_buffer, peer_limits(args))
+    config = stream_config(args)
     started = time.perf_counter()
-    try:
-        serve(
-            config, deliver, warn, stop_on_signals(), lambda urls: warn(f"listening on {', '.join(urls)}"), syslog_stats
-        )
-    finally:
-        if rejects is not None:
-            rejects.close()
-    if args.stats:
-        print(format_summary(stats, time.perf_counter() - started), file=sys.stderr)
-        print(
-            f"  syslog              {syslog_stats.messages:,} messages, {syslog_stats.oversize} over the size limit, "
-            f"{syslog_stats.malformed} malformed frames, {syslog_stats.refused_connections} refused and "
-            f"{syslog_stats.evicted_connections} idle evicted connections, {syslog_stats.idle_timeouts} idle and "
-            f"{syslog_stats.frame_timeouts} message timeouts, "
-            f"{syslog_stats.kernel_drops:,} UDP datagrams dropped by the kernel",
-            file=sys.stderr,
-        )
-    return 0
+    result, counters = run_listen(config, syslog, warn, stop_on_signals(), sys.stdout.buffer,
+                                  on_ready=lambda urls: warn(f"listening on {', '.join(urls)}"))  # fmt: skip
+    details = (
+        f"\n  syslog              {counters.messages:,} messages, {counters.dropped:,} dropped (pipeline full "
+        f"or stopping), {counters.oversize} over the size limit, {counters.malformed} malformed frames, "
+        f"{counters.refused_connections} refused and {counters.evicted_connections} idle evicted connections, "
+        f"{counters.idle_timeouts} idle and {counters.frame_timeouts} message timeouts, "
+        f"{counters.kernel_drops:,} UDP datagrams dropped by the kernel"
+    )
+    return summarize(args, result, time.perf_counter() - started, f"{len(endpoints)} syslog endpoint(s)", details)

@@ -96,10 +96,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if stats.unreadable_inputs else 0
 
 
-def format_summary(stats: Stats, elapsed: float) -> str:
+def format_summary(stats: Stats, elapsed: float, inputs: str = "") -> str:
+    """``inputs`` says what was read where "N input(s)" would not (files of globs, syslog endpoints)."""
     rate = stats.lines / elapsed if elapsed > 0 else 0.0
+    inputs = inputs or f"{stats.inputs} input(s)"
     lines = [
-        f"named-senderr: {stats.lines:,} lines ({stats.bytes / 1_048_576:.1f} MiB) from {stats.inputs} input(s) "
+        f"named-senderr: {stats.lines:,} lines ({stats.bytes / 1_048_576:.1f} MiB) from {inputs} "
         f"in {elapsed:.2f} s ({rate:,.0f} lines/s)",
         f"  events              {stats.events:,}",
     ]

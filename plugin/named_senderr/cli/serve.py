@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     result = new_result(config)
     source = ForwardSource(server, result.stats, log)
     with stop_on_signals(True) as stop:
-        run_pipeline([source], config, result, log.warning, stop=stop, patient=True,
+        run_pipeline([source], config, result, log.warning, stop=stop, endless=True,
                      stream=sys.stdout.buffer if printing else None)  # fmt: skip
     log_summary(result, log)
     return exit_status(result)

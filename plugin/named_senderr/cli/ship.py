@@ -157,8 +157,17 @@ def format_summary(result: ShipResult, elapsed: float) -> str:
     rate = stats.events / elapsed if elapsed > 0 else 0.0
     lines = [
         f"named-senderr: {stats.events:,} events from {stats.lines:,} lines of {stats.inputs} input(s) "
-        f"in {elapsed:.2f} s ({rate:,.0f} events/s)"
+        f"in {elapsed:.2f} s ({rate:,.0f} events/s)",
+        *delivery_summary(result),
     ]
+    if stats.rejected:
+        lines.append(f"named-senderr: {stats.rejected:,} candidate line(s) rejected; --rejects FILE keeps them")
+    return "\n".join(lines)
+
+
+def delivery_summary(result: ShipResult) -> list[str]:
+    """Per sink what it took, then what failed, was dead-lettered, dropped, damaged or still waits in the queue."""
+    lines: list[str] = []
     width = max((len(name) for name in result.sinks), default=0)
     for name, c in result.sinks.items():
         lines.append(
@@ -189,6 +198,4 @@ def format_summary(result: ShipResult, elapsed: float) -> str:
     if queue is not None and any(queue.pending.values()):
         waiting = ", ".join(name for name, pending in queue.pending.items() if pending)
         lines.append(f"named-senderr: events for {waiting} wait in the queue; the next start delivers them")
-    if stats.rejected:
-        lines.append(f"named-senderr: {stats.rejected:,} candidate line(s) rejected; --rejects FILE keeps them")
-    return "\n".join(lines)
+    return lines

@@ -1,12 +1,9 @@
-"""``named-senderr tail``: follow named's logs across rotation, NDJSON events on stdout.
+"""``named-senderr tail``: follow named's logs across rotation; NDJSON events on stdout, or any ``--to`` sink.
 
-Runs until SIGTERM or SIGINT. Events go to stdout in writes of at most
-PRINT_EVERY, each flushed before the checkpoint moves past its lines: after
-SIGTERM or SIGINT a restart with the same ``--checkpoint`` resumes exactly
-after the last line printed. A kill -9 that lands between a write and its
-checkpoint (the time of one fsync) prints that write's events again: at most
-PRINT_EVERY duplicates, since a write to a pipe and the rename of a file
-cannot be made one atomic step.
+Runs until SIGTERM or SIGINT (or a sink failing for good). The pipeline is
+engine/streaming.py's: followed files -> parse, privacy, rollup -> stdout, the
+sinks, or the disk queue first; the checkpoint moves only once the events are
+durably held there.
 """
 
 from __future__ import annotations
@@ -16,26 +13,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
-import orjson
-
+from named_senderr.cli.options import add_delivery_options, delivery_overrides
 from named_senderr.cli.parse import format_summary
+from named_senderr.cli.ship import delivery_summary, exit_status
 from named_senderr.config import FORMATS
-from named_senderr.engine.printing import ingest_now
-from named_senderr.event import Event, to_ecs, to_flat
-from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
-from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser, Rejection
-from named_senderr.sinks.stdout import NdjsonWriter
-from named_senderr.sources.file_tail import FileTail, TailConfig
-from named_senderr.telemetry import Stats
+from named_senderr.engine.shipping import CHECKPOINT, ShipResult
+from named_senderr.engine.streaming import PRINT_EVERY, run_tail
+from named_senderr.ship_config import ShipConfig
+from named_senderr.ship_load import load_ship_config
+from named_senderr.sources.file_tail import TailConfig
 
-PRINT_EVERY = 256  # events per write to stdout; below NdjsonWriter's own batch, so it never writes on its own
-
-EPILOG = """\
+EPILOG = f"""\
 Files present at the first start are followed from their end (--read-from-head:
 from their start); files that appear later, also while tail was stopped, are
 read from their start, and every file named in the checkpoint from where it
@@ -44,65 +34,26 @@ across a restart; gzip'd rotations are skipped (use 'parse'). A checkpoint
 whose folder is missing gets one; a checkpoint that is a symbolic link is
 refused unless --allow-checkpoint-symlink.
 
+where events go:
+  stdout  without --to: each write of at most {PRINT_EVERY} events is flushed before the
+          checkpoint moves past its lines; after SIGTERM/SIGINT a restart with the same
+          --checkpoint resumes right after the last event printed, after a kill -9 it
+          prints at most {PRINT_EVERY} events again
+  --to    the sinks ('ship --help' lists the URLs): the checkpoint moves once they stored
+          the events; with --queue-dir once the events are fsync'd to the queue (the
+          checkpoint is then DIR/{CHECKPOINT} unless --checkpoint names one)
+
 examples:
   named-senderr tail '/var/log/named/*.log' --checkpoint /var/lib/named-senderr/tail.json
   named-senderr tail /var/log/named/send-errors.log --format flat --read-from-head
+  named-senderr tail '/var/log/named/*.log' --queue-dir /var/lib/named-senderr/queue \\
+      --to elasticsearch+http://127.0.0.1:9200/named-senderr --metrics 9108
 """
-
-
-@dataclass
-class EventPrinter:
-    """Raw lines in, NDJSON events out; rejections counted and, with a rejects stream, kept."""
-
-    parser: NamedLineParser
-    out: BinaryIO
-    stats: Stats
-    format: str = "ecs"
-    host: str | None = None
-    rejects: BinaryIO | None = None
-    unflushed: int = field(default=0, init=False)  # events written since the last flush
-    _writer: NdjsonWriter = field(init=False)
-    _render: Callable[[Event], dict] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._writer = NdjsonWriter(self.out)
-        if self.format == "flat":
-            self._render = to_flat
-        else:
-            ingest_time = ingest_now()
-            self._render = lambda event: to_ecs(event, ingest_time)
-
-    def take(self, raw: bytes, file: str | None = None, offset: int | None = None, oversize: bool = False) -> None:
-        if oversize or len(raw) > MAX_LINE_BYTES:
-            text = raw[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace")
-            result: Event | Rejection | None = Rejection("line_too_long", f"over {MAX_LINE_BYTES} bytes", text)
-        else:
-            result = self.parser.parse_bytes(raw)
-        if result is None:
-            return
-        self.stats.candidates += 1
-        if isinstance(result, Event):
-            result.file, result.offset = file, offset
-            result.host = result.host or self.host
-            self.stats.events_by_reason[result.reason] += 1
-            self._writer.write(self._render(result))
-            self.unflushed += 1
-            return
-        self.stats.rejected_by_reason[result.reason] += 1
-        if self.rejects is not None:
-            record = {"reason": result.reason, "detail": result.detail, "file": file, "offset": offset}
-            self.rejects.write(orjson.dumps(record | {"line": result.line}, option=orjson.OPT_APPEND_NEWLINE))
-
-    def flush(self) -> None:
-        self._writer.flush()
-        self.unflushed = 0
-        if self.rejects is not None:
-            self.rejects.flush()
 
 
 def add_event_options(parser: argparse.ArgumentParser) -> None:
     """The options every streaming command shares with ``parse``."""
-    parser.add_argument("--format", choices=FORMATS, default="ecs", help="event shape (default: ecs)")
+    parser.add_argument("--format", choices=FORMATS, default="ecs", help="event shape on stdout (default: ecs)")
     parser.add_argument("--timezone", metavar="TZ", help="zone of times logged without one (default: this machine's)")
     parser.add_argument("--host", metavar="NAME", help="host name for lines that carry none")
     parser.add_argument("--rejects", type=Path, metavar="FILE", help="append rejected candidate lines here as NDJSON")
@@ -112,7 +63,7 @@ def add_event_options(parser: argparse.ArgumentParser) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "tail",
-        help="follow log files across rotation, NDJSON events on stdout",
+        help="follow log files across rotation, NDJSON events on stdout or to any sink",
         description="Follow named log files (globs), across rename and copytruncate rotation, until SIGTERM/SIGINT.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -126,11 +77,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--poll-interval", type=float, default=0.25, metavar="S", help="seconds between looks")
     parser.add_argument("--rotate-wait", type=float, default=5.0, metavar="S", help="read a rotated file this long")
     add_event_options(parser)
+    add_delivery_options(parser)
     parser.set_defaults(run=run)
 
 
+def stream_config(args: argparse.Namespace) -> ShipConfig:
+    """The delivery options as a configuration; no sink named (no --to, none in --config): stdout in --format."""
+    overrides = {"timezone": args.timezone, "host": args.host, "rejects": args.rejects, **delivery_overrides(args)}
+    return load_ship_config(args.config, args.to, overrides, default_urls=(f"stdout:?format={args.format}",))
+
+
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, so the loop ends between batches, never inside one."""
+    """An event set by SIGTERM or SIGINT: reading ends between batches, never inside one."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -141,38 +99,29 @@ def warn(message: str) -> None:
     print(f"named-senderr: {message}", file=sys.stderr, flush=True)
 
 
+def summarize(args: argparse.Namespace, result: ShipResult, elapsed: float, inputs: str, details: str = "") -> int:
+    """The summary on stderr (reading with --stats; delivery always), and the exit status ``ship`` would give."""
+    if args.stats:
+        print(format_summary(result.stats, elapsed, inputs) + details, file=sys.stderr)
+    for line in delivery_summary(result):
+        print(line, file=sys.stderr)
+    if result.stats.rejected and not args.stats and args.rejects is None:
+        warn(f"{result.stats.rejected:,} candidate line(s) rejected; --rejects FILE keeps them, --stats shows why")
+    return exit_status(result)
+
+
 def run(args: argparse.Namespace) -> int:
-    config = TailConfig(
+    config = stream_config(args)
+    default_checkpoint = config.queue.dir / CHECKPOINT if config.queue.dir is not None else None
+    tail = TailConfig(
         globs=tuple(args.globs),
-        checkpoint=args.checkpoint,
+        checkpoint=args.checkpoint or default_checkpoint,
         poll_interval=args.poll_interval,
         rotate_wait=args.rotate_wait,
         read_from_head=args.read_from_head,
         allow_checkpoint_symlink=args.allow_checkpoint_symlink,
     )
-    stats = Stats(inputs=len(config.globs))
-    parser = NamedLineParser(TimestampNormalizer(resolve_zone(args.timezone)))
-    stop = stop_on_signals()
-    rejects = open(args.rejects, "ab") if args.rejects else None  # noqa: SIM115 - closed below
-    tail = FileTail(config, stats, warn)
     started = time.perf_counter()
-    try:
-        printer = EventPrinter(parser, sys.stdout.buffer, stats, args.format, args.host, rejects)
-        while not stop.is_set():
-            batch = tail.poll()
-            for taken, line in enumerate(batch.lines, 1):
-                printer.take(line.raw, line.path, line.offset, line.oversize)
-                if printer.unflushed >= PRINT_EVERY:
-                    printer.flush()
-                    batch.commit_through(taken)
-            printer.flush()
-            batch.commit()
-            if not batch.more:
-                stop.wait(config.poll_interval)
-    finally:
-        tail.close()
-        if rejects is not None:
-            rejects.close()
-    if args.stats:
-        print(format_summary(stats, time.perf_counter() - started), file=sys.stderr)
-    return 0
+    result = run_tail(config, tail, warn, stop_on_signals(), sys.stdout.buffer)
+    inputs = f"{result.stats.inputs} file(s) followed through {len(tail.globs)} glob(s)"
+    return summarize(args, result, time.perf_counter() - started, inputs)

@@ -87,8 +87,12 @@ class Delivery(Protocol):
         """Room for more right now (checked before a refusable batch is transformed)."""
         ...
 
-    def put(self, events: list[Event], seq: int) -> bool:
-        """Take ``events`` of batch ``seq``; False when they were refused whole (the source must resend)."""
+    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
+        """Take ``events`` of batch ``seq``; False when they were refused whole (the source must resend).
+
+        With ``wait`` a full delivery blocks until there is room; without it (the source's ``emit`` was
+        called with ``wait=False``) it refuses at once.
+        """
         ...
 
     def durable_through(self) -> int:

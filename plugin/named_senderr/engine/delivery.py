@@ -153,6 +153,9 @@ class QueueLanes:
         self.config = config
         self.stats = stats
         self.queue = DiskQueue(config.dir, config.max_bytes, tuple(s.name for s in sinks), warn=warn)
+        # A follower restarted after a crash between an append and its checkpoint reads those lines again: know
+        # them before any consumer starts (a delivered segment is deleted).
+        self._replayed = self.queue.newest() if patient else set()
         self.halt, self.closing = threading.Event(), threading.Event()
         self._durable = 0
         wait = self.halt.wait if sleep is time.sleep else sleep
@@ -176,8 +179,10 @@ class QueueLanes:
 
     def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
         if wait:
-            for event in events:
-                self.writer.add(event)
+            payloads = [encode_event(event) for event in events]
+            if self._replayed:
+                payloads = self._skip_replayed(payloads)
+            self.writer.extend(payloads)
             if not self.writer.flush():
                 return False
         else:  # refuse the batch whole rather than wait: the sender keeps it and sends it again
@@ -194,6 +199,14 @@ class QueueLanes:
 
     def durable_through(self) -> int:
         return self._durable
+
+    def _skip_replayed(self, payloads: list[bytes]) -> list[bytes]:
+        """Drop the events the queue already holds; the first batch without any ends the look (they come first)."""
+        fresh = [payload for payload in payloads if payload not in self._replayed]
+        self.stats.replayed += len(payloads) - len(fresh)
+        if payloads and len(fresh) == len(payloads):
+            self._replayed = set()
+        return fresh
 
     def tick(self) -> None:
         """The consumers read the queue on their own."""
@@ -215,6 +228,6 @@ class QueueLanes:
         self.halt.set()
         for consumer in self.consumers:
             consumer.thread.join(JOIN_GRACE)
-        self.stats.bytes = self.queue.bytes
+        self.stats.bytes = self.queue.held_bytes
         self.stats.pending = {c.sink.name: self.queue.pending(c.sink.name) for c in self.consumers}
         self.queue.close()

@@ -207,7 +207,7 @@ def run_config(pipeline: PipelineConfig, warn: Warn, report: Callable[[ShipResul
     sources = [SOURCES[spec.kind].open(spec.settings, SourceContext(f"sources.{spec.name}", result.stats, warn))
                for spec in pipeline.sources]  # fmt: skip
     return run_pipeline(sources, pipeline.delivery, result, warn, report, stop=stop,
-                        transforms=[t for _, t in pipeline.transforms], patient=pipeline.endless)  # fmt: skip
+                        transforms=[t for _, t in pipeline.transforms], endless=pipeline.endless)  # fmt: skip
 
 
 def load_pipeline(path: Path) -> PipelineConfig:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 from prometheus_client import Histogram
 
-from named_senderr.engine.contracts import Delivery, Source
+from named_senderr.engine.contracts import Delivery, Line, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
 from named_senderr.engine.printing import Warn, ingest_now, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
@@ -26,7 +25,7 @@ from named_senderr.errors import ConfigError
 from named_senderr.metrics import Measured, Sample, serve_metrics
 from named_senderr.normalize.privacy import PrivacyConfig
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
-from named_senderr.parse.named import NamedLineParser
+from named_senderr.parse.named import NamedLineParser, Rejection
 from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import DeadLetter, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
@@ -89,7 +88,7 @@ def run_ship(
         source = FollowSource(tail, result.stats, warn)
     else:
         source = FileSource(config.inputs, result.stats, warn)
-    return run_pipeline([source], config, result, warn, report, sinks, clock, sleep, stop)
+    return run_pipeline([source], config, result, warn, report, sinks, clock, sleep, stop, endless=config.follow)
 
 
 def new_result(config: ShipConfig) -> ShipResult:
@@ -109,18 +108,22 @@ def run_pipeline(
     stop: threading.Event | None = None,
     *,
     transforms: Sequence[TransformConfig] | None = None,
-    patient: bool | None = None,
     stream: BinaryIO | None = None,
+    endless: bool = False,
+    samples: Callable[[], Iterable[Sample]] | None = None,
+    on_reject: Callable[[Rejection, Line], None] | None = None,
 ) -> ShipResult:
     """Run ``sources`` through the transforms of ``config`` into its sinks, with or without the disk queue.
 
     Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
     opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
     ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
-    ``transforms`` replaces the config's privacy-then-rollup with stages in the order given; ``patient``
-    (default: ``config.follow``) says the sources read until stopped, so a queued sink that ran out of
-    retries tries again later instead of ending the run. With ``stream``, a lone ``stdout:`` sink without a
-    queue prints onto it in the calling thread, each batch flushed before its ack moves (``prints_directly``).
+    ``transforms`` replaces the config's privacy-then-rollup with stages in the order given.
+    With ``stream``, a lone ``stdout:`` sink without a queue prints onto it in the caller's thread, each
+    batch flushed before its ack moves (``prints_directly``). ``endless`` sources (followed files, a
+    listener) only stop on a signal: a sink behind the queue is retried for as long, and rejects are
+    written as they come and appended across restarts. ``samples`` adds the sources' own figures to /metrics.
+    ``on_reject`` is told of each rejected candidate (a source that passes them on itself).
     """
     direct = stream is not None and sinks is None and prints_directly(config)
     if not direct:  # printing refuses nothing: no dead letters
@@ -134,35 +137,36 @@ def run_pipeline(
     dead_letter = DeadLetter(config.dead_letter)
     policy = RetryPolicy.from_config(config.retry)
     with ExitStack() as stack:
-        if sinks is None and not direct:
-            ingest_time = ingest_now()
-            sinks = []
-            for sink_config in config.sinks:
-                sinks.append(open_sink(sink_config, ingest_time))
-                stack.callback(sinks[-1].close)
-        for sink in sinks or []:  # before the lanes count into them: each batch a sink settles is timed
-            observe = result.batch_seconds.labels(sink=sink.name).observe
-            result.sinks.setdefault(sink.name, SinkCounters(settled=observe))
         delivery: Delivery
+        queue: DiskQueue | None = None
         if direct:
             assert stream is not None
-            delivery, queue = StreamDelivery(stream, renderer(config.sinks[0].format)), None
-        elif durable:
-            assert result.queue is not None and sinks is not None
-            lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
-                               warn, stop, patient=config.follow if patient is None else patient,
-                               clock=clock, sleep=sleep)  # fmt: skip
-            delivery, queue = lanes, lanes.queue
+            delivery = StreamDelivery(stream, renderer(config.sinks[0].format))
         else:
-            assert sinks is not None
-            delivery, queue = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep), None
+            sinks = sinks if sinks is not None else open_sinks(config, stack)
+            for sink in sinks:  # before the lanes count into them: each batch a sink settles is timed
+                observe = result.batch_seconds.labels(sink=sink.name).observe
+                result.sinks.setdefault(sink.name, SinkCounters(settled=observe))
+            if durable:
+                assert result.queue is not None
+                lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
+                                   warn, stop, patient=endless, clock=clock, sleep=sleep)  # fmt: skip
+                delivery, queue = lanes, lanes.queue
+            else:
+                delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep)
         if config.metrics:
-            samples = partial(ship_samples, result, queue, sources)  # read at each scrape
-            server = stack.enter_context(serve_metrics(config.metrics, samples, result.batch_seconds))
+
+            def collect() -> Iterator[Sample]:  # read at each scrape
+                yield from ship_samples(result, queue, sources)
+                yield from samples() if samples is not None else ()
+
+            server = stack.enter_context(serve_metrics(config.metrics, collect, result.batch_seconds))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
-        rejects = stack.enter_context(open(config.rejects, "ab" if durable else "wb")) if config.rejects else None
+        mode = "ab" if durable or endless else "wb"  # a restart keeps what the last run rejected
+        buffering = 0 if endless else -1  # an endless run ends killed: each reject is written as it comes
+        rejects = stack.enter_context(open(config.rejects, mode, buffering)) if config.rejects else None
         parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
-        runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects),
+        runner = Runner(sources, ParseLines(parser, result.stats, config.host, rejects, on_reject),
                         chain, delivery, stop,
                         report=(lambda: report(result)) if report else None, counters=result.sources)  # fmt: skip
         try:
@@ -175,6 +179,16 @@ def run_pipeline(
             dead_letter.close()
     result.dead_lettered = dead_letter.count
     return result
+
+
+def open_sinks(config: ShipConfig, stack: ExitStack) -> list[Sink]:
+    """Every sink of ``config``, each closed when ``stack`` closes."""
+    ingest_time = ingest_now()
+    sinks = []
+    for sink_config in config.sinks:
+        sinks.append(open_sink(sink_config, ingest_time))
+        stack.callback(sinks[-1].close)
+    return sinks
 
 
 def prints_directly(config: ShipConfig) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 import orjson
 
@@ -31,7 +31,8 @@ class ParseLines:
     parser: NamedLineParser
     stats: Stats
     host: str | None = None  # host.name for lines whose text and transport carry none
-    rejects: BinaryIO | None = None
+    rejects: IO[bytes] | None = None  # any binary file: unbuffered for endless runs, buffered otherwise
+    on_reject: Callable[[Rejection, Line], None] | None = None  # a source that passes rejected records on itself
 
     def __call__(self, lines: list[Line]) -> list[Event]:
         events = []
@@ -60,6 +61,8 @@ class ParseLines:
             record = {"reason": rejection.reason, "detail": rejection.detail, "file": line.file,
                       "offset": line.offset, "line": rejection.line}  # fmt: skip
             self.rejects.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        if self.on_reject is not None:
+            self.on_reject(rejection, line)
 
 
 def oversize(head: bytes) -> Rejection:

@@ -172,7 +172,9 @@ def _pipeline(fmt: str, parsers_file: str | None, stages: list[Section], outputs
     service: list[tuple[str, str | list[str]]] = [("flush", "1"), ("log_level", "info")]
     if parsers_file:
         service.append(("parsers_file", parsers_file))
-    prefilter = [] if stages else [("filter", [("name", "grep"), ("match", "named"), ("regex", f"log {PREFILTER}")])]
+    prefilter: list[Section] = (
+        [] if stages else [("filter", [("name", "grep"), ("match", "named"), ("regex", f"log {PREFILTER}")])]
+    )
     sections = [_tail_input(), *prefilter, *stages, *outputs]
     return _yaml_pipeline(service, sections) if fmt == "yaml" else _classic_pipeline(service, sections)
 

@@ -42,6 +42,6 @@ def parse(body: bytes, where: str) -> dict[str, int]:
     for counters in root.iter("counters"):
         if counters.get("type") == "sockstat":
             for counter in counters.iter("counter"):
-                if counter.get("name") in found:
-                    found[counter.get("name")] = int(counter.text or 0)
+                if (name := counter.get("name")) in found:
+                    found[name] = int(counter.text or 0)
     return found

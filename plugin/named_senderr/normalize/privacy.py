@@ -43,15 +43,14 @@ class PrivacyConfig:
 class Privacy:
     """The compiled stage: ``apply(event)`` rewrites in place and returns the event."""
 
-    ipv4_prefix: int | None = None
-    ipv6_prefix: int | None = None
+    prefixes: tuple[int, int] | None = None  # IPv4, IPv6 network kept by truncate
     hash_ip: bool = False
     qname_mode: str | None = None  # drop, hash, suffix
     qname_labels: int = 0
     key: bytes = field(default=b"", repr=False)
 
     def apply(self, event: Event) -> Event:
-        if event.client_ip is not None and (self.hash_ip or self.ipv4_prefix is not None):
+        if event.client_ip is not None and (self.hash_ip or self.prefixes is not None):
             new = self._address(event.client_ip)
             old = event.client_ip + ("%" + event.scope if event.scope else "")
             event.message = event.message.replace(old + "#", new + "#")
@@ -70,7 +69,8 @@ class Privacy:
         if self.hash_ip:
             digest = hmac.new(self.key, address.encode(), hashlib.sha256).digest()
             return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
-        return str(client_network(address, self.ipv4_prefix, self.ipv6_prefix).network_address)
+        assert self.prefixes is not None  # apply() calls this only to hash or to truncate
+        return str(client_network(address, *self.prefixes).network_address)
 
     def _qname(self, qname: str) -> str | None:
         if self.qname_mode == "drop":
@@ -91,7 +91,7 @@ def compile_privacy(config: PrivacyConfig, env: dict[str, str] | None = None) ->
     if config.client_ip is not None:
         mode, _, arg = config.client_ip.partition(":")
         if mode == "truncate":
-            kwargs["ipv4_prefix"], kwargs["ipv6_prefix"] = _prefixes(arg)
+            kwargs["prefixes"] = _prefixes(arg)
         elif mode == "hash" and arg:
             kwargs["hash_ip"], key_spec = True, arg
         else:
@@ -120,10 +120,10 @@ def read_key(spec: str, env: dict[str, str]) -> bytes:
     """The HMAC key from ``env:VARIABLE`` or a file; messages name where, never the key."""
     if spec.startswith("env:"):
         name = spec[4:]
-        value = env.get(name, "").strip()
-        if not value:
+        text = env.get(name, "").strip()
+        if not text:
             raise ConfigError(f"hash key: environment variable {name} is unset or empty; export it or use a key file")
-        return value.encode()
+        return text.encode()
     try:
         value = Path(spec).read_bytes().strip()
     except OSError as exc:

@@ -94,15 +94,17 @@ class TimestampNormalizer:
         if m := _NAMED.fullmatch(head):
             day, month_name, year, hour, minute, second, _ = m.groups()
             month = MONTHS.get(month_name.lower())
-            return month and self._local(int(year), month, int(day), hour, minute, second)
+            if month is None:
+                return None
+            return self._local(int(year), month, int(day), hour, minute, second)
         if m := _ISO.fullmatch(head):
-            year, month, day, hour, minute, second, _, offset = m.groups()
+            year, month_digits, day, hour, minute, second, _, offset = m.groups()
             zone = self.zone if offset is None else _fixed_offset(offset)
-            return _utc(int(year), int(month), int(day), hour, minute, second, zone)
+            return _utc(int(year), int(month_digits), int(day), hour, minute, second, zone)
         if m := _BSD.fullmatch(head):
             month_name, day, hour, minute, second, _, year = m.groups()
             month = MONTHS.get(month_name.lower())
-            if not month:
+            if month is None:
                 return None
             if year:
                 return self._local(int(year), month, int(day), hour, minute, second)

@@ -105,7 +105,8 @@ class DiskQueue:
         self._gc()
 
     @property
-    def bytes(self) -> int:
+    def held_bytes(self) -> int:
+        """Bytes of the segments still on disk (what ``max_bytes`` bounds)."""
         with self._cond:
             return sum(self._sizes.values())
 
@@ -214,6 +215,22 @@ class DiskQueue:
             )
         self.write_error = exc.strerror or str(exc)
         raise QueueWriteError(self.refusal())
+
+    def newest(self) -> set[bytes]:
+        """The records of the last two segments: what the last appends before a crash may have written.
+
+        A follower restarted from a checkpoint saved just before its crash reads those lines again; their events
+        encode to the same bytes, so the writer can recognise and skip them (at most a poll, within a segment).
+        """
+        with self._cond:
+            last = self._write_seq
+            ends = {seq: self._sizes.get(seq, 0) for seq in (last - 1, last)}
+            ends[last] = self._end[1]
+        found: set[bytes] = set()
+        for seq, stop in ends.items():
+            if seq > 0 and stop:
+                found.update(decode_records(read_segment(self.dir / segment_name(seq), 0, stop, stop))[0])
+        return found
 
     def read(self, reader: str, max_records: int, max_bytes: int) -> tuple[list[bytes], Position]:
         """The next records for ``reader`` (at most the limits, at least one if any) and the position after them."""

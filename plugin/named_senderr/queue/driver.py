@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -60,7 +60,7 @@ class DeadLetter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.count = 0
-        self._file = None
+        self._file: BinaryIO | None = None
         self._lock = threading.Lock()
 
     def write(self, sink: str, reason: str, record: dict) -> None:
@@ -102,7 +102,7 @@ class Driver:
         dead_letter: DeadLetter,
         counters: SinkCounters,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,  # what it returns (Event.wait's flag) is ignored
         rand: Callable[[], float] = random.random,
         keep: bool = False,
         halted: Callable[[], bool] = lambda: False,

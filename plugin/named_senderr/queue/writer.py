@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from named_senderr.event import Event
 from named_senderr.metrics import Sample
-from named_senderr.queue.consumer import encode_event
 from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
 from named_senderr.telemetry import QueueStats
 
@@ -33,8 +31,9 @@ class QueueWriter:
         self.warn = warn
         self._pending: list[bytes] = []
 
-    def add(self, event: Event) -> None:
-        self._pending.append(encode_event(event))
+    def extend(self, payloads: list[bytes]) -> None:
+        """Encoded events (``queue.consumer.encode_event``), appended at the next ``flush``."""
+        self._pending.extend(payloads)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -89,7 +88,7 @@ def queue_samples(qstats: QueueStats, queue: DiskQueue) -> Iterator[Sample]:
     """The disk queue's part of /metrics, for ``ship`` and ``serve`` alike."""
     yield Sample("named_senderr_events_queued_total", "counter", "Events written to the disk queue.", qstats.queued)
     yield Sample("named_senderr_events_dropped_total", "counter", "Events dropped, the queue full.", qstats.dropped)
-    yield Sample("named_senderr_queue_bytes", "gauge", "Bytes of the disk queue on disk.", queue.bytes)
+    yield Sample("named_senderr_queue_bytes", "gauge", "Bytes of the disk queue on disk.", queue.held_bytes)
     yield Sample("named_senderr_queue_max_bytes", "gauge", "Size bound of the disk queue.", queue.max_bytes)
     yield Sample("named_senderr_queue_writable", "gauge", "0 while the disk refuses appends (full, I/O error).",
                  0 if queue.write_error else 1)  # fmt: skip

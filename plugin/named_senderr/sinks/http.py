@@ -117,7 +117,7 @@ class HttpClient:
 
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLError):
             return seen

@@ -1,4 +1,4 @@
-"""NDJSON events straight onto a byte stream, as a delivery: ``parse``, ``tail`` and ``listen`` on stdout.
+"""Events straight onto a byte stream, as a delivery: NDJSON for ``parse``, ``tail`` and ``listen``, msgpack for Fluentd.
 
 No batching thread and no retries: the events are rendered and written in the
 caller's thread, and a batch is durable once its write is flushed.
@@ -8,17 +8,37 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from named_senderr.event import Event
 from named_senderr.sinks.stdout import NdjsonWriter
 
 
-class StreamDelivery:
-    """``flush_every``: batches are flushed at once (streaming commands) or only at the end (``parse``)."""
+class RecordWriter(Protocol):
+    """Records encoded onto a stream: NDJSON (``NdjsonWriter``), or msgpack for Fluentd (sinks/msgpack_stream.py)."""
 
-    def __init__(self, stream: BinaryIO, render: Callable[[Event], dict], flush_every: bool = True) -> None:
-        self._writer = NdjsonWriter(stream)
+    def write(self, record: dict) -> None: ...
+
+    def flush(self) -> object: ...
+
+
+class StreamDelivery:
+    """``flush_every``: batches are flushed at once (streaming commands) or only at the end (``parse``).
+
+    ``writer`` replaces NDJSON onto ``stream`` with another encoding.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO | None,
+        render: Callable[[Event], dict],
+        flush_every: bool = True,
+        writer: RecordWriter | None = None,
+    ) -> None:
+        if writer is None:
+            assert stream is not None, "a stream or a writer"
+            writer = NdjsonWriter(stream)
+        self._writer = writer
         self._render = render
         self._flush_every = flush_every
         self._durable = 0

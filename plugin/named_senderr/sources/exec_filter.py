@@ -1,12 +1,15 @@
-"""Fluentd ``out_exec_filter`` child: records in on stdin, event records out on stdout, in msgpack.
+"""Fluentd ``out_exec_filter`` child: the records Fluentd writes to its stdin, as an engine source.
 
 Fluentd writes a whole buffer chunk at a time (concatenated msgpack maps, no
-framing) and reads stdout with a streaming parser, so each read chunk is one
-batch: every output record of a batch goes out in one write. A child that
-dies stalls Fluentd's pipeline ("no healthy child processes exist"), so no
-input can stop this loop: bad records are counted and logged, undecodable
-bytes are dropped and the decoder restarts. Stdout carries msgpack only;
-everything for humans goes to the log (Fluentd discards the child's stderr).
+framing) and reads the child's stdout with a streaming parser. Each read is
+one batch: the log line of every record that holds a send-error candidate
+goes to the engine (parse, privacy, rollup, the same for every source), and
+the batch's output is written and flushed before the next read. Records that
+are not send errors are dropped or, with ``--non-matching pass``, written back
+unchanged in their place; rejected candidates are passed back only when asked,
+under their own tag. A child that dies stalls Fluentd's pipeline ("no healthy
+child processes exist"), so no input stops this source: bad records are
+counted and logged (Fluentd discards the child's stderr).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,49 +26,45 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
-import orjson
 
+from named_senderr.engine.contracts import Batch, Emit, Line
 from named_senderr.event import Event, to_ecs, to_flat
-from named_senderr.parse.named import NamedLineParser, Rejection, is_candidate
+from named_senderr.parse.named import Rejection, is_candidate
+from named_senderr.protocol.msgpack_records import BadRecord, JsonRecords, MsgpackRecords
+from named_senderr.sinks.msgpack_stream import MsgpackOut
+from named_senderr.telemetry import Stats
 
 IN_FORMATS = ("msgpack", "json")
 NON_MATCHING = ("drop", "pass")
 HOST_KEYS = ("host", "hostname", "_HOSTNAME")
 REJECT_FIELD = "named_senderr_error"
+TAG_FIELD = "named_senderr_tag"  # Fluentd's <extract> tag_key takes a record's tag from it
 READ_SIZE = 256 * 1024
+WAKE = 0.1  # seconds between looks at the stop flag while stdin is quiet
 LOG_FIRST = 20  # complaints of one kind logged one by one; then every LOG_EVERY-th
 LOG_EVERY = 1000
 
 _PACK_OPTIONS = {"use_bin_type": True, "unicode_errors": "surrogateescape"}
 
 
-@dataclass(frozen=True, slots=True)
-class BadRecord:
-    """A record that holds no log line we can read: why, for the counters and the log."""
-
-    reason: str  # not_a_map, missing_key, non_string, invalid_json, undecodable_msgpack, oversize
-    detail: str
-
-
 @dataclass
 class FilterStats:
-    """Counters of one run, logged periodically and at exit; the tests read them too."""
+    """What the source saw, beside the engine's parse counters; logged periodically and at exit."""
 
     batches: int = 0
     bytes_in: int = 0
     records: int = 0
-    events: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)  # candidate lines by the parser's reason
-    passed: int = 0  # not send errors, passed through unchanged
-    dropped: int = 0  # not send errors, dropped (--non-matching drop)
-    undecodable_lines: int = 0  # kept, invalid UTF-8 escaped
+    passed: int = 0  # not send errors, passed through unchanged (--non-matching pass)
+    dropped: int = 0  # not send errors, dropped
     bad: Counter[str] = field(default_factory=Counter)
 
-    def summary(self) -> str:
+    def summary(self, parsed: Stats, written: int | None) -> str:
+        """``written``: event records written to stdout (None when they go to sinks)."""
+        out = "" if written is None else f" ({written} records written)"
         return (
-            f"{self.records} records in {self.batches} batches ({self.bytes_in} bytes): {self.events} events, "
-            f"{sum(self.rejected.values())} rejected candidates ({_counts(self.rejected)}), {self.passed} passed and "
-            f"{self.dropped} dropped as not send errors, {self.undecodable_lines} lines with invalid UTF-8; "
+            f"{self.records} records in {self.batches} batches ({self.bytes_in} bytes): {parsed.events} events{out}, "
+            f"{parsed.rejected} rejected candidates ({_counts(parsed.rejected_by_reason)}), {self.passed} passed and "
+            f"{self.dropped} dropped as not send errors, {parsed.undecodable_lines} lines with invalid UTF-8; "
             f"bad input: {_counts(self.bad)}"
         )
 
@@ -73,52 +73,22 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{key} {value}" for key, value in counter.most_common()) or "none"
 
 
-class RecordParser:
-    """Finds the log line in a Fluent record (the first of ``keys`` present) and parses it."""
-
-    def __init__(self, parser: NamedLineParser, keys: tuple[str, ...], host: str | None = None) -> None:
-        self.parser = parser
-        self.keys = keys
-        self.host = host
-        self.undecodable = 0
-
-    def parse(self, record: dict) -> Event | Rejection | BadRecord | None:
-        value: Any = record.get(self.keys[0])
-        if type(value) is str and not is_candidate(value):
-            return None  # the common case, one substring test
-        for key in self.keys:
-            value = record.get(key)
-            if value is None and key.isascii():
-                value = record.get(key.encode())  # a bin key (Ruby's ASCII-8BIT strings)
-            if value is not None:
-                break
-        else:
-            return BadRecord(
-                "missing_key", f"no {' or '.join(map(repr, self.keys))} key; set --key to the record's field"
-            )
-        if isinstance(value, str):
-            result = (
-                self.parser.parse(value)
-                if _is_utf8(value)
-                else self._parse_raw(value.encode("utf-8", "surrogateescape"))
-            )
-        elif isinstance(value, bytes):
-            result = self._parse_raw(value)
-        else:
+def find_line(record: dict, keys: tuple[str, ...]) -> str | bytes | BadRecord:
+    """The value of the first of ``keys`` that the record holds (a null one is skipped), or why there is none."""
+    null = None
+    for key in keys:
+        value = record.get(key)
+        if value is None:
+            value = record.get(key.encode())  # a bin key (Ruby's ASCII-8BIT strings)
+        if isinstance(value, str | bytes):
+            return value
+        if value is not None:
             return BadRecord("non_string", f"{key!r} holds {type(value).__name__}, not a string")
-        if isinstance(result, Event) and result.host is None:
-            result.host = _record_host(record) or self.host
-        return result
-
-    def _parse_raw(self, raw: bytes) -> Event | Rejection | None:
-        """A bin value, or a str that was not UTF-8: valid UTF-8 parses as text, the rest is escaped and counted."""
-        try:
-            return self.parser.parse(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            result = self.parser.parse_bytes(raw)
-        if result is not None:
-            self.undecodable += 1
-        return result
+        if null is None and (key in record or key.encode() in record):
+            null = key
+    if null is not None:
+        return BadRecord("null_value", f"{null!r} is null: the record has the field but no line in it")
+    return BadRecord("missing_key", f"no {' or '.join(map(repr, keys))} key; set --key to the record's field")
 
 
 def _is_utf8(text: str) -> bool:
@@ -154,153 +124,178 @@ class Complaints:
             self.log.warning("%s (%d so far): %s", reason, count, detail)
 
 
-class ExecFilter:
-    """One batch of input bytes in, one buffer of msgpack records out."""
+@dataclass(slots=True)
+class RecordLine(Line):
+    """A line and the record it came from, which a rejected candidate is passed back as."""
+
+    record: dict = field(default_factory=dict)
+
+
+class ExecFilterSource:
+    """Records read from ``in_fd`` (msgpack or JSON lines) until end of input or ``stop``."""
+
+    name = "exec_filter"
 
     def __init__(
         self,
-        records: RecordParser,
-        render: Callable[[Event], dict],
+        in_fd: int,
+        in_format: str,
+        max_record_bytes: int,
+        keys: tuple[str, ...],
+        out: MsgpackOut,
+        stats: Stats,
         log: logging.Logger,
-        *,
-        in_format: str = "msgpack",
-        non_matching: str = "drop",
-        max_record_bytes: int = 1024 * 1024,
+        pass_non_matching: bool = False,
+        rejected_tag: str | None = None,
     ) -> None:
-        self.records = records
-        self.render = render
-        self.log = log
-        self.in_format = in_format
-        self.pass_non_matching = non_matching == "pass"
-        self.max_record_bytes = max_record_bytes
-        self.stats = FilterStats()
+        self.in_fd = in_fd
+        self.decoder = MsgpackRecords(max_record_bytes) if in_format == "msgpack" else JsonRecords(max_record_bytes)
+        self.keys = keys
+        self.out = out
+        self.stats = stats
+        self.pass_non_matching = pass_non_matching
+        self.rejected_tag = rejected_tag
+        self.counts = FilterStats()
         self.complain = Complaints(log)
+        self.ended = "signal"  # why reading ended, for the closing log line
         self._packer = msgpack.Packer(**_PACK_OPTIONS)
-        self._unpacker = self._new_unpacker()
-        self._fed = 0  # bytes fed to the current unpacker
-        self._json_tail = b""
-        self._json_skipping = False
+        self._lines: list[Line] = []  # candidate lines of the current read not yet emitted
+        self._held: list[bytes] = []  # records passed back, not yet handed to the writer
 
-    def _new_unpacker(self) -> msgpack.Unpacker:
-        limit = self.max_record_bytes
-        return msgpack.Unpacker(
-            raw=False,
-            unicode_errors="surrogateescape",
-            strict_map_key=False,
-            max_buffer_size=limit + READ_SIZE,
-            max_str_len=limit,
-            max_bin_len=limit,
-            max_ext_len=1024,
-            max_array_len=100_000,
-            max_map_len=10_000,
-        )
+    def run(self, emit: Emit, stop: threading.Event) -> None:
+        selector = selectors.PollSelector()  # epoll refuses regular files (stdin redirected from a file)
+        selector.register(self.in_fd, selectors.EVENT_READ)
+        try:
+            while not stop.is_set():
+                if not selector.select(WAKE):
+                    continue
+                data = os.read(self.in_fd, READ_SIZE)
+                if not data:
+                    bad = self.decoder.finish()
+                    if bad is not None:
+                        self._bad(bad)
+                    self.ended = "eof"
+                    return
+                if not self._batch(data, emit):
+                    self.ended = "Fluentd closed our stdout" if self.out.broken else "signal"
+                    return
+        finally:
+            selector.close()
 
-    def batch(self, data: bytes) -> bytes:
-        """The msgpack output for one read chunk; records split across chunks wait for their rest."""
-        self.stats.batches += 1
-        self.stats.bytes_in += len(data)
-        objects = self._msgpack_objects(data) if self.in_format == "msgpack" else self._json_objects(data)
-        out = []
-        first_key = self.records.keys[0]
-        skipped = 0
-        for obj in objects:
+    def close(self) -> None:
+        """stdin belongs to the process."""
+
+    def rejected(self, rejection: Rejection, line: Line) -> None:
+        """Told by the parse stage of each rejected candidate: logged, and passed back under its tag if asked."""
+        if self.rejected_tag is None or not isinstance(line, RecordLine):
+            self.complain(f"rejected_{rejection.reason}", f"{rejection.detail}; not passed on (see --rejected-tag)")
+            return
+        self.complain(f"rejected_{rejection.reason}", f"{rejection.detail}; passed on under tag {self.rejected_tag}")
+        error = {"reason": rejection.reason, "detail": rejection.detail}
+        packed = self._pack({**line.record, REJECT_FIELD: error, TAG_FIELD: self.rejected_tag}, line.record)
+        if packed is not None:
+            self.out.add(packed)  # the parse stage runs before the batch's events are written: it goes first
+
+    def _batch(self, data: bytes, emit: Emit) -> bool:
+        """One read: candidate lines to the engine, other records passed back in their place; False: stop."""
+        counts = self.counts
+        counts.batches += 1
+        counts.bytes_in += len(data)
+        first_key, passing = self.keys[0], self.pass_non_matching
+        for obj in self.decoder.feed(data):
             if type(obj) is dict:  # the fast path: most lines are not send errors; one substring test each
                 value = obj.get(first_key)
-                if type(value) is str and not is_candidate(value):
-                    skipped += 1
-                    if self.pass_non_matching and (item := self._pack(obj, obj)) is not None:
-                        out.append(item)
+                if type(value) is bytes or type(value) is str:
+                    counts.records += 1
+                    if is_candidate(value.decode("latin-1") if isinstance(value, bytes) else value):  # in_tail: bin
+                        self._lines.append(self._candidate(obj, value))
+                    elif not passing:
+                        counts.dropped += 1
+                    elif not self._pass_back(obj, emit):
+                        return False
                     continue
             try:
-                item = self._one(obj)
+                line = self._line(obj)
             except Exception:  # a bug must cost one record, not the Fluentd pipeline
-                self.stats.bad["internal_error"] += 1
-                self.log.exception("internal error on a record; it was dropped, please report this")
+                self._internal_error("a record")
                 continue
-            if item is not None:
-                out.append(item)
-        self.stats.records += skipped
-        if self.pass_non_matching:
-            self.stats.passed += skipped
-        else:
-            self.stats.dropped += skipped
-        self.stats.undecodable_lines = self.records.undecodable
-        return b"".join(out)
+            if line is not None:
+                self._lines.append(line)
+            elif type(obj) is dict:  # not a send error, or no line in it
+                if not passing:
+                    counts.dropped += 1
+                elif not self._pass_back(obj, emit):
+                    return False
+        self.stats.lines, self.stats.bytes = counts.records, counts.bytes_in  # what /metrics shows as read
+        if not self._send(emit):
+            return False
+        self._hand_over()
+        return self.out.flush()
 
-    def finish(self) -> None:
-        """At EOF: a record cut short by the end of input is counted, not silently lost."""
-        if self.in_format == "msgpack" and self._unpacker.tell() < self._fed:
-            left = self._fed - self._unpacker.tell()
-            self._bad(BadRecord("truncated", f"input ended inside a msgpack record; its {left} bytes were dropped"))
-        elif self.in_format == "json" and self._json_tail.strip():
-            self._bad(BadRecord("truncated", f"input ended inside a JSON line of {len(self._json_tail)} bytes"))
+    def _pass_back(self, record: dict, emit: Emit) -> bool:
+        """A record that is no send error, written back in its place: after the events of the lines before it."""
+        if self._lines and not self._send(emit):
+            return False
+        self.counts.passed += 1
+        packed = self._pack(record, record)
+        if packed is not None:
+            self._held.append(packed)
+        return True
 
-    def _msgpack_objects(self, data: bytes) -> list[Any]:
-        objects: list[Any] = []
-        unfed = len(data)
+    def _send(self, emit: Emit) -> bool:
+        """The lines gathered so far, to the engine; False when it refused them (stopping, stdout gone)."""
+        if not self._lines:
+            return True
+        self._hand_over()  # records passed back before these lines go out before their events
+        batch = Batch(self._lines[:])
+        self._lines.clear()
         try:
-            self._unpacker.feed(data)  # BufferFull: a record longer than max_record_bytes
-            self._fed, unfed = self._fed + len(data), 0
-            for obj in self._unpacker:
-                objects.append(obj)
-        except Exception as exc:  # BufferFull, FormatError, StackError, limits: resynchronize
-            dropped = self._fed - self._unpacker.tell() + unfed
-            detail = (
-                f"{type(exc).__name__}: {exc or 'not msgpack'}; dropped {dropped} undecoded bytes, decoder restarted"
-            )
-            self._bad(BadRecord("undecodable_msgpack", detail))
-            self._unpacker = self._new_unpacker()
-            self._fed = 0
-        return objects
+            if emit(batch):
+                return True
+        except Exception:  # a bug must cost one batch, not the Fluentd pipeline
+            self._internal_error(f"a batch of {len(batch.lines)} candidate lines")
+            return True
+        if not self.out.broken:
+            self._bad(BadRecord("unprocessed", f"stopping: {len(batch.lines)} candidate lines of the last read "
+                                               "were not processed"))  # fmt: skip
+        return False
 
-    def _json_objects(self, data: bytes) -> list[Any]:
-        if self._json_skipping:  # the rest of an oversize line
-            newline = data.find(b"\n")
-            if newline < 0:
-                return []
-            data, self._json_skipping = data[newline + 1 :], False
-        lines = (self._json_tail + data).split(b"\n")
-        self._json_tail = lines.pop()
-        if len(self._json_tail) > self.max_record_bytes:
-            self._bad(BadRecord("oversize", f"a JSON line is longer than {self.max_record_bytes} bytes; skipped"))
-            self._json_tail, self._json_skipping = b"", True
-        objects = []
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                objects.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                objects.append(_json_with_bad_utf8(line))
-        return objects
+    def _hand_over(self) -> None:
+        if self._held:
+            self.out.add(b"".join(self._held))
+            self._held.clear()
 
-    def _one(self, obj: Any) -> bytes | None:
+    def _internal_error(self, what: str) -> None:
+        self.counts.bad["internal_error"] += 1
+        self.complain.log.exception("internal error on %s; it was dropped, please report this", what)
+
+    def _line(self, obj: Any) -> RecordLine | None:
+        """The candidate line of a decoded object that the fast path did not take; None (counted) if none."""
         if isinstance(obj, BadRecord):
             self._bad(obj)
             return None
-        self.stats.records += 1
+        self.counts.records += 1
         if not isinstance(obj, dict):
             self._bad(BadRecord("not_a_map", f"a record must be a map, got {type(obj).__name__}; dropped"))
             return None
-        result = self.records.parse(obj)
-        if isinstance(result, Event):
-            self.stats.events += 1
-            return self._pack(self.render(result), obj)
-        if isinstance(result, Rejection):
-            self.stats.rejected[result.reason] += 1
-            self.complain(f"rejected_{result.reason}", f"{result.detail}; passed through with {REJECT_FIELD}")
-            return self._pack({**obj, REJECT_FIELD: {"reason": result.reason, "detail": result.detail}}, obj)
-        if isinstance(result, BadRecord):
-            self._bad(result)
-        if self.pass_non_matching:
-            self.stats.passed += 1
-            return self._pack(obj, obj)
-        self.stats.dropped += 1
-        return None
+        value = find_line(obj, self.keys)
+        if isinstance(value, BadRecord):
+            self._bad(value)
+            return None
+        if not is_candidate(value if isinstance(value, str) else value.decode("latin-1")):
+            return None
+        return self._candidate(obj, value)
 
-    def _bad(self, bad: BadRecord) -> None:
-        self.stats.bad[bad.reason] += 1
-        self.complain(bad.reason, bad.detail)
+    def _candidate(self, record: dict, value: str | bytes) -> RecordLine:
+        """A line with a send-error phrase, as the bytes Fluentd sent (latin-1 kept every byte for the test)."""
+        raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self.stats.undecodable_lines += 1  # parsed with the bad bytes escaped
+        host = _record_host(record) if len(record) > 1 else None  # in_tail's records hold the line alone
+        return RecordLine(raw, None, None, host, False, record=record)
 
     def _pack(self, record: dict, source: dict) -> bytes | None:
         try:
@@ -312,60 +307,22 @@ class ExecFilter:
             )
             return None
 
+    def _bad(self, bad: BadRecord) -> None:
+        self.counts.bad[bad.reason] += 1
+        self.complain(bad.reason, bad.detail)
+
 
 def renderer(format: str) -> Callable[[Event], dict]:
     """``to_flat``, or ``to_ecs`` with the ingest time of the current second (a long-running process)."""
     if format == "flat":
         return to_flat
-    clock = {"second": -1, "text": ""}
+    second, text = -1, ""
 
     def ecs(event: Event) -> dict:
-        second = int(time.time())
-        if second != clock["second"]:
-            clock["second"] = second
-            clock["text"] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        return to_ecs(event, clock["text"])
+        nonlocal second, text
+        now = int(time.time())
+        if now != second:
+            second, text = now, datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return to_ecs(event, text)
 
     return ecs
-
-
-def _json_with_bad_utf8(line: bytes) -> Any:
-    import json  # the slow path, only for lines orjson refuses
-
-    try:
-        return json.loads(line.decode("utf-8", "surrogateescape"))
-    except ValueError as exc:
-        return BadRecord("invalid_json", f"{exc}; line of {len(line)} bytes dropped")
-
-
-def run_exec_filter(filter_: ExecFilter, in_fd: int, out_fd: int, stop_fd: int | None, stats_interval: float) -> str:
-    """Read ``in_fd`` until EOF or a byte on ``stop_fd`` (a signal); returns why it stopped."""
-    selector = selectors.PollSelector()  # epoll refuses regular files (stdin redirected from a file)
-    selector.register(in_fd, selectors.EVENT_READ, "input")
-    if stop_fd is not None:
-        selector.register(stop_fd, selectors.EVENT_READ, "stop")
-    next_stats = time.monotonic() + stats_interval
-    try:
-        while True:
-            ready = {key.data for key, _ in selector.select()}
-            if "stop" in ready:
-                return "signal"
-            data = os.read(in_fd, READ_SIZE)
-            if not data:
-                filter_.finish()
-                return "eof"
-            out = filter_.batch(data)
-            if out:
-                _write_all(out_fd, out)
-            if time.monotonic() >= next_stats:
-                filter_.log.info("%s", filter_.stats.summary())
-                next_stats = time.monotonic() + stats_interval
-    finally:
-        selector.close()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write straight to the pipe: nothing is left in a buffer between batches."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

@@ -134,6 +134,7 @@ class FileTail:
     _fresh: dict[Key, int] = field(default_factory=dict, init=False)  # present when first followed: size then
     _empty: set[str] = field(default_factory=set, init=False)  # globs that matched no file at the last look
     _first_scan: bool = field(default=True, init=False)
+    followed: set[Key] = field(default_factory=set, init=False)  # every file read in this run, for the summary
 
     def __post_init__(self) -> None:
         if self.config.checkpoint is not None:
@@ -142,6 +143,7 @@ class FileTail:
 
     def poll(self) -> TailBatch:
         self._scan()
+        self.followed.update(self._files)
         lines: list[TailLine] = []
         more = False
         bounds: dict[Key, int] = {}

@@ -54,7 +54,8 @@ from named_senderr.protocol.fluent_forward import (
     encode_pong,
     shared_key_digest,
 )
-from named_senderr.sources.exec_filter import BadRecord, Complaints, _record_host
+from named_senderr.protocol.msgpack_records import BadRecord
+from named_senderr.sources.exec_filter import Complaints, _record_host, find_line
 from named_senderr.sources.peers import GAUGES, Peer, PeerClosed, PeerLimits, PeerStats, PeerTable
 from named_senderr.telemetry import Stats
 
@@ -120,19 +121,6 @@ class ServerStats(PeerStats):
         return ", ".join(f"{name} {value}" for name, value in self.counts(parsed).items() if name not in GAUGES)
 
 
-def find_line(record: dict, keys: tuple[str, ...]) -> str | bytes | BadRecord:
-    """The value of the first of ``keys`` the record holds (a bin key too, as Ruby sends them), or why none."""
-    for key in keys:
-        value = record.get(key)
-        if value is None and key.isascii():
-            value = record.get(key.encode())
-        if isinstance(value, str | bytes):
-            return value
-        if value is not None:
-            return BadRecord("non_string", f"{key!r} holds {type(value).__name__}, not a string")
-    return BadRecord("missing_key", f"no {' or '.join(map(repr, keys))} key; set --key to the record's field")
-
-
 @functools.lru_cache(maxsize=64)
 def _second(seconds: int) -> str:
     """The RFC 3339 second; cached, as the entries of a frame mostly share a few seconds."""
@@ -161,6 +149,14 @@ class _Connection:
             self.stats.acks += 1
             self.writer.write(encode_ack(chunk))
         self._close_when_done()
+
+    def release(self, loop: asyncio.AbstractEventLoop, chunk: Any) -> Ack:
+        """The frame's ack for the runner, which calls it from any thread once the batch is durable."""
+
+        def ack() -> None:
+            loop.call_soon_threadsafe(self.acknowledge, chunk)
+
+        return ack
 
     def forget(self) -> None:
         """A frame that will never be acknowledged (refused)."""
@@ -333,19 +329,23 @@ class ForwardSource:
                 while got is None and (data := await reader.read(READ_SIZE)):
                     got = ping.feed(data)
         except TimeoutError:
-            return self._handshake_failed(peer, f"no PING within {self.config.handshake_timeout:g} s after HELO")
+            self._handshake_failed(peer, f"no PING within {self.config.handshake_timeout:g} s after HELO")
+            return None
         except FrameError as exc:
-            return self._handshake_failed(peer, str(exc))
+            self._handshake_failed(peer, str(exc))
+            return None
         if got is None:
-            return self._handshake_failed(peer, "closed before its PING")
+            self._handshake_failed(peer, "closed before its PING")
+            return None
         assert self._shared_key is not None
         check = check_ping(got[0], nonce, self._shared_key)
         if not check.ok:
             writer.write(encode_pong(False, check.reason))
             await writer.drain()
-            return self._handshake_failed(
+            self._handshake_failed(
                 peer, f"({check.hostname}) handshake refused: {check.reason}; check <security> shared_key"
             )
+            return None
         name = self.config.self_hostname
         digest = shared_key_digest(check.salt, name.encode(), nonce, self._shared_key)
         writer.write(encode_pong(True, "", name, digest))
@@ -362,7 +362,7 @@ class ForwardSource:
         ack: Ack = no_ack
         if raw.chunk is not None:
             connection.owed += 1
-            ack = functools.partial(loop.call_soon_threadsafe, connection.acknowledge, raw.chunk)
+            ack = connection.release(loop, raw.chunk)
         lines = await loop.run_in_executor(self._executor, self._take, raw, peer.name, ack)
         if lines >= 0:
             self._refusing = False
@@ -405,7 +405,7 @@ class ForwardSource:
         last_time, stamp = None, _rfc3339(received)  # the entries of a frame mostly share their times
         skipped: dict[str, tuple[int, str]] = {}  # reason -> (count, the last detail), said once per frame
         for entry in decode_entries(raw, self.config.limits):
-            if type(entry) is not Entry:
+            if not isinstance(entry, Entry):
                 if entry.reason == "bad_time":
                     self.stats.bad_times += 1
                 else:

@@ -151,7 +151,7 @@ def _hits(block: bytes, start: int, end: int, offset: int, find: Finder) -> Iter
         yield offset + line_start, block[line_start : found[line_start]], False
 
 
-def _all_lines(block: bytes, start: int, end: int, offset: int) -> Iterator[tuple[int, bytes]]:
+def _all_lines(block: bytes, start: int, end: int, offset: int) -> Iterator[tuple[int, bytes, bool]]:
     position = start
     for line in block[start : end - 1].split(b"\n"):
         yield offset + position, line, False

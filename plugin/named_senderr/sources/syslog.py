@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import socket
 import sys
@@ -27,8 +28,10 @@ from named_senderr.parse.named import MAX_LINE_BYTES
 from named_senderr.protocol.syslog_frame import FrameError, StreamDeframer, datagram_message
 from named_senderr.sources.peers import PeerClosed, PeerLimits, PeerStats, PeerTable
 
-Deliver = Callable[[list[bytes]], None]
+# (messages, each one's sender address, whether the sender can be made to wait: TCP yes, UDP no)
+Deliver = Callable[[list[bytes], list[str], bool], None]
 Warn = Callable[[str], None]
+_SENDER: contextvars.ContextVar[str] = contextvars.ContextVar("syslog_sender", default="")  # the task's TCP peer
 STOP_POLL = 0.05  # how often the loop looks at the stop flag, in seconds
 READ_SIZE = 64 * 1024
 UDP_BATCH = 1024  # datagrams taken per wake-up before the loop serves the others
@@ -84,6 +87,7 @@ class SyslogStats(PeerStats):
     """Counters read by the tests and the summary: nothing is dropped without being counted."""
 
     messages: int = 0
+    dropped: int = 0  # whole messages the pipeline refused (UDP while it was full; any while stopping)
     oversize: int = 0
     kernel_drops: int = 0  # UDP datagrams the kernel dropped, receive buffer full (Linux)
     malformed: int = 0
@@ -110,7 +114,7 @@ class SyslogServer:
                 if endpoint.transport == "udp":
                     port = self._listen_udp(loop, endpoint)
                 else:
-                    server = await asyncio.start_server(self._connection, endpoint.host, endpoint.port)
+                    server = await asyncio.start_server(self._tcp, endpoint.host, endpoint.port)
                     port = server.sockets[0].getsockname()[1]
                     self._closers.append(server.close)
             except OSError as exc:
@@ -154,7 +158,7 @@ class SyslogServer:
     def _drain_udp(self, sock: socket.socket) -> int:
         """Every datagram waiting, up to UDP_BATCH, delivered as one batch: one loop turn, not one per message."""
         limit = self.config.max_message_bytes
-        messages = []
+        messages, senders = [], []
         received = 0
         while received < UDP_BATCH:
             try:
@@ -173,8 +177,15 @@ class SyslogServer:
                 self.warn(f"udp from {_peer(peer)}: message over {limit} bytes, dropped")
             elif message := datagram_message(data):
                 messages.append(message)
-        self._take(messages)
+                senders.append(peer[0])
+        self._take(messages, senders)
         return received
+
+    async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection, in its own task: the task carries its sender's address for ``_take``."""
+        peer = writer.get_extra_info("peername")
+        _SENDER.set(peer[0] if peer else "")
+        await self._connection(reader, writer)
 
     def _kernel_drops(self, total: int) -> None:
         if total > self.stats.kernel_drops:
@@ -210,10 +221,14 @@ class SyslogServer:
             self.peers.leave(peer)
             writer.close()
 
-    def _take(self, messages: list[bytes]) -> None:
+    def _take(self, messages: list[bytes], senders: list[str] | None = None) -> None:
+        """UDP's messages come with the sender of each; a TCP connection's are all its sender's, who can wait."""
         if messages:
             self.stats.messages += len(messages)
-            self.deliver(messages)
+            if senders is None:
+                self.deliver(messages, [_SENDER.get()] * len(messages), True)
+            else:
+                self.deliver(messages, senders, False)
 
 
 def _proc_udp_drops(inode: int) -> int:

@@ -1,0 +1,56 @@
+"""Msgpack records straight onto a pipe: ``fluentd-filter``'s stdout, read by Fluentd.
+
+Fluentd reads its exec_filter child's stdout with a streaming parser and
+waits for the answer to each chunk with stdin still open, so every batch is
+written to the descriptor itself (no buffer left in between) once it is
+complete; the delivery is ``StreamDelivery`` with this writer. The events and
+the records the source passes back unchanged share the writer, which keeps
+each record whole whatever thread writes (the rollup ticker writes the
+windows it closes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import msgpack
+
+
+class MsgpackOut:
+    """Records gathered from any thread and written to ``fd`` together at each ``flush``; never raises."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._parts: list[bytes] = []
+        self._packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
+        self.broken: OSError | None = None  # the reader went away (EPIPE): nothing more is written
+        self.events = 0  # event records written (``write``)
+
+    def write(self, record: dict) -> None:
+        """An event record (the delivery's side: the runner writes from one thread at a time)."""
+        packed = self._packer.pack(record)
+        with self._lock:
+            self._parts.append(packed)
+            self.events += 1
+
+    def add(self, packed: bytes) -> None:
+        """A record the source packed itself (passed back unchanged)."""
+        with self._lock:
+            self._parts.append(packed)
+
+    def flush(self) -> bool:
+        """Write what was added; False once the pipe is broken."""
+        with self._lock:
+            if self.broken is not None:
+                return False
+            view = memoryview(b"".join(self._parts))
+            self._parts.clear()
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                self.broken = exc
+                return False
+        return True
