@@ -173,6 +173,13 @@ def test_to_and_to_forward_together_is_a_usage_error():
     assert b"choose one output" in result.stderr
 
 
+def test_when_full_drop_is_a_usage_error_as_a_full_queue_withholds_the_ack():
+    command = [sys.executable, "-m", "named_senderr", "serve", "--queue-dir", "q", "--when-full", "drop"]
+    result = subprocess.run(command, capture_output=True, timeout=WAIT)
+    assert result.returncode == 2
+    assert b"--when-full drop does not apply to serve" in result.stderr
+
+
 def test_metrics_endpoint_counts_what_the_receiver_took(serve):
     server = serve("--format", "flat", "--metrics", "127.0.0.1:0")
     url = re.search(r"metrics on (http://127\.0\.0\.1:\d+)/metrics", server.stderr).group(1)

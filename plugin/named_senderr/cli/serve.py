@@ -166,6 +166,9 @@ def build(args: argparse.Namespace) -> tuple[ForwardServerConfig, ShipConfig, bo
     )
     if args.to and args.to_forward:
         raise ConfigError("--to and --to-forward are both given; choose one output")
+    if args.when_full == "drop":
+        raise ConfigError("--when-full drop does not apply to serve: a full queue withholds the ack and the "
+                          "sender keeps the chunk; remove the option")  # fmt: skip
     urls = list(args.to)
     if args.to_forward:
         peer_host, peer_port = parse_address(args.to_forward, "--to-forward")
