@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from named_senderr.engine.runner import Runner
-from named_senderr.engine.transforms import ParseLines, chain
+from named_senderr.engine.transforms import ParseLines, command_line_stages
 from named_senderr.errors import ConfigError
-from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.sinks.msgpack_stream import MsgpackOut
@@ -99,7 +98,7 @@ def run_fluentd_filter(
     """Filter the records on ``in_fd`` onto ``out_fd`` (or the sinks) until end of input or ``stop`` (a signal)."""
     if config.ship is not None:
         return _to_sinks(config, config.ship, in_fd, MsgpackOut(out_fd), log, stop)
-    privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # a key file is read now, before input
+    chain = command_line_stages(config.client_ip, config.qname, config.rollup, time.monotonic)  # keys read now
     parser = NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone)))
     out = MsgpackOut(out_fd)
     stats = Stats()
@@ -110,7 +109,7 @@ def run_fluentd_filter(
     with ExitStack() as stack:
         rejects = stack.enter_context(open_rejects(config.rejects)) if config.rejects else None
         parse = ParseLines(parser, stats, config.host, rejects, on_reject=source.rejected)
-        runner = Runner([source], parse, chain(privacy, config.rollup, time.monotonic), delivery, stop,
+        runner = Runner([source], parse, chain, delivery, stop,
                         report=lambda: log.info("%s", result.summary()), report_every=config.stats_interval)  # fmt: skip
         runner.run()
     result.ended = "Fluentd closed our stdout" if out.broken else source.ended

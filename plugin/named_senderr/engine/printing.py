@@ -14,9 +14,8 @@ from typing import BinaryIO
 
 from named_senderr.config import ParseConfig
 from named_senderr.engine.runner import Runner
-from named_senderr.engine.transforms import ParseLines, chain
+from named_senderr.engine.transforms import ParseLines, command_line_stages
 from named_senderr.event import Event, to_ecs, to_flat
-from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.sinks.stream import StreamDelivery
@@ -41,12 +40,12 @@ def renderer(name: str) -> Callable[[Event], dict]:
 def run_parse(config: ParseConfig, out: BinaryIO, warn: Warn, progress: ProgressFactory | None = None) -> Stats:
     """Parse every input of ``config`` to NDJSON on ``out``; unreadable inputs are warned and counted."""
     stats = Stats()
-    privacy = compile_privacy(PrivacyConfig(config.client_ip, config.qname))  # reads the key before any input
+    chain = command_line_stages(config.client_ip, config.qname, config.rollup, time.monotonic)  # keys read now
     with ExitStack() as stack:
         rejects = stack.enter_context(open(config.rejects, "wb")) if config.rejects else None
         parse = ParseLines(NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone))), stats, config.host,
                            rejects)  # fmt: skip
         source = FileSource(config.inputs, stats, warn, progress)
         delivery = StreamDelivery(out, renderer(config.format), flush_every=False)
-        Runner([source], parse, chain(privacy, config.rollup, time.monotonic), delivery).run()
+        Runner([source], parse, chain, delivery).run()
     return stats

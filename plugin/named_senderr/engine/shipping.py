@@ -20,10 +20,9 @@ from named_senderr.engine.contracts import Delivery, Line, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
 from named_senderr.engine.printing import Warn, ingest_now, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
-from named_senderr.engine.transforms import ParseLines, RollupConfig, TransformConfig, stages
+from named_senderr.engine.transforms import ParseLines, TransformConfig, command_line_stages, stages
 from named_senderr.errors import ConfigError
 from named_senderr.metrics import Measured, Sample, serve_metrics
-from named_senderr.normalize.privacy import PrivacyConfig
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser, Rejection
 from named_senderr.queue.disk import DiskQueue
@@ -129,9 +128,9 @@ def run_pipeline(
     if not direct:  # printing refuses nothing: no dead letters
         check_dead_letter(config.dead_letter)
     if transforms is None:
-        transforms = [PrivacyConfig(config.client_ip, config.qname)]
-        transforms += [RollupConfig(config.rollup)] if config.rollup is not None else []
-    chain = stages(transforms, clock)  # privacy keys read now: errors before reading
+        chain = command_line_stages(config.client_ip, config.qname, config.rollup, clock)  # keys read now
+    else:
+        chain = stages(transforms, clock)
     stop = stop or threading.Event()
     durable = config.queue.dir is not None
     dead_letter = DeadLetter(config.dead_letter)

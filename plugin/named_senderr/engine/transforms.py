@@ -119,16 +119,6 @@ class Rollup:
         return self._windows.oldest_seq()
 
 
-def chain(privacy: Callable[[Event], Event] | None, window: float | None, clock: Callable[[], float]) -> list[Stage]:
-    """Privacy first (so rollup groups by the reduced address), then rollup."""
-    stages: list[Stage] = []
-    if privacy is not None:
-        stages.append(Rewrite(privacy))
-    if window is not None:
-        stages.append(Rollup(window, clock))
-    return stages
-
-
 @dataclass(frozen=True)
 class RollupConfig:
     """``[transforms.NAME] type = "rollup"``: the window in seconds (``--rollup`` on the command line)."""
@@ -152,3 +142,12 @@ def stages(transforms: Sequence[TransformConfig], clock: Callable[[], float]) ->
         elif (privacy := compile_privacy(config)) is not None:
             built.append(Rewrite(privacy))
     return built
+
+
+def command_line_stages(
+    client_ip: str | None, qname: str | None, window: float | None, clock: Callable[[], float]
+) -> list[Stage]:
+    """The options every command takes: privacy first (so rollup groups by the reduced address), then rollup."""
+    transforms: list[TransformConfig] = [PrivacyConfig(client_ip, qname)]
+    transforms += [RollupConfig(window)] if window is not None else []
+    return stages(transforms, clock)

@@ -13,7 +13,7 @@ Windows close one window late: events may arrive out of order by up to a window.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from named_senderr.event import Event
@@ -119,12 +119,3 @@ def rollup(events: Iterable[Event], window: float) -> Iterator[Event]:
     for event in events:
         yield from windows.add(event)
     yield from windows.close()
-
-
-def stages(events: Iterable[Event], privacy: Callable[[Event], Event] | None, window: float | None) -> Iterator[Event]:
-    """Privacy first (so rollup groups by the reduced address), then rollup; ``parse`` and ``ship`` share this."""
-    if privacy is not None:
-        events = (privacy(event) for event in events)
-    if window is not None:
-        events = rollup(events, window)
-    yield from events
