@@ -142,7 +142,13 @@ SOURCES = {  # source: (command for the memory queue, command with --queue-dir)
 }
 LONG_RUNNING = {"follow", "syslog", "forward"}
 CELLS = [
-    pytest.param(source, queue, sink, id=f"{source}({SOURCES[source][queue == 'disk'][0]})-{queue}-{sink}")
+    pytest.param(
+        source,
+        queue,
+        sink,
+        id=f"{source}({SOURCES[source][queue == 'disk'][0]})-{queue}-{sink}",
+        marks=() if sink == "stdout" else pytest.mark.servers,  # reached through getfixturevalue: mark it here
+    )
     for source in SOURCES
     for queue in ("memory", "disk")
     for sink in ("stdout", "elasticsearch", "victorialogs")
@@ -171,7 +177,6 @@ def stored(sink: str, url: str, request: pytest.FixtureRequest, expected: Expect
     return total.get("", 0), int(float(row["errors"]))
 
 
-@pytest.mark.servers
 @pytest.mark.parametrize(("source", "queue", "sink"), CELLS)
 def test_every_path_delivers_the_events_parse_rolls_up(
     source: str, queue: str, sink: str, expected: Expected, request: pytest.FixtureRequest, tmp_path: Path
