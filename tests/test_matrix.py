@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,18 +164,30 @@ def sink_url(sink: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"loki+{request.getfixturevalue('victorialogs_url')}/insert?job=matrix-{uuid.uuid4().hex[:8]}"
 
 
-def stored(sink: str, url: str, request: pytest.FixtureRequest, expected: Expected) -> tuple[int, int]:
-    """(events, the send errors their counts add up to) that the store holds."""
+def by_ip(counts: dict) -> dict[str, int]:
+    """Events by client IP, those without one (named's own "Sending UDP messages failed") left out."""
+    return {ip: n for ip, n in counts.items() if ip}
+
+
+def stored(sink: str, url: str, request: pytest.FixtureRequest, expected: Expected) -> tuple[int, int, dict, list]:
+    """(events, the send errors their counts add up to, events by client IP, their messages) in the store."""
     if sink == "elasticsearch":
         base, index = url.removeprefix("elasticsearch+").rsplit("/", 1)
-        body = {"size": 0, "track_total_hits": True, "aggs": {"errors": {"sum": {"field": "bind.repeat_count"}}}}
-        found = search(base, index, body)
-        return found["hits"]["total"]["value"], int(found["aggregations"]["errors"]["value"])
+        aggs = {
+            "errors": {"sum": {"field": "bind.repeat_count"}},
+            "ips": {"terms": {"field": "client.ip", "size": 1000}},
+        }
+        found = search(base, index, {"size": 1000, "_source": ["message"], "track_total_hits": True, "aggs": aggs})
+        ips = by_ip({b["key"]: b["doc_count"] for b in found["aggregations"]["ips"]["buckets"]})
+        messages = sorted(hit["_source"]["message"] for hit in found["hits"]["hits"])
+        return found["hits"]["total"]["value"], int(found["aggregations"]["errors"]["value"]), ips, messages
     base, job = request.getfixturevalue("victorialogs_url"), url.rsplit("job=", 1)[1]
     query = f'{{job="{job}"}}'
     total = logsql_counts(base, query, {"": len(expected.events)}, by="")
     [row] = logsql(base, f"{query} | stats sum(repeat_count) errors")
-    return total.get("", 0), int(float(row["errors"]))
+    ips = by_ip(logsql_counts(base, query, by="client_ip"))
+    messages = sorted(row["_msg"] for row in logsql(base, f"{query} | fields _msg"))
+    return total.get("", 0), int(float(row["errors"])), ips, messages
 
 
 @pytest.mark.parametrize(("source", "queue", "sink"), CELLS)
@@ -204,4 +217,6 @@ def test_every_path_delivers_the_events_parse_rolls_up(
         printed = [orjson.loads(line) for line in command.stdout.read_bytes().splitlines()]
         assert comparable(printed) == comparable(expected.events)
     else:
-        assert stored(sink, url, request, expected) == (len(expected.events), expected.errors)
+        ips = by_ip(Counter(event["client_ip"] for event in expected.events))
+        messages = sorted(event["message"] for event in expected.events)  # the client IP in them truncated
+        assert stored(sink, url, request, expected) == (len(expected.events), expected.errors, ips, messages)
