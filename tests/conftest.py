@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests import servers  # noqa: E402
+from tests.test_forward_serve_cli import Serve  # noqa: E402
 
 SERVER_FIXTURES = {
     "elasticsearch_url": "elasticsearch",
@@ -93,3 +94,14 @@ def victorialogs_url() -> Iterator[str]:
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago; for several, call ``tests.servers.free_port()``."""
     return servers.free_port()
+
+
+@pytest.fixture
+def serve() -> Iterator[list[Serve]]:
+    """``serve`` processes a test starts: any still running at its end are killed."""
+    started: list[Serve] = []
+    yield started
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait(timeout=30)

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -31,16 +30,6 @@ from tests.tmpfs import fill, small_disk
 pytestmark = pytest.mark.servers
 ENTRIES = 2000  # per Forward frame, as Fluent Bit sends them
 STORED = 120.0  # seconds for the store to hold what was acknowledged
-
-
-@pytest.fixture
-def serve() -> Iterator[list[Serve]]:
-    started: list[Serve] = []
-    yield started
-    for process in started:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait(timeout=30)
 
 
 def frame(chunk: str, network: str, number: int) -> bytes:

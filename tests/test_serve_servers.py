@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -25,16 +24,6 @@ from tests.test_ship_servers import new_index, search
 pytestmark = pytest.mark.servers
 STORED = 120.0  # seconds for the store to hold what was acknowledged
 NO_ACK = 3.0  # seconds an ack must not come while the store holds the events back
-
-
-@pytest.fixture
-def serve() -> Iterator[list[Serve]]:
-    started: list[Serve] = []
-    yield started
-    for process in started:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait(timeout=30)
 
 
 def read_ack(sock: socket.socket, timeout: float) -> object:
