@@ -140,7 +140,7 @@ def naive(name: str, url: str, log: str, seconds: float) -> None:
     from named_senderr.engine.transforms import ParseLines
     from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
     from named_senderr.parse.named import NamedLineParser
-    from named_senderr.ship_load import sink_from_url
+    from named_senderr.settings.loading import sink_from_url
     from named_senderr.sinks.loki import PUSH_PATH, push_body
     from named_senderr.sinks.registry import open_sink
     from named_senderr.sinks.victorialogs import INSERT_PATH

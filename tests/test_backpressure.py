@@ -10,7 +10,7 @@ from pathlib import Path
 
 from named_senderr.engine.shipping import run_ship
 from named_senderr.event import Event
-from named_senderr.ship_config import QueueConfig, ShipConfig, SinkConfig
+from named_senderr.settings.ship import QueueConfig, ShipConfig, SinkConfig
 from named_senderr.sinks.outcome import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent

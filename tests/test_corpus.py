@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from named_senderr.config import ParseConfig
 from named_senderr.engine.printing import run_parse
 from named_senderr.event import Event
 from named_senderr.parse.named import Rejection
+from named_senderr.settings.parse import ParseConfig
 from tests.corpus import OPTIONAL_KEYS, REQUIRED_KEYS, load_cases
 from tests.parsing import make_normalizer, make_parser
 

@@ -27,7 +27,7 @@ from named_senderr.cli import main
 from named_senderr.cli.report import parse_since, parse_until, summarize
 from named_senderr.report.files import tally_files
 from named_senderr.report.summary import window_ending
-from named_senderr.ship_config import DEFAULT_LABELS
+from named_senderr.settings.ship import DEFAULT_LABELS
 from named_senderr.sinks.loki import METADATA_FIELDS
 from tests import logql
 from tests.test_report import FLEET, HOSTS, SINCE, UNTIL

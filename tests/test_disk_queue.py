@@ -12,8 +12,8 @@ from named_senderr.errors import ConfigError
 from named_senderr.event import Event
 from named_senderr.queue.consumer import decode_event, encode_event
 from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError, decode_records, encode_record
-from named_senderr.ship_config import QueueConfig
-from named_senderr.ship_load import load_ship_config
+from named_senderr.settings.loading import load_ship_config
+from named_senderr.settings.ship import QueueConfig
 from tests.tmpfs import fill, small_disk
 
 

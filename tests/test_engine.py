@@ -8,18 +8,18 @@ from pathlib import Path
 
 import orjson
 
-from named_senderr.engine.contracts import Batch, Emit, Line
 from named_senderr.engine.delivery import SinkLanes
 from named_senderr.engine.runner import Runner
 from named_senderr.engine.shipping import run_ship
 from named_senderr.engine.transforms import ParseLines, Rollup
+from named_senderr.lines import Batch, Emit, Line
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.queue.consumer import encode_event
 from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import DeadLetter
 from named_senderr.queue.retry import RetryPolicy
-from named_senderr.ship_config import BatchConfig, QueueConfig, ShipConfig, SinkConfig
+from named_senderr.settings.ship import BatchConfig, QueueConfig, ShipConfig, SinkConfig
 from named_senderr.sinks.stream import StreamDelivery
 from named_senderr.sources.files import FileSource
 from named_senderr.telemetry import Stats

@@ -42,7 +42,7 @@ def fluent_bit_binary() -> str:
         if path and os.access(path, os.X_OK):
             return path
     pytest.skip(
-        "no Fluent Bit binary: Debian does not package it; put fluent-bit on PATH or set NAMED_SENDERR_FLUENT_BIT"
+        "no Fluent Bit binary: Debian does not package it; put fluent-bit on PATH or set FLUENT_BIT"
     )
 
 

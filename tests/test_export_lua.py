@@ -17,10 +17,10 @@ from datetime import datetime
 
 import pytest
 
+from named_senderr import reasons
 from named_senderr.event import Event
 from named_senderr.export.fluent_bit import lua_normalizer
 from named_senderr.export.source import taxonomy
-from named_senderr.normalize import reasons
 from tests.corpus import OPTIONAL_KEYS, REQUIRED_KEYS
 from tests.parsing import NOW, make_parser
 from tests.test_export import seen_corpus, tool

@@ -26,8 +26,8 @@ from named_senderr.parse.named import NamedLineParser
 from named_senderr.protocol.fluent_forward import EventTime, FrameDecoder, FrameError, decode_frame, encode_ack
 from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
-from named_senderr.ship_config import RetryConfig
-from named_senderr.ship_load import load_ship_config
+from named_senderr.settings.loading import load_ship_config
+from named_senderr.settings.ship import RetryConfig
 from named_senderr.sinks.forward import ForwardSink
 from named_senderr.sources.forward_server import ForwardServerConfig, ForwardSource
 from tests.polling import wait_until

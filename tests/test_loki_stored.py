@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
-from named_senderr.ship_load import sink_from_url
+from named_senderr.settings.loading import sink_from_url
 from named_senderr.sinks import loki
 from named_senderr.sinks.loki import LokiSink
 from tests.faults import FaultServer, Reply, Request

@@ -17,12 +17,12 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from named_senderr.engine.contracts import Batch, Emit, Line
 from named_senderr.engine.shipping import ShipResult, new_result, run_pipeline, run_ship
 from named_senderr.errors import ConfigError
+from named_senderr.lines import Batch, Emit, Line
 from named_senderr.metrics import Sample, SampleCollector, parse_address, serve_metrics
-from named_senderr.ship_config import BatchConfig, QueueConfig, ShipConfig, SinkConfig
-from named_senderr.ship_load import load_ship_config
+from named_senderr.settings.loading import load_ship_config
+from named_senderr.settings.ship import BatchConfig, QueueConfig, ShipConfig, SinkConfig
 from tests.polling import wait_until
 from tests.test_backpressure import GatedSink, generated
 from tests.test_ship_servers import count, new_index

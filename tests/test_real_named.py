@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from named_senderr.config import ParseConfig
 from named_senderr.engine.printing import run_parse
+from named_senderr.settings.parse import ParseConfig
 from tests.corpus import REAL_NAMED
 from tests.parsing import make_parser
 

@@ -10,7 +10,7 @@ from named_senderr.queue.consumer import SinkConsumer, encode_event
 from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
-from named_senderr.ship_config import BatchConfig
+from named_senderr.settings.ship import BatchConfig
 from named_senderr.sinks.outcome import Outcome
 
 NAME = "store+http://h"

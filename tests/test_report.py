@@ -289,7 +289,7 @@ def test_victorialogs_report_marks_top_lists_cut_at_their_bound(
 def test_victorialogs_report_asks_only_stats_queries_over_the_window() -> None:
     from named_senderr.report.stores import vl_queries
     from named_senderr.report.summary import window_ending
-    from named_senderr.ship_load import sink_from_url
+    from named_senderr.settings.loading import sink_from_url
 
     config = sink_from_url("victorialogs+http://h:9428?job=dns", {}, "t", None)
     queries = vl_queries(config, window_ending(parse_until(UNTIL), parse_since(SINCE)))

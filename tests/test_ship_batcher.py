@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from named_senderr.queue.batcher import Batcher
-from named_senderr.ship_config import BatchConfig
+from named_senderr.settings.ship import BatchConfig
 
 
 class Clock:

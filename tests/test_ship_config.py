@@ -9,8 +9,8 @@ import pytest
 
 from named_senderr.errors import ConfigError
 from named_senderr.event import to_flat
-from named_senderr.ship_config import FLAT_FIELDS
-from named_senderr.ship_load import load_ship_config, sink_from_url
+from named_senderr.settings.loading import load_ship_config, sink_from_url
+from named_senderr.settings.ship import FLAT_FIELDS
 from tests.test_sink_elasticsearch import event
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import pytest
 
 from named_senderr.cli.parse import sample_path
 from named_senderr.engine.shipping import ShipResult, run_ship
-from named_senderr.ship_load import load_ship_config
+from named_senderr.settings.loading import load_ship_config
 from tests.faults import FaultServer, Reply, Request, bulk_answer
 
 SAMPLE_EVENTS = 39

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 from fluent.sender import FluentSender
 
-from named_senderr.ship_config import AuthConfig
+from named_senderr.settings.ship import AuthConfig
 from named_senderr.sinks.credentials import REDACTED, Credentials, read_credentials
 from tests.faults import FaultServer, echoing
 from tests.polling import wait_until

@@ -7,7 +7,7 @@ import os
 import orjson
 
 from named_senderr.event import Event
-from named_senderr.ship_load import sink_from_url
+from named_senderr.settings.loading import sink_from_url
 from named_senderr.sinks.elasticsearch import BulkSink, classify_bulk, error_reason
 from named_senderr.sinks.http import Reply
 from named_senderr.sinks.ids import event_id

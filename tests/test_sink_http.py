@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from named_senderr.errors import ConfigError
-from named_senderr.ship_load import sink_from_url
+from named_senderr.settings.loading import sink_from_url
 from named_senderr.sinks.http import HttpClient
 from tests.faults import FaultServer, Reply, make_pki
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from named_senderr.normalize.timestamp import to_epoch_ns as to_ns
-from named_senderr.ship_load import sink_from_url
+from named_senderr.settings.loading import sink_from_url
 from named_senderr.sinks.http import Reply
 from named_senderr.sinks.loki import LokiSink, classify_push, push_body
 from tests.test_sink_elasticsearch import event

@@ -7,7 +7,7 @@ import pytest
 
 from named_senderr.errors import ConfigError
 from named_senderr.normalize.timestamp import to_epoch_ns
-from named_senderr.ship_load import sink_from_url
+from named_senderr.settings.loading import sink_from_url
 from named_senderr.sinks.http import Reply
 from named_senderr.sinks.victorialogs import (
     MAX_QUERY,

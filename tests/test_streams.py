@@ -19,12 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from named_senderr.engine.contracts import Batch
 from named_senderr.engine.delivery import SinkLanes
 from named_senderr.engine.runner import Runner
+from named_senderr.lines import Batch
 from named_senderr.queue.driver import DeadLetter
 from named_senderr.queue.retry import RetryPolicy
-from named_senderr.ship_config import BatchConfig
+from named_senderr.settings.ship import BatchConfig
 from named_senderr.sinks.outcome import Outcome
 from named_senderr.sources.file_tail import TailConfig
 from named_senderr.sources.follow import FollowSource

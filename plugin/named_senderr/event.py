@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from named_senderr.normalize.reasons import hint
+from named_senderr.reasons import hint
 
 ECS_VERSION = "8.17.0"
 DATASET = "bind.send_error"

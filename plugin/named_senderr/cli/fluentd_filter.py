@@ -19,9 +19,9 @@ import threading
 from pathlib import Path
 
 from named_senderr.cli.options import add_delivery_options, delivery_overrides
-from named_senderr.config import FORMATS
 from named_senderr.engine.filtering import DEFAULT_KEYS, FilterConfig, run_fluentd_filter
 from named_senderr.errors import ConfigError, NamedSenderrError
+from named_senderr.settings.parse import FORMATS
 from named_senderr.sources.exec_filter import IN_FORMATS, NON_MATCHING, TAG_FIELD
 
 SYSLOG_SOCKET = "/dev/log"
@@ -232,7 +232,7 @@ def filter_config(args: argparse.Namespace) -> FilterConfig:
     delivery = delivery_overrides(args)
     ship = None
     if args.to or args.config:
-        from named_senderr.ship_load import load_ship_config
+        from named_senderr.settings.loading import load_ship_config
 
         overrides = {"timezone": args.timezone, "host": args.host, "rejects": args.rejects, **delivery}
         ship = load_ship_config(args.config, args.to, overrides)  # privacy, rollup and rejects are its own then

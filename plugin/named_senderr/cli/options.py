@@ -31,7 +31,7 @@ def add_delivery_options(parser: argparse.ArgumentParser) -> None:
 
 
 def delivery_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The values of ``add_delivery_options`` as overrides for ``ship_load.load_ship_config``."""
+    """The values of ``add_delivery_options`` as overrides for ``settings.loading.load_ship_config``."""
     from named_senderr.normalize.rollup import parse_window
 
     return {

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from named_senderr.cli.options import add_privacy_options
 from named_senderr.cli.progress import progress_factory
-from named_senderr.config import FORMATS, ParseConfig
 from named_senderr.engine.printing import run_parse
 from named_senderr.normalize.rollup import parse_window
+from named_senderr.settings.parse import FORMATS, ParseConfig
 from named_senderr.sources.files import SAMPLE_LOG
 from named_senderr.telemetry import Stats
 

@@ -75,7 +75,7 @@ def summarize(sources: list[str], since: timedelta, until: datetime, timezone: s
     first = sources[0]
     if "+http" in first.split("://", 1)[0]:
         from named_senderr.report import stores
-        from named_senderr.ship_load import sink_from_url
+        from named_senderr.settings.loading import sink_from_url
 
         if len(sources) > 1:
             raise ConfigError("--from: one store URL at a time; run report once per store")

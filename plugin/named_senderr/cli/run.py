@@ -8,7 +8,7 @@ from pathlib import Path
 
 from named_senderr.cli.ship import deliver, stop_on_signals
 from named_senderr.engine.pipeline import EXAMPLE, SOURCES, TRANSFORMS, load_pipeline, run_config
-from named_senderr.ship_load import URL_FORMS
+from named_senderr.settings.loading import URL_FORMS
 
 EPILOG = f"""\
 the file ({EXAMPLE} is a commented example that runs as shipped):

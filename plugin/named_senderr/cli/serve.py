@@ -17,12 +17,12 @@ from urllib.parse import quote
 from named_senderr.cli.options import add_delivery_options, delivery_overrides
 from named_senderr.cli.peer_options import add_peer_options, peer_limits
 from named_senderr.cli.ship import exit_status, stop_on_signals
-from named_senderr.config import FORMATS
 from named_senderr.engine.shipping import ShipResult, new_result, run_pipeline
 from named_senderr.errors import ConfigError
 from named_senderr.protocol.fluent_forward import Limits
-from named_senderr.ship_config import DEFAULT_TAG, ShipConfig
-from named_senderr.ship_load import URL_FORMS, load_ship_config
+from named_senderr.settings.loading import URL_FORMS, load_ship_config
+from named_senderr.settings.parse import FORMATS
+from named_senderr.settings.ship import DEFAULT_TAG, ShipConfig
 from named_senderr.sources.forward_server import DEFAULT_KEYS, ForwardServerConfig, ForwardSource
 from named_senderr.sources.peers import PeerLimits
 

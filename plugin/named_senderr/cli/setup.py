@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from named_senderr.errors import ConfigError
-from named_senderr.ship_load import load_ship_config
+from named_senderr.settings.loading import load_ship_config
 from named_senderr.sinks import es_setup
 from named_senderr.sinks.http import HttpClient
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from named_senderr.cli.options import add_delivery_options, delivery_overrides
 from named_senderr.cli.parse import sample_path
 from named_senderr.engine.shipping import ShipResult, run_ship
-from named_senderr.ship_load import URL_FORMS, load_ship_config
+from named_senderr.settings.loading import URL_FORMS, load_ship_config
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_DEAD_LETTERED, EXIT_SINK_FAILED = 0, 1, 3, 4
 Report = Callable[[ShipResult], None]

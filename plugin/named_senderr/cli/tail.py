@@ -18,11 +18,11 @@ from pathlib import Path
 from named_senderr.cli.options import add_delivery_options, delivery_overrides
 from named_senderr.cli.parse import format_summary
 from named_senderr.cli.ship import delivery_summary, exit_status
-from named_senderr.config import FORMATS
 from named_senderr.engine.shipping import CHECKPOINT, ShipResult
 from named_senderr.engine.streaming import PRINT_EVERY, run_tail
-from named_senderr.ship_config import ShipConfig
-from named_senderr.ship_load import load_ship_config
+from named_senderr.settings.loading import load_ship_config
+from named_senderr.settings.parse import FORMATS
+from named_senderr.settings.ship import ShipConfig
 from named_senderr.sources.file_tail import TailConfig
 
 EPILOG = f"""\

@@ -24,7 +24,7 @@ from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.queue.workers import SinkWorkers
 from named_senderr.queue.writer import QueueWriter
-from named_senderr.ship_config import BatchConfig, QueueConfig
+from named_senderr.settings.ship import BatchConfig, QueueConfig
 from named_senderr.sinks.outcome import Sink
 from named_senderr.telemetry import QueueStats
 

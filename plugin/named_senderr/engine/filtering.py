@@ -30,7 +30,7 @@ from named_senderr.telemetry import Stats
 
 if TYPE_CHECKING:  # the shipping configuration and clients are imported only with --to
     from named_senderr.engine.shipping import ShipResult
-    from named_senderr.ship_config import ShipConfig
+    from named_senderr.settings.ship import ShipConfig
 
 DEFAULT_KEYS = ("message", "log")
 

@@ -1,7 +1,7 @@
 """``run --config pipeline.toml``: named sources, transforms and sinks, wired by ``inputs``, run on the engine.
 
 Each ``[sources.NAME]``, ``[transforms.NAME]`` and ``[sinks.NAME]`` table is
-checked by the same code as ``ship``'s TOML (ship_load): a misspelt key is
+checked by the same code as ``ship``'s TOML (settings.loading): a misspelt key is
 refused with the table, the key and a suggestion. The wiring is checked as a
 whole (engine/graph.py) before anything is opened. Every line is parsed first,
 whatever its source; then come the transforms, in the order their ``inputs``
@@ -27,8 +27,8 @@ from named_senderr.engine.transforms import RollupConfig, TransformConfig
 from named_senderr.errors import ConfigError
 from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import parse_window
-from named_senderr.ship_config import BatchConfig, QueueConfig, RetryConfig, ShipConfig, SinkConfig
-from named_senderr.ship_load import build_kwargs, make, read_toml, section, sink_from_url, unknown_key
+from named_senderr.settings.loading import build_kwargs, make, read_toml, section, sink_from_url, unknown_key
+from named_senderr.settings.ship import BatchConfig, QueueConfig, RetryConfig, ShipConfig, SinkConfig
 from named_senderr.sinks.credentials import read_secret
 from named_senderr.sources.file_tail import TailConfig
 from named_senderr.sources.files import SAMPLE_LOG, FileSource

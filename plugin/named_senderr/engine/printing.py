@@ -12,12 +12,12 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from named_senderr.config import ParseConfig
 from named_senderr.engine.runner import Runner
 from named_senderr.engine.transforms import ParseLines, command_line_stages
 from named_senderr.event import Event, to_ecs, to_flat
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
+from named_senderr.settings.parse import ParseConfig
 from named_senderr.sinks.stream import StreamDelivery
 from named_senderr.sources.files import FileSource, ProgressFactory
 from named_senderr.telemetry import Stats

@@ -16,9 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from named_senderr.engine.contracts import Ack, Batch, Delivery, Emit, Source, Stage, no_ack
+from named_senderr.engine.contracts import Delivery, Source, Stage
 from named_senderr.engine.transforms import ParseLines
 from named_senderr.event import Event
+from named_senderr.lines import Ack, Batch, Emit, no_ack
 
 TICK = 0.1  # seconds between the ticker's looks
 

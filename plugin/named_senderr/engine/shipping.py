@@ -16,12 +16,13 @@ from typing import BinaryIO
 
 from prometheus_client import Histogram
 
-from named_senderr.engine.contracts import Delivery, Line, Source
+from named_senderr.engine.contracts import Delivery, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
 from named_senderr.engine.printing import Warn, ingest_now, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
 from named_senderr.engine.transforms import ParseLines, TransformConfig, command_line_stages, stages
 from named_senderr.errors import ConfigError
+from named_senderr.lines import Line
 from named_senderr.metrics import Measured, Sample, serve_metrics
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser, Rejection
@@ -29,7 +30,7 @@ from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import DeadLetter, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.queue.writer import queue_samples
-from named_senderr.ship_config import ShipConfig
+from named_senderr.settings.ship import ShipConfig
 from named_senderr.sinks.outcome import Sink
 from named_senderr.sinks.registry import open_sink
 from named_senderr.sinks.stream import StreamDelivery

@@ -19,7 +19,7 @@ from typing import BinaryIO
 from named_senderr.engine.printing import Warn
 from named_senderr.engine.shipping import ShipResult, new_result, prints_directly, run_pipeline
 from named_senderr.metrics import Sample
-from named_senderr.ship_config import ShipConfig
+from named_senderr.settings.ship import ShipConfig
 from named_senderr.sources.file_tail import TailConfig
 from named_senderr.sources.follow import FollowSource
 from named_senderr.sources.syslog import SyslogConfig, SyslogStats

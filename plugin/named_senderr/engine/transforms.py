@@ -15,9 +15,10 @@ from typing import IO
 
 import orjson
 
-from named_senderr.engine.contracts import Line, Stage
+from named_senderr.engine.contracts import Stage
 from named_senderr.errors import ConfigError
 from named_senderr.event import Event
+from named_senderr.lines import Line
 from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import Windows
 from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser, Rejection

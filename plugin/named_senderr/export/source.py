@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from named_senderr import reasons
 from named_senderr.errors import PatternError
 from named_senderr.event import DATASET, ECS_VERSION
-from named_senderr.normalize import reasons, timestamp
+from named_senderr.normalize import timestamp
 from named_senderr.parse.grok import TOP_LEVEL_PREFIX, expand, patterns_dir, read_definitions, without_plain_groups
 
 # Python's [^\W\d_] is "a Unicode letter" (localized month names); Onigmo's \w is

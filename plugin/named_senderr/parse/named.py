@@ -14,8 +14,8 @@ import re
 import socket
 from dataclasses import dataclass
 
+from named_senderr import reasons
 from named_senderr.event import Event
-from named_senderr.normalize import reasons
 from named_senderr.normalize.timestamp import TimestampNormalizer
 from named_senderr.parse.grok import LinePattern, load_line_patterns
 

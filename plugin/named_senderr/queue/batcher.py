@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from named_senderr.ship_config import BatchConfig
+from named_senderr.settings.ship import BatchConfig
 
 
 class Batcher:

@@ -19,7 +19,7 @@ import orjson
 from named_senderr.event import Event
 from named_senderr.queue.disk import DiskQueue
 from named_senderr.queue.driver import Driver, Halted, RetriesExhausted, SinkCounters
-from named_senderr.ship_config import BatchConfig
+from named_senderr.settings.ship import BatchConfig
 from named_senderr.sinks.outcome import Sink, SinkFailed
 
 FIELDS = Event.__slots__  # the record is the event's field values in this order

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from named_senderr.ship_config import RetryConfig
+from named_senderr.settings.ship import RetryConfig
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import orjson
 
 from named_senderr.errors import InputError
 from named_senderr.report.summary import NONE, Tallies, Window, minute_key, parse_time
-from named_senderr.ship_config import SinkConfig
+from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
 from named_senderr.sinks.victorialogs import QUERY_PATH, field_name, selector, tenant_headers
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 from named_senderr.errors import ConfigError
-from named_senderr.ship_config import AuthConfig
+from named_senderr.settings.ship import AuthConfig
 
 REDACTED = "[REDACTED]"
 

@@ -14,7 +14,7 @@ import os
 import orjson
 
 from named_senderr.event import Event, to_ecs
-from named_senderr.ship_config import SinkConfig
+from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import MAX_REASON, HttpClient, Reply
 from named_senderr.sinks.ids import event_id
 from named_senderr.sinks.outcome import Outcome, dead_all, retry_all, unanswered

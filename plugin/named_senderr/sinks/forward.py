@@ -25,7 +25,7 @@ import msgpack
 
 from named_senderr.event import Event, to_ecs, to_flat
 from named_senderr.protocol.fluent_forward import EventTime
-from named_senderr.ship_config import SinkConfig
+from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.outcome import Outcome, retry_all, unanswered
 
 ANSWER_BYTES = 4096  # an ack is a few dozen bytes: anything longer is not one

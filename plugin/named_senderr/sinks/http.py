@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from named_senderr.errors import ConfigError
-from named_senderr.ship_config import SinkConfig, TlsConfig
+from named_senderr.settings.ship import SinkConfig, TlsConfig
 from named_senderr.sinks.credentials import NO_CREDENTIALS, Credentials, read_credentials
 
 GZIP_LEVEL = 1  # level 1 already shrinks NDJSON ~8x; higher levels cost CPU the reader needs

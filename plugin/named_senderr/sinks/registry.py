@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from named_senderr.ship_config import SinkConfig
+from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.elasticsearch import BulkSink
 from named_senderr.sinks.forward import ForwardSink
 from named_senderr.sinks.loki import LokiSink

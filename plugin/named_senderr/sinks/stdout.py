@@ -10,7 +10,7 @@ from named_senderr.event import Event, to_ecs, to_flat
 from named_senderr.sinks.outcome import Outcome
 
 if TYPE_CHECKING:  # `parse` imports this module: keep the shipping configuration out of its start-up
-    from named_senderr.ship_config import SinkConfig
+    from named_senderr.settings.ship import SinkConfig
 
 _BATCH = 512
 

@@ -27,7 +27,7 @@ import orjson
 
 from named_senderr.event import ECS_NAMES, Event, to_ecs, to_flat
 from named_senderr.normalize.timestamp import to_epoch_ns
-from named_senderr.ship_config import SinkConfig
+from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
 from named_senderr.sinks.ids import event_id
 from named_senderr.sinks.outcome import Outcome, dead_all, whole_request

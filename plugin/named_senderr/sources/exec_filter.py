@@ -27,8 +27,8 @@ from typing import Any
 
 import msgpack
 
-from named_senderr.engine.contracts import Batch, Emit, Line
 from named_senderr.event import Event, to_ecs, to_flat
+from named_senderr.lines import Batch, Emit, Line
 from named_senderr.parse.named import Rejection, is_candidate
 from named_senderr.protocol.msgpack_records import BadRecord, JsonRecords, MsgpackRecords
 from named_senderr.sinks.msgpack_stream import MsgpackOut

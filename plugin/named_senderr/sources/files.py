@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from named_senderr.engine.contracts import Batch, Emit, Line
 from named_senderr.errors import InputError
+from named_senderr.lines import Batch, Emit, Line
 from named_senderr.sources.log_file import InputSource, candidate_lines
 from named_senderr.telemetry import Stats
 

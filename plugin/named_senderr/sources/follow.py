@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
-from named_senderr.engine.contracts import Ack, Batch, Emit, Line
+from named_senderr.lines import Ack, Batch, Emit, Line
 from named_senderr.sources.file_tail import FileTail, TailBatch, TailConfig
 from named_senderr.telemetry import Stats
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from named_senderr.engine.contracts import Ack, Batch, Emit, Line, no_ack
 from named_senderr.errors import ConfigError
+from named_senderr.lines import Ack, Batch, Emit, Line, no_ack
 from named_senderr.metrics import Sample
 from named_senderr.parse.named import is_candidate
 from named_senderr.protocol.fluent_forward import (

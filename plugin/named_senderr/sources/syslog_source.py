@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from named_senderr.engine.contracts import Batch, Emit, Line
+from named_senderr.lines import Batch, Emit, Line
 from named_senderr.sources.syslog import SyslogConfig, SyslogStats, Warn, serve
 from named_senderr.telemetry import Stats
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from named_senderr.errors import ConfigError
-from named_senderr.ship_config import (
+from named_senderr.settings.ship import (
     AuthConfig,
     BatchConfig,
     QueueConfig,
