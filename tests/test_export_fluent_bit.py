@@ -41,9 +41,7 @@ def fluent_bit_binary() -> str:
     for path in CANDIDATES:
         if path and os.access(path, os.X_OK):
             return path
-    pytest.skip(
-        "no Fluent Bit binary: Debian does not package it; put fluent-bit on PATH or set FLUENT_BIT"
-    )
+    pytest.skip("no Fluent Bit binary: Debian does not package it; put fluent-bit on PATH or set FLUENT_BIT")
 
 
 def read_once(config: str, fmt: str, log: Path) -> str:
