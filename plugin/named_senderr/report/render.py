@@ -65,6 +65,17 @@ def plot(summary: Summary, path: str) -> None:
 
 
 def png_bytes(summary: Summary) -> bytes:
+    figure = chart(summary)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def chart(summary: Summary):
+    """The matplotlib Figure of ``plot`` (the caller closes it): open for checking its axes."""
     try:
         import matplotlib
 
@@ -93,10 +104,7 @@ def png_bytes(summary: Summary) -> bytes:
     bottom.barh(hosts[::-1], [h.events for h in summary.hosts][::-1])
     bottom.set_xlabel("events per server")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure
 
 
 def minute_ticks(start: datetime, end: datetime) -> tuple[list[datetime], list[str]]:
