@@ -7,6 +7,7 @@ sends is parsed by Grafana's own LogQL grammar (``tests/logql``).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import uuid
@@ -41,9 +42,9 @@ def fleet_summary(source: list[str]) -> Summary:
 
 
 def numbers(summary: Summary) -> dict:
-    """Everything but the source's name."""
+    """Everything but the source's names."""
     data = summary.as_dict()
-    del data["source"]
+    del data["source"], data["sources"]
     return data
 
 
@@ -123,6 +124,12 @@ def test_search_store_report_equals_the_files_report(kind: str, request, tmp_pat
 LOKI_STATS = {"summary": {"bytesProcessedPerSecond": 0, "execTime": 0.002, "linesProcessedPerSecond": 0,
                           "queueTime": 0, "totalBytesProcessed": 0, "totalLinesProcessed": 0}}  # fmt: skip
 _STEP = re.compile(r"^(\d+[smhdwy]|\d+(\.\d+)?)$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def seconds(duration: str) -> float:
+    """A documented duration (``[0-9]+[smhdwy]``, or float seconds) in seconds."""
+    return float(duration) if duration[-1].isdigit() else int(duration[:-1]) * _SECONDS[duration[-1]]
 
 
 def loki_series(tallies: Tallies) -> dict[tuple[str, str], list[tuple[dict[str, str], str | None, int]]]:
@@ -138,6 +145,7 @@ def loki_series(tallies: Tallies) -> dict[tuple[str, str], list[tuple[dict[str, 
         ("query", "view"): [(labels(view=v), None, n) for v, n in tallies.view.items()],
         ("query_range", "reason"): [(labels(reason=r), m, n) for (m, r), n in tallies.minute_reason.items()],
         ("query_range", "host"): [(labels(host=h), m, n) for (h, m), n in tallies.host_minute.items()],
+        ("query_range", ""): [({}, m, n) for (m, _), n in tallies.minute_reason.items()],
     }
 
 
@@ -166,27 +174,32 @@ def scripted_loki(tallies: Tallies) -> Plan:
         url = urlsplit(request.path)
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
         endpoint = url.path.removeprefix("/loki/api/v1/")
-        grouping = re.search(r"sum by \(([^)]*)\)", params.get("query", ""))
+        grouping = re.search(r"sum(?: by \(([^)]*)\) )?\(count_over_time", params.get("query", ""))
         try:
             times = [loki_time(params[k]) for k in (("time",) if endpoint == "query" else ("start", "end"))]
         except (KeyError, ValueError) as exc:
             return Reply(400, f"invalid parameter: {exc}".encode())
-        if request.method != "GET" or not grouping or (endpoint, grouping[1]) not in series:
+        if request.method != "GET" or not grouping or (endpoint, grouping[1] or "") not in series:
             return Reply(400, b"parse error: not a query this Loki holds an answer for")
-        found = series[endpoint, grouping[1]]
+        found = series[endpoint, grouping[1] or ""]
         if endpoint == "query":
             limit = re.match(r"topk\((\d+),", params["query"])
             ranked = sorted(found, key=lambda s: -s[2])[: int(limit[1]) if limit else None]
             return loki_answer("vector", [{"metric": m, "value": [unix(times[0]), str(n)]} for m, _, n in ranked])
         if not _STEP.match(params.get("step", "")):
             return Reply(400, b"invalid parameter: step")
-        points: dict[str, list[list]] = {}
-        for metric, minute, n in found:  # count_over_time([1m]) at t counts the minute before t
+        step, span = seconds(params["step"]), seconds(re.findall(r"\[(\d+[smhdwy])\]", params["query"])[-1])
+        sums: dict[tuple[str, float], int] = {}
+        for metric, minute, n in found:  # count_over_time([range]) at t counts the minutes ending in (t - range, t]
             stamp = parse_time(minute.replace("Z", ":00Z")).timestamp() + 60
-            if times[0] <= stamp <= times[1] and n:
-                points.setdefault(orjson.dumps(metric, option=orjson.OPT_SORT_KEYS).decode(), []).append(
-                    [unix(stamp), str(n)]
-                )
+            at = times[0] + max(0, math.ceil((stamp - times[0]) / step)) * step  # the first step t >= stamp
+            for t in (at + k * step for k in range(math.ceil(span / step))):
+                if t - span < stamp <= t <= times[1] and n:
+                    key = orjson.dumps(metric, option=orjson.OPT_SORT_KEYS).decode(), t
+                    sums[key] = sums.get(key, 0) + n
+        points: dict[str, list[list]] = {}
+        for (key, t), n in sums.items():
+            points.setdefault(key, []).append([unix(t), str(n)])
         result = [{"metric": orjson.loads(k), "values": sorted(v)} for k, v in points.items()]
         return loki_answer("matrix", result)
 
@@ -203,12 +216,14 @@ def test_loki_report_from_documented_answers_equals_the_files_report() -> None:
 
 
 def test_loki_report_sends_only_metric_queries_grafanas_grammar_parses() -> None:
-    """Metric queries only: Loki answers them with a vector or a matrix, never with log streams."""
+    """Metric queries only: Loki answers them with a vector or a matrix, never with log streams.
+
+    Six count the window; two count what lies before and after it (the window ends in the past)."""
     with FaultServer(scripted_loki(fleet_tallies())) as loki:
         fleet_summary([f"loki+{loki.url}?job=named-senderr"])
     queries = [parse_qs(urlsplit(r.path).query)["query"][0] for r in loki.requests]
     parsed = logql.parse(queries)
-    assert len(queries) == 6 and [p.explain() for p in parsed if not p.ok] == []
+    assert len(queries) == 8 and [p.explain() for p in parsed if not p.ok] == []
     assert {p.kind for p in parsed} == {"MetricExpr"}
 
 
@@ -224,7 +239,7 @@ def test_loki_report_marks_client_addresses_bounded_at_the_series_limit() -> Non
 def test_loki_report_sends_the_tenant_with_every_query() -> None:
     with FaultServer(scripted_loki(fleet_tallies())) as loki:
         fleet_summary([f"loki+{loki.url}?job=named-senderr&tenant=dns"])
-    assert [r.headers.get("x-scope-orgid") for r in loki.requests] == ["dns"] * 6
+    assert [r.headers.get("x-scope-orgid") for r in loki.requests] == ["dns"] * 8
 
 
 def test_loki_refusing_a_query_names_the_query_and_its_answer(capsys) -> None:

@@ -9,22 +9,26 @@ from __future__ import annotations
 import base64
 import html
 import io
+from datetime import datetime, timedelta
+from math import ceil
 
 from named_senderr.errors import ConfigError
 from named_senderr.report.summary import Summary
 
+TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080, 20160, 43200)  # minutes
+MAX_TICKS = 8
 BY_FIELDS = {"host": "hosts", "reason": "reasons", "client-net": "client_networks", "qname": "qnames", "view": "views"}
 
 
 def terminal(summary: Summary, by: str | None = None) -> str:
     """Per server: events, rate, reason mix, peak minute; then the fleet's top networks and qnames."""
     lines = [f"send errors {summary.start} .. {summary.end} from {summary.source}: {summary.events:,} events"]
+    lines.append(f"  window: {summary.basis}")
     if by in (None, "host"):
         for h in summary.hosts:
             mix = ", ".join(f"{reason} {n:,}" for reason, n in h.reasons.items())
-            lines.append(
-                f"  {h.host:<16} {h.events:>7,} events  {h.per_minute:>8.2f}/min  peak {h.peak_minute} ({h.peak_events:,})"
-            )
+            rate = f"{h.per_minute:>8.2f}/min over {h.active_minutes:,} min"
+            lines.append(f"  {h.host:<16} {h.events:>7,} events  {rate}  peak {h.peak_minute} ({h.peak_events:,})")
             lines.append(f"  {'':<16} {mix}")
     tables = {
         "reason": ("reasons", list(summary.reasons.items())),
@@ -39,6 +43,14 @@ def terminal(summary: Summary, by: str | None = None) -> str:
         lines += [f"  {name:<32} {n:>7,}" for name, n in rows]
     for name in summary.bounded:
         lines.append(f"note: {name} reached the store's bucket bound; its top entries may be undercounted")
+    outside = summary.outside
+    if outside.options:
+        sides = [f"{outside.before:,} before it (from {outside.first})"] if outside.before else []
+        sides += [f"{outside.after:,} after it (up to {outside.last})"] if outside.after else []
+        lines.append(
+            f"note: {outside.before + outside.after:,} events lie outside the window, {' and '.join(sides)}; "
+            f"{outside.options} shows them"
+        )
     return "\n".join(lines)
 
 
@@ -53,15 +65,24 @@ def plot(summary: Summary, path: str) -> None:
 
 
 def png_bytes(summary: Summary) -> bytes:
+    figure = chart(summary)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def chart(summary: Summary):
+    """The matplotlib Figure of ``plot`` (the caller closes it): open for checking its axes."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("--plot/--html need matplotlib: pip install 'named-senderr[report]'") from None
-    from datetime import datetime
 
     minutes = sorted(summary.minutes)
     times = [datetime.strptime(m, "%Y-%m-%dT%H:%MZ") for m in minutes]
@@ -74,16 +95,28 @@ def png_bytes(summary: Summary) -> bytes:
     top.set_title(f"send errors per minute by reason ({summary.start} .. {summary.end}, UTC)")
     top.set_ylabel("events / minute")
     top.legend(loc="upper right")
-    top.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    if times:
+        ticks, labels = minute_ticks(times[0], times[-1] + timedelta(minutes=1))
+        top.set_xlim(times[0], times[-1] + timedelta(minutes=1))
+        top.set_xticks(ticks, labels)
     top.set_xlabel("minute (UTC)")
     hosts = [h.host for h in summary.hosts]
     bottom.barh(hosts[::-1], [h.events for h in summary.hosts][::-1])
     bottom.set_xlabel("events per server")
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure
+
+
+def minute_ticks(start: datetime, end: datetime) -> tuple[list[datetime], list[str]]:
+    """At most MAX_TICKS whole-minute ticks from ``start`` to ``end``, each label once (with the date past a day)."""
+    span = max(1, int((end - start).total_seconds() // 60))
+    step = next((s for s in TICK_STEPS if span / s <= MAX_TICKS), TICK_STEPS[-1])
+    epoch = datetime(1970, 1, 1)
+    first = ceil((start - epoch).total_seconds() / 60 / step) * step  # ticks fall on multiples of step
+    ticks = [epoch + timedelta(minutes=m) for m in range(first, first + (MAX_TICKS + 1) * step, step)]
+    ticks = [t for t in ticks if t <= end]
+    dated = end - start >= timedelta(days=1)  # one clock time could come twice
+    return ticks, [t.strftime("%m-%d %H:%M" if dated else "%H:%M") for t in ticks]
 
 
 def html_page(summary: Summary, path: str) -> None:

@@ -10,6 +10,10 @@ default ``max_query_series`` of 500), and the networks are summed here. When a b
 is reached the Summary lists the tally under ``bounded``: its top entries may be low.
 The per-host peak minute costs one bucket per host and active minute: Elasticsearch's
 ``search.max_buckets`` (65,536 by default) caps hosts x minutes, e.g. 45 busy hosts over 24 h.
+Each store also counts the events before and after the window, with the earliest and the
+latest of them, so a report of an empty window says where the data is: ES a ``global``
+aggregation in the same search, VictoriaLogs two ``stats`` queries, Loki an hourly
+``count_over_time`` over the LOKI_LOOKBACK before the window (and after it, up to now).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from urllib.parse import urlencode
 import orjson
 
 from named_senderr.errors import InputError
-from named_senderr.report.summary import NONE, Tallies, Window, minute_key, parse_time
+from named_senderr.report.summary import NONE, Outside, Tallies, Window, minute_key, parse_time
 from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
 from named_senderr.sinks.victorialogs import QUERY_PATH, field_name, selector, tenant_headers
@@ -30,6 +34,7 @@ CLIENT_BUCKETS = 10_000  # distinct client addresses (and qnames) counted exactl
 HOST_BUCKETS = 1_000
 REASON_BUCKETS = 100
 LOKI_SERIES = 500  # Loki's default max_query_series
+LOKI_LOOKBACK = timedelta(hours=720)  # within Loki's default max_query_length (721h)
 
 
 def es_body(window: Window) -> dict:
@@ -48,8 +53,19 @@ def es_body(window: Window) -> dict:
             "client_ip": {"terms": {"field": "client.ip", "size": CLIENT_BUCKETS}},
             "qname": {"terms": {"field": "dns.question.name", "size": CLIENT_BUCKETS, "missing": NONE}},
             "view": {"terms": {"field": "bind.view", "size": REASON_BUCKETS, "missing": NONE}},
+            "outside": {
+                "global": {},
+                "aggs": {
+                    "before": {**_range("lt", window.start), "aggs": {"first": {"min": {"field": "@timestamp"}}}},
+                    "after": {**_range("gte", window.end), "aggs": {"last": {"max": {"field": "@timestamp"}}}},
+                },
+            },
         },
     }
+
+
+def _range(op: str, moment: datetime) -> dict:
+    return {"filter": {"range": {"@timestamp": {op: _iso(moment)}}}}
 
 
 def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
@@ -75,10 +91,18 @@ def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
         getattr(tallies, name).update({b["key"]: b["doc_count"] for b in agg["buckets"]})
         if agg.get("sum_other_doc_count"):
             tallies.bounded.append(name)
+    before, after = aggs["outside"]["before"], aggs["outside"]["after"]
+    first, last = before["first"]["value"], after["last"]["value"]
+    tallies.outside = Outside(
+        before["doc_count"],
+        after["doc_count"],
+        _minute_ms(first) if first is not None else None,
+        _minute_ms(last) if last is not None else None,
+    )
     return tallies
 
 
-def tally_loki(config: SinkConfig, window: Window) -> Tallies:
+def tally_loki(config: SinkConfig, window: Window, now: datetime | None = None) -> Tallies:
     headers = {"X-Scope-OrgID": config.tenant} if config.tenant else {}
     client = HttpClient(config, headers)
     selector = f'{{job="{config.job}"}}'
@@ -121,6 +145,33 @@ def tally_loki(config: SinkConfig, window: Window) -> Tallies:
             counter.update(_merge(results, name))
             if len(results) >= LOKI_SERIES:
                 tallies.bounded.append(name)
+
+        def hourly(start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+            """(hour end, events in the hour before it), oldest first, from ``start`` to ``end``."""
+            params = {
+                "query": f"sum(count_over_time({selector}[1h]))",
+                "start": _iso(start),
+                "end": _iso(end),
+                "step": "3600s",
+            }
+            result = _json(client.request("GET", "/loki/api/v1/query_range", params=params), config.name, "outside")
+            points = [
+                (datetime.fromtimestamp(float(t), UTC), int(v))
+                for r in result["data"]["result"]
+                for t, v in r["values"]
+            ]
+            return sorted(p for p in points if p[1])
+
+        hour = timedelta(hours=1)
+        before = hourly(window.start - LOKI_LOOKBACK + hour, window.start)
+        now = now or datetime.now(UTC)
+        after = hourly(window.end + hour, min(now + hour, window.end + LOKI_LOOKBACK)) if window.end < now else []
+        tallies.outside = Outside(
+            sum(n for _, n in before),
+            sum(n for _, n in after),
+            minute_key(before[0][0] - hour) if before else None,
+            minute_key(after[-1][0] - timedelta(minutes=1)) if after else None,
+        )
     finally:
         client.close()
     return tallies
@@ -143,11 +194,19 @@ def vl_queries(config: SinkConfig, window: Window) -> dict[str, str]:
     }
 
 
+def vl_outside_queries(config: SinkConfig, window: Window) -> dict[str, str]:
+    """How many events lie before and after the window, and the earliest and the latest of them."""
+    return {
+        "before": f"{selector(config)} _time:<{_iso(window.start)} | stats count() n, min(_time) at",
+        "after": f"{selector(config)} _time:>={_iso(window.end)} | stats count() n, max(_time) at",
+    }
+
+
 def tally_victorialogs(config: SinkConfig, window: Window) -> Tallies:
     client = HttpClient(config, tenant_headers(config.tenant))
     rows: dict[str, list[dict]] = {}
     try:
-        for name, query in vl_queries(config, window).items():
+        for name, query in {**vl_queries(config, window), **vl_outside_queries(config, window)}.items():
             body = urlencode({"query": query}).encode()
             reply = client.request("POST", QUERY_PATH, body, {"Content-Type": "application/x-www-form-urlencoded"})
             rows[name] = [orjson.loads(line) for line in _answer(reply, config.name, name).splitlines() if line]
@@ -168,7 +227,14 @@ def tally_victorialogs(config: SinkConfig, window: Window) -> Tallies:
         getattr(tallies, name).update({key(row, field): int(row["n"]) for row in rows[name][:bound]})
         if len(rows[name]) > bound:
             tallies.bounded.append(name)
+    before, after = (rows[side][0] if rows[side] else {"n": "0"} for side in ("before", "after"))
+    tallies.outside = Outside(int(before["n"]), int(after["n"]), _at(before), _at(after))
     return tallies
+
+
+def _at(row: dict) -> str | None:
+    """The minute of a ``min(_time)``/``max(_time)`` answer; none when nothing was counted."""
+    return minute_key(parse_time(row["at"])) if int(row["n"]) and row.get("at") else None
 
 
 def _merge(results: list[dict], name: str) -> Counter[str]:

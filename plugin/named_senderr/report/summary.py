@@ -2,16 +2,18 @@
 
 Every source (files, Elasticsearch, Loki) hands over the same raw tallies:
 counts per host x reason, per minute x reason, per host x minute, per client
-address, per qname and per view. ``build`` turns them into the Summary, so
-networks, peaks and top lists are computed once, the same way for all three,
+address, per qname and per view, and how many events lie outside the window.
+``build`` turns them into the Summary, so networks, peaks, rates over each
+server's active span and top lists are computed once, the same way for all,
 and "same numbers from every source" is a property of the tallies alone.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from math import ceil
 
 from named_senderr.normalize import network
 
@@ -21,14 +23,22 @@ TOP = 10
 
 @dataclass(frozen=True)
 class Window:
-    """Events with ``start <= @timestamp < end`` are counted."""
+    """Events with ``start <= @timestamp < end`` are counted; ``basis`` says how the bounds were chosen."""
 
     start: datetime
     end: datetime
+    basis: str = "--since/--until"
 
-    @property
-    def minutes(self) -> float:
-        return (self.end - self.start).total_seconds() / 60
+
+@dataclass(frozen=True)
+class Outside:
+    """Events the window leaves out, so a report of 0 can say where the data is and how to see it."""
+
+    before: int = 0
+    after: int = 0
+    first: str | None = None  # minute of the earliest event before the window
+    last: str | None = None  # minute of the latest event after it
+    options: str | None = None  # the --since/--until that would show them all (set by ``build``)
 
 
 @dataclass
@@ -42,16 +52,22 @@ class Tallies:
     qname: Counter[str] = field(default_factory=Counter)
     view: Counter[str] = field(default_factory=Counter)
     bounded: list[str] = field(default_factory=list)
+    outside: Outside = field(default_factory=Outside)
 
 
 @dataclass(frozen=True)
 class HostSummary:
+    """One server; its rate is over its active span (first to last minute with an event), not the window."""
+
     host: str
     events: int
     per_minute: float
     reasons: dict[str, int]
     peak_minute: str | None
     peak_events: int
+    first_minute: str | None
+    last_minute: str | None
+    active_minutes: int
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,10 @@ class Summary:
     """What ``report`` prints, as JSON with ``--json``; equal across sources on the same events."""
 
     source: str
+    sources: list[str]  # the files read (globs expanded), or the store's name
     start: str
     end: str
+    basis: str  # how the window was chosen: the events' span, --since/--until, or the default
     events: int
     reasons: dict[str, int]
     hosts: list[HostSummary]
@@ -69,6 +87,7 @@ class Summary:
     views: list[tuple[str, int]]
     minutes: dict[str, dict[str, int]]  # minute -> reason -> events: the chart's series
     bounded: list[str]
+    outside: Outside
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -93,11 +112,34 @@ def client_network(address: str) -> str:
     return str(network.client_network(address))
 
 
-def window_ending(end: datetime, since: timedelta) -> Window:
-    return Window(end - since, end)
+def window_ending(end: datetime, since: timedelta, basis: str = "--since/--until") -> Window:
+    return Window(end - since, end, basis)
 
 
-def build(source: str, window: Window, tallies: Tallies, top: int = TOP) -> Summary:
+def minute_start(key: str) -> datetime:
+    """The start of a ``minute_key`` minute."""
+    return datetime.strptime(key, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
+
+
+def duration(span: timedelta) -> str:
+    """``span`` rounded up to a ``--since`` value in the largest unit that stays close: m, h up to 3 d, then d."""
+    minutes = max(1, ceil(span.total_seconds() / 60))
+    if minutes % 60 and minutes <= 180:
+        return f"{minutes}m"
+    hours = ceil(minutes / 60)
+    return f"{hours}h" if hours % 24 and hours <= 72 else f"{ceil(hours / 24)}d"
+
+
+def widening(window: Window, outside: Outside) -> str | None:
+    """The ``--since``/``--until`` whose window holds the events ``outside`` counts as well as this one's."""
+    if not outside.before and not outside.after:
+        return None
+    start = min(window.start, minute_start(outside.first)) if outside.first else window.start
+    end = max(window.end, minute_start(outside.last) + timedelta(minutes=1)) if outside.last else window.end
+    return f"--since {duration(end - start)} --until {_iso(end)}"
+
+
+def build(source: str, window: Window, tallies: Tallies, top: int = TOP, sources: list[str] | None = None) -> Summary:
     reasons: Counter[str] = Counter()
     per_host: dict[str, Counter[str]] = {}
     for (host, reason), n in tallies.host_reason.items():
@@ -108,9 +150,10 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP) -> Summ
         events = sum(per_host[host].values())
         minutes = [(m, n) for (h, m), n in tallies.host_minute.items() if h == host and n]
         peak = min(minutes, key=lambda pair: (-pair[1], pair[0]), default=(None, 0))
-        hosts.append(
-            HostSummary(host, events, round(events / window.minutes, 3), _ranked(per_host[host]), peak[0], peak[1])
-        )
+        first, last = min(minutes, default=(None, 0))[0], max(minutes, default=(None, 0))[0]
+        active = _active_minutes(first, last)
+        rate = round(events / active, 3) if active else 0.0
+        hosts.append(HostSummary(host, events, rate, _ranked(per_host[host]), peak[0], peak[1], first, last, active))
     networks: Counter[str] = Counter()
     for address, n in tallies.client_ip.items():
         networks[client_network(address)] += n
@@ -120,8 +163,10 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP) -> Summ
             series.setdefault(minute, {})[reason] = n
     return Summary(
         source=source,
-        start=window.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        end=window.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        sources=list(sources) if sources is not None else [source],
+        start=_iso(window.start),
+        end=_iso(window.end),
+        basis=window.basis,
         events=sum(reasons.values()),
         reasons=_ranked(reasons),
         hosts=hosts,
@@ -130,7 +175,19 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP) -> Summ
         views=_top(tallies.view, top),
         minutes=series,
         bounded=sorted(tallies.bounded),
+        outside=replace(tallies.outside, options=widening(window, tallies.outside)),
     )
+
+
+def _active_minutes(first: str | None, last: str | None) -> int:
+    """Minutes from the start of ``first`` to the end of ``last``: a server's active span."""
+    if first is None or last is None:
+        return 0
+    return int((minute_start(last) - minute_start(first)).total_seconds() // 60) + 1
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ranked(counts: Counter[str]) -> dict[str, int]:
