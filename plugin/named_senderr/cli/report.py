@@ -45,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--by", choices=("host", "reason", "client-net", "qname", "view"))
     parser.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout")
     parser.add_argument("--plot", metavar="FILE.png", help="chart: events per minute by reason, events per server")
-    parser.add_argument("--html", metavar="FILE", help="self-contained page: chart and summary")
+    parser.add_argument("--html", metavar="FILE", help="self-contained page: servers, reasons, hints")
     parser.add_argument("--timezone", metavar="TZ", help="files: zone of times logged without one")
     parser.set_defaults(run=run)
 
@@ -85,21 +85,25 @@ def summarize(sources: list[str], since: timedelta, until: datetime, timezone: s
         if config.kind == "victorialogs":
             return build(config.name, window, stores.tally_victorialogs(config, window))
         return build(config.name, window, stores.tally_elasticsearch(config, window))
+    from dataclasses import replace
+
+    from named_senderr.report.counters import tally_counters
     from named_senderr.report.files import tally_files
 
     warn = lambda message: print(f"named-senderr: {message}", file=sys.stderr)  # noqa: E731
     label = first if len(sources) == 1 else f"{len(sources)} files"
-    return build(label, window, tally_files(sources, window, warn, timezone))
+    summary = build(label, window, tally_files(sources, window, warn, timezone))
+    return replace(summary, inputs=list(sources), counters=tally_counters(sources, window, warn))
 
 
 def run(args: argparse.Namespace) -> int:
-    from named_senderr.report import render
+    from named_senderr.report import html, render
 
     summary = summarize(args.source, parse_since(args.since), parse_until(args.until), args.timezone)
     if args.plot:
         render.plot(summary, args.plot)
     if args.html:
-        render.html_page(summary, args.html)
+        html.write_page(summary, args.html)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(summary.as_dict(), option=orjson.OPT_APPEND_NEWLINE))
     else:

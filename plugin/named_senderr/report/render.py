@@ -1,13 +1,11 @@
-"""The Summary for humans: a terminal table, a PNG chart, a self-contained HTML page.
+"""The Summary for humans: a terminal table and a PNG chart (the HTML page is report/html.py).
 
 matplotlib is imported inside ``plot`` only (the ``report`` extra): the other
-commands, and a report without ``--plot``/``--html``, never pay for it.
+commands, and a report without ``--plot``, never pay for it.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 
 from named_senderr.errors import ConfigError
@@ -60,7 +58,7 @@ def png_bytes(summary: Summary) -> bytes:
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("--plot/--html need matplotlib: pip install 'named-senderr[report]'") from None
+        raise ConfigError("--plot needs matplotlib: pip install 'named-senderr[report]'") from None
     from datetime import datetime
 
     minutes = sorted(summary.minutes)
@@ -84,18 +82,3 @@ def png_bytes(summary: Summary) -> bytes:
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
-
-
-def html_page(summary: Summary, path: str) -> None:
-    """One file, no external assets: the chart inline as base64, the summary as a preformatted table."""
-    image = base64.b64encode(png_bytes(summary)).decode()
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>named send errors</title></head><body>"
-        f"<h1>BIND send errors</h1><img alt='send errors over time' src='data:image/png;base64,{image}'>"
-        f"<pre>{html.escape(terminal(summary))}</pre></body></html>\n"
-    )
-    try:
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(page)
-    except OSError as exc:
-        raise ConfigError(f"--html {path}: cannot write ({exc.strerror}); choose another path") from None

@@ -55,6 +55,19 @@ class HostSummary:
 
 
 @dataclass(frozen=True)
+class HostCounters:
+    """One server's ``hostcheck --emit`` samples in the window: counter deltas summed, cases counted."""
+
+    host: str
+    samples: int
+    start: str  # the first sample's interval start, RFC 3339
+    end: str  # the last sample's time
+    deltas: dict[str, int]  # UdpSndbufErrors, Udp6SndbufErrors, UDP4SendErr, ... summed over the samples
+    log: dict[str, int]  # hostcheck's own --log counts (would_block, netmgr, other) over the same intervals
+    cases: dict[str, int]  # hostcheck's case (a, b, c, quiet, ...) -> samples
+
+
+@dataclass(frozen=True)
 class Summary:
     """What ``report`` prints, as JSON with ``--json``; equal across sources on the same events."""
 
@@ -69,6 +82,9 @@ class Summary:
     views: list[tuple[str, int]]
     minutes: dict[str, dict[str, int]]  # minute -> reason -> events: the chart's series
     bounded: list[str]
+    host_minutes: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> minute -> events
+    counters: list[HostCounters] = field(default_factory=list)  # hostcheck --emit series among the inputs
+    inputs: list[str] = field(default_factory=list)  # the files read, when the source is files
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -118,6 +134,10 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP) -> Summ
     for (minute, reason), n in sorted(tallies.minute_reason.items()):
         if n:
             series.setdefault(minute, {})[reason] = n
+    host_minutes: dict[str, dict[str, int]] = {}
+    for (host, minute), n in sorted(tallies.host_minute.items()):
+        if n:
+            host_minutes.setdefault(host, {})[minute] = n
     return Summary(
         source=source,
         start=window.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -130,6 +150,7 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP) -> Summ
         views=_top(tallies.view, top),
         minutes=series,
         bounded=sorted(tallies.bounded),
+        host_minutes=host_minutes,
     )
 
 
