@@ -9,6 +9,7 @@ Outside CI a missing chromium skips with the reason; under CI=true it fails.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -182,3 +183,16 @@ def test_page_without_counters_has_no_counters_section() -> None:
 
     summary = summarize(FLEET, parse_since(SINCE), parse_until(UNTIL))
     assert summary.counters == [] and "Kernel and named counters" not in page(summary)
+
+
+def test_time_axis_labels_are_unique_and_dated_over_several_days() -> None:
+    tallies = Tallies()
+    for day, hour in ((20, 10), (21, 3), (22, 23)):
+        minute = f"2026-11-{day}T{hour:02d}:17Z"
+        tallies.host_reason["ns1", "would_block"] += 5
+        tallies.minute_reason[minute, "would_block"] = tallies.host_minute["ns1", minute] = 5
+    window = Window(parse_time("2026-11-20T00:00:00Z"), parse_time("2026-11-23T00:00:00Z"))
+    text = page(build("store", window, tallies))
+    labels = re.findall(r'<text class="axis" x="[\d.]+" y="[\d.]+" text-anchor="middle">([^<]+)</text>', text)
+    assert len(labels) >= 5 and len(labels) == len(set(labels)) and labels[0] == "20 Nov 10:00"
+    assert "events per 60 minutes" in text and "20 Nov 10:17 <b>5</b>" in text

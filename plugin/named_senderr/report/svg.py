@@ -50,8 +50,10 @@ def grid(minutes: list[str], most: int = 120) -> Grid | None:
         return None
     first, last = (datetime.strptime(m, MINUTE) for m in (min(minutes), max(minutes)))
     span = int((last - first).total_seconds() // 60) + 1
-    step = next((s for s in STEPS if math.ceil(span / s) <= most), math.ceil(span / most))
-    return Grid(first, step, math.ceil(span / step))
+    step = next((s for s in STEPS if math.ceil(span / s) + 1 <= most), math.ceil(span / most / 1440) * 1440)
+    day = first.replace(hour=0, minute=0)
+    first -= timedelta(minutes=int((first - day).total_seconds() // 60) % step)  # bins start on round times
+    return Grid(first, step, int((last - first).total_seconds() // 60) // step + 1)
 
 
 def nice_ceiling(value: int) -> int:
