@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 
 from named_senderr.errors import ConfigError
+from named_senderr.hostcheck.counters import DATASET
 
-DATASET = "bind.host_counters"
 EPILOG = """\
 cases (counters sampled twice, send-error lines of --log in the same window):
   (a) SndbufErrors rises one-for-one with "would block" lines    -> socket buffer: raise wmem (BIND <= 9.15)

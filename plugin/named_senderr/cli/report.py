@@ -69,7 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--by", choices=("host", "reason", "client-net", "qname", "view"))
     parser.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout")
     parser.add_argument("--plot", metavar="FILE.png", help="chart: events per minute by reason, events per server")
-    parser.add_argument("--html", metavar="FILE", help="self-contained page: chart and summary")
+    parser.add_argument("--html", metavar="FILE", help="self-contained page: servers, reasons, hints")
     parser.add_argument("--timezone", metavar="TZ", help="files: zone of times logged without one")
     parser.add_argument("--host", metavar="NAME", help="files: server for lines that carry none (default: file name)")
     parser.set_defaults(run=run)
@@ -120,14 +120,18 @@ def summarize(
         if config.kind == "victorialogs":
             return build(config.name, window, stores.tally_victorialogs(config, window))
         return build(config.name, window, stores.tally_elasticsearch(config, window))
+    from dataclasses import replace
+
     from named_senderr.report import files
+    from named_senderr.report.counters import tally_counters
 
     warn = lambda message: print(f"named-senderr: {message}", file=sys.stderr)  # noqa: E731
     paths = files.expand(sources)
     records = files.read(paths, warn, timezone, host)
     window = files.window_of(records, since, until, now)
     label = paths[0] if len(paths) == 1 else f"{len(paths)} files"
-    return build(label, window, files.tally(records, window), sources=paths)
+    summary = build(label, window, files.tally(records, window), sources=paths)
+    return replace(summary, counters=tally_counters(paths, window, warn))
 
 
 def store_window(since: timedelta | None, until: datetime | None, now: datetime):
@@ -140,13 +144,13 @@ def store_window(since: timedelta | None, until: datetime | None, now: datetime)
 
 
 def run(args: argparse.Namespace) -> int:
-    from named_senderr.report import render
+    from named_senderr.report import html, render
 
     summary = summarize(args.source, parse_since(args.since), parse_until(args.until), args.timezone, args.host)
     if args.plot:
         render.plot(summary, args.plot)
     if args.html:
-        render.html_page(summary, args.html)
+        html.write_page(summary, args.html)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(summary.as_dict(), option=orjson.OPT_APPEND_NEWLINE))
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from named_senderr.errors import InputError
 
+DATASET = "bind.host_counters"  # event.dataset of a ``hostcheck --emit`` record
 UDP_FIELDS = ("SndbufErrors", "RcvbufErrors", "InErrors")
 SYSCTLS = ("wmem_default", "wmem_max", "rmem_default", "rmem_max")
 

@@ -6,8 +6,6 @@ commands, and a report without ``--plot``/``--html``, never pay for it.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 from datetime import datetime, timedelta
 from math import ceil
@@ -82,7 +80,7 @@ def chart(summary: Summary):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("--plot/--html need matplotlib: pip install 'named-senderr[report]'") from None
+        raise ConfigError("--plot needs matplotlib: pip install 'named-senderr[report]'") from None
 
     minutes = sorted(summary.minutes)
     times = [datetime.strptime(m, "%Y-%m-%dT%H:%MZ") for m in minutes]
@@ -117,18 +115,3 @@ def minute_ticks(start: datetime, end: datetime) -> tuple[list[datetime], list[s
     ticks = [t for t in ticks if t <= end]
     dated = end - start >= timedelta(days=1)  # one clock time could come twice
     return ticks, [t.strftime("%m-%d %H:%M" if dated else "%H:%M") for t in ticks]
-
-
-def html_page(summary: Summary, path: str) -> None:
-    """One file, no external assets: the chart inline as base64, the summary as a preformatted table."""
-    image = base64.b64encode(png_bytes(summary)).decode()
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>named send errors</title></head><body>"
-        f"<h1>BIND send errors</h1><img alt='send errors over time' src='data:image/png;base64,{image}'>"
-        f"<pre>{html.escape(terminal(summary))}</pre></body></html>\n"
-    )
-    try:
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(page)
-    except OSError as exc:
-        raise ConfigError(f"--html {path}: cannot write ({exc.strerror}); choose another path") from None

@@ -71,6 +71,19 @@ class HostSummary:
 
 
 @dataclass(frozen=True)
+class HostCounters:
+    """One server's ``hostcheck --emit`` samples in the window: counter deltas summed, cases counted."""
+
+    host: str
+    samples: int
+    start: str  # the first sample's interval start, RFC 3339
+    end: str  # the last sample's time
+    deltas: dict[str, int]  # UdpSndbufErrors, Udp6SndbufErrors, UDP4SendErr, ... summed over the samples
+    log: dict[str, int]  # hostcheck's own --log counts (would_block, netmgr, other) over the same intervals
+    cases: dict[str, int]  # hostcheck's case (a, b, c, quiet, ...) -> samples
+
+
+@dataclass(frozen=True)
 class Summary:
     """What ``report`` prints, as JSON with ``--json``; equal across sources on the same events."""
 
@@ -88,6 +101,8 @@ class Summary:
     minutes: dict[str, dict[str, int]]  # minute -> reason -> events: the chart's series
     bounded: list[str]
     outside: Outside
+    host_minutes: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> minute -> events
+    counters: list[HostCounters] = field(default_factory=list)  # hostcheck --emit series among the inputs
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -161,6 +176,10 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP, sources
     for (minute, reason), n in sorted(tallies.minute_reason.items()):
         if n:
             series.setdefault(minute, {})[reason] = n
+    host_minutes: dict[str, dict[str, int]] = {}
+    for (host, minute), n in sorted(tallies.host_minute.items()):
+        if n:
+            host_minutes.setdefault(host, {})[minute] = n
     return Summary(
         source=source,
         sources=list(sources) if sources is not None else [source],
@@ -176,6 +195,7 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP, sources
         minutes=series,
         bounded=sorted(tallies.bounded),
         outside=replace(tallies.outside, options=widening(window, tallies.outside)),
+        host_minutes=host_minutes,
     )
 
 

@@ -6,6 +6,9 @@ Lines are syslog with an ISO UTC time and the host name, so every source (file,
 Elasticsearch, Loki) sees the same host and time without --host or --timezone.
 Each host has a background rate and one burst minute, so its peak minute is known.
 Milliseconds never sit on a minute boundary: per-minute buckets agree across stores.
+hostcheck.ndjson is what ``hostcheck --emit --interval 600`` would have written on ns1 (9.11: the kernel's
+Udp6SndbufErrors rises one for one with "would block") and ns3 (9.18: the statistics channel's UDP6SendErr
+counts every failed send, the kernel almost none), from the same lines.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import orjson
 
 START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 MINUTES = 60
@@ -90,10 +95,49 @@ def host_lines(host: str) -> list[str]:
     return lines
 
 
+SAMPLE_MINUTES = 10
+# host -> (hostcheck's case, whether the kernel counts the refused sends: 9.11 yes, 9.18's netmgr no)
+COUNTERS = {"ns1": ("a", True), "ns3": ("b", False)}
+
+
+def counter_records(host: str, lines: list[str]) -> list[str]:
+    """One host_counters record per SAMPLE_MINUTES, its deltas counted from ``lines`` per address family."""
+    case, kernel_counts = COUNTERS[host]
+    records = []
+    for sample in range(MINUTES // SAMPLE_MINUTES):
+        begun = START + timedelta(minutes=sample * SAMPLE_MINUTES)
+        taken = begun + timedelta(minutes=SAMPLE_MINUTES)
+        span = begun.strftime("%Y-%m-%dT%H:%M"), taken.strftime("%Y-%m-%dT%H:%M")
+        inside = [line for line in lines if span[0] <= line[:16] < span[1] and " view " in line]
+        failed = [line for line in inside if "sending response" in line or "send failed" in line]
+        refused = [line for line in failed if "would block" in line or "no pending connections" in line]
+        v6 = sum(":" in line.split(" client @0x", 1)[1].split()[1].rsplit("#", 1)[0] for line in refused)
+        kernel = (len(refused) - v6, v6) if kernel_counts else (0, sample % 2)
+        named = (len(refused) - v6, v6)
+        delta = dict(
+            zip(("UdpSndbufErrors", "Udp6SndbufErrors", "UDP4SendErr", "UDP6SendErr"), kernel + named, strict=True)
+        )
+        log = {"would_block": len(refused) if kernel_counts else 0, "netmgr": 0 if kernel_counts else len(refused)}
+        log["other"] = len(failed) - len(refused)
+        record = {
+            "@timestamp": taken.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "event": {"kind": "metric", "dataset": "bind.host_counters", "module": "bind"},
+            "host": {"name": host},
+            "bind": {"host_counters": {"interval_s": SAMPLE_MINUTES * 60.0, "case": case, "delta": delta, "log": log}},
+        }
+        records.append(orjson.dumps(record).decode() + "\n")
+    return records
+
+
 def main() -> None:
     here = Path(__file__).resolve().parent
+    series = []
     for host in HOSTS:
-        (here / f"{host}.log").write_text("".join(host_lines(host)))
+        lines = host_lines(host)
+        (here / f"{host}.log").write_text("".join(lines))
+        if host in COUNTERS:
+            series += counter_records(host, lines)
+    (here / "hostcheck.ndjson").write_text("".join(series))
 
 
 if __name__ == "__main__":
