@@ -1,11 +1,12 @@
-"""tests/setup-tools, the first step of README's test command, on a machine where it may not install.
+"""README's test command on a fresh clone: tests/setup-tools, its first step, and the install that follows.
 
-It runs with a PATH that holds only bash, python3 and id, so every program it looks for is missing, and as a
+tests/setup-tools runs with a PATH that holds only bash, python3 and id, so every program it looks for is missing, and as a
 user that is not root, so it must not reach apt-get (nothing is installed by this test).
 """
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent / "setup-tools"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "tests" / "setup-tools"
 
 
 def run_without_root(bin_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -42,3 +44,14 @@ def test_without_root_it_installs_nothing_and_names_each_missing_tool_with_its_p
     assert "not root with apt-get, so nothing installed" in result.stderr
     for tool, package in {"lua5.4": "lua5.4", "ruby": "ruby", "chromium": "chromium", "mvn": "maven"}.items():
         assert f"tests/setup-tools: {tool} missing (Debian package: {package}" in result.stderr, result.stderr
+
+
+def test_setup_cfg_lists_every_package_folder() -> None:
+    """The test command installs the checkout (not editable): a folder missing here is missing from the install."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    folders = {
+        ".".join(init.parent.relative_to(ROOT / "plugin").parts) for init in (ROOT / "plugin").rglob("__init__.py")
+    }
+    assert folders - listed == set()
