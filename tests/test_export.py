@@ -35,7 +35,7 @@ def tool(*names: str, install: str) -> str:
         path = shutil.which(name)
         if path:
             return path
-    message = f"{' / '.join(names)} not installed ({install}): the export cannot be checked against it"
+    message = f"{' / '.join(names)} not installed ({install}, or tests/setup-tools as root): the export cannot be checked against it"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)

@@ -100,7 +100,9 @@ def _wait_for_tls(port: int, context: ssl.SSLContext, process: subprocess.Popen,
 def proxy(elasticsearch_url: str, tmp_path_factory) -> Iterator[Proxy]:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
-        _unavailable("nginx not installed (apt-get install nginx-light); the TLS proxy tests need it")
+        _unavailable(
+            "nginx not installed (apt-get install nginx-light, or tests/setup-tools as root); the TLS proxy tests need it"
+        )
     if shutil.which("openssl") is None:
         _unavailable("openssl not installed; the TLS tests make their certificates with it")
     pki = make_pki(tmp_path_factory.mktemp("pki"))
