@@ -63,6 +63,19 @@ def test_check_prints_the_wiring_on_stderr_and_runs_nothing(capsys) -> None:
             "sinks.out (stdout:)") in captured.err  # fmt: skip
 
 
+def test_shipped_branch_example_checks_once_uncommented(tmp_path: Path, capsys) -> None:
+    """The commented branch of conf/pipeline.toml is a working file: raw events beside the rolled-up ones."""
+    text = EXAMPLE.read_text()
+    start = text.index("# [sinks.raw]")
+    block = text[start : text.index("\n\n", start)]
+    uncommented = "\n".join(line.removeprefix("# ") for line in block.splitlines())
+    (tmp_path / "pipeline.toml").write_text(text.replace(block, uncommented))
+    assert main(["run", "--config", str(tmp_path / "pipeline.toml"), "--check"]) == 0
+    err = capsys.readouterr().err
+    assert "sources.sample (file) -> sinks.raw (elasticsearch+http://127.0.0.1:9200/named-senderr-raw)" in err
+    assert "transforms.per_minute (rollup) -> sinks.rolled (victorialogs+http://127.0.0.1:9428)" in err
+
+
 def test_transforms_run_in_the_order_their_inputs_give_not_the_order_of_the_tables(tmp_path: Path, capsys) -> None:
     """Hashing addresses before the rollup leaves every client its own network; after it, the /24s group."""
     key = tmp_path / "key"
