@@ -281,10 +281,11 @@ def test_check_prints_what_each_transform_and_sink_reads_when_the_pipeline_branc
 
 
 FOLLOWED = """timezone = "UTC"
+dead_letter = "dead.ndjson"
 [retry]
 initial_backoff = 0.05
 max_backoff = 0.2
-max_attempts = 100000
+max_attempts = 1000
 [batch]
 max_wait = 0.1
 [sources.live]
@@ -357,10 +358,13 @@ def running(path: Path) -> Iterator[list[ShipResult]]:
     """``run_config`` of ``path`` in a thread, stopped as a signal would at the end; yields its live results."""
     stop = threading.Event()
     live: list[ShipResult] = []
-    thread = threading.Thread(target=run_config, args=(load_pipeline(path), lambda message: None, live.append, stop))
+    pipeline = load_pipeline(path)
+    thread = threading.Thread(target=run_config, args=(pipeline, lambda message: None, live.append, stop), daemon=True)
     thread.start()
     try:
         yield live
     finally:
         stop.set()
         thread.join(30)
+    assert not thread.is_alive()
+    assert not (path.parent / "dead.ndjson").exists()
