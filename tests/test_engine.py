@@ -88,6 +88,26 @@ def test_an_ack_waits_while_rollup_still_holds_the_batchs_events(tmp_path: Path)
     assert [orjson.loads(line) for line in out.read_bytes().splitlines()] == [{"ip": "192.0.2.0", "n": 1}]
 
 
+def test_an_ack_waits_until_the_sink_settled_what_rollup_let_go_of(tmp_path: Path) -> None:
+    """Found with branches: a window the ticker closed was handed on as the newest batch, so the acks of the
+    batches before it moved while the sink still held the rolled-up event."""
+    gate = threading.Event()
+    sink = GatedSink(gate)
+    lanes = SinkLanes([sink], RetryPolicy(), DeadLetter(tmp_path / "dead"), BatchConfig(max_events=1), {})
+    clock = [0.0]
+    runner = Runner([], parse_lines(Stats()), [Rollup(60, lambda: clock[0])], lanes)
+    acked: list[int] = []
+    runner.emit(Batch([Line(LINE % (1, 1))], lambda: acked.append(1)))
+    runner.emit(Batch([], lambda: acked.append(2)))  # a follower's poll with nothing new
+    clock[0] = 61.0  # a minute without events: the window closes and leaves for the sink
+    runner.tick()
+    assert acked == []
+    gate.set()
+    wait_until(lambda: runner.tick() or acked == [1, 2], 10)
+    lanes.close(threading.Event())
+    assert len(sink.items) == 1
+
+
 def test_ship_with_a_disk_queue_applies_privacy_and_rollup(tmp_path: Path) -> None:
     """Refused until the engine: ``--queue-dir`` with ``--client-ip``/``--rollup`` now composes."""
     log = generated(tmp_path, 2_000)

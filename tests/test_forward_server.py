@@ -50,7 +50,7 @@ class ListOutput:
     def ready(self) -> bool:
         return not self.full
 
-    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
+    def put(self, events: list[Event], seq: int, wait: bool = True, routes: object = None) -> bool:
         if self.gate is not None:
             self.waiting = True
             self.gate.wait(WAIT)

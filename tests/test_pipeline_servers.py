@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 
 from named_senderr.cli import main
 from tests.test_durability import es_count, poll, terminate
-from tests.test_ship_servers import REAL_LOGS, REAL_REASONS, new_index, search
+from tests.test_ship_servers import REAL_LOGS, REAL_REASONS, logsql, logsql_counts, new_index, search
 
 pytestmark = pytest.mark.servers
 PATHS = ", ".join(f'"{path}"' for path in REAL_LOGS)
@@ -64,6 +65,44 @@ inputs = ["per_minute"]
     assert stored == sorted((e["client_ip"] or "", e["reason"], e["count"]) for e in expected)
     assert len(docs) < sum(c for *_, c in stored) == sum(REAL_REASONS.values())  # rolled up, nothing lost
     assert not any("dns" in d for d in docs)  # qname dropped before anything left
+
+
+@pytest.mark.parametrize("queue", ["memory", "disk"])
+def test_raw_events_to_elasticsearch_and_rolled_up_ones_to_victorialogs_from_one_source(
+    queue: str, elasticsearch_url: str, victorialogs_url: str, tmp_path: Path, capsysbinary
+) -> None:
+    """One source, two branches: Elasticsearch holds every send error as it was logged, VictoriaLogs exactly
+    the events ``parse --rollup 60s`` prints, their counts adding up to the same send errors."""
+    assert main(["parse", *REAL_LOGS, "--format", "flat", "--timezone", "UTC", "--rollup", "60s"]) == 0
+    expected = [orjson.loads(line) for line in capsysbinary.readouterr().out.splitlines()]
+    errors = sum(REAL_REASONS.values())
+    assert len(expected) < sum(e["repeat_count"] for e in expected) == errors
+    url = new_index("elasticsearch", elasticsearch_url, tmp_path)
+    job = f"branches-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "pipeline.toml").write_text(f"""timezone = "UTC"
+dead_letter = "dead.ndjson"
+{"[queue]" if queue == "disk" else ""}
+{'dir = "queue"' if queue == "disk" else ""}
+[sources.logs]
+type = "file"
+paths = [{PATHS}]
+[transforms.per_minute]
+type = "rollup"
+inputs = ["logs"]
+window = "60s"
+[sinks.es]
+url = "{url}"
+inputs = ["logs"]
+[sinks.vl]
+url = "victorialogs+{victorialogs_url}?job={job}"
+inputs = ["per_minute"]
+""")
+    assert main(["run", "--config", str(tmp_path / "pipeline.toml"), "--no-progress"]) == 0
+    assert es_count(elasticsearch_url, url.rsplit("/", 1)[1]) == errors
+    query = f'{{job="{job}"}}'
+    assert logsql_counts(victorialogs_url, query, {"": len(expected)}, by="") == {"": len(expected)}
+    assert logsql(victorialogs_url, f"{query} | stats sum(bind.repeat_count) errors") == [{"errors": str(errors)}]
+    assert not (tmp_path / "dead.ndjson").exists()
 
 
 def test_file_and_follow_sources_together_store_every_event_once(elasticsearch_url: str, tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ the file ({EXAMPLE} is a commented example that runs as shipped):
   [transforms.NAME]  type = {", ".join(sorted(TRANSFORMS))}; inputs = ["NAME", ...] says what it reads
   [sinks.NAME]       url = a sink URL (below); inputs = [...]; the settings of ship's [[sinks]] tables
   [queue] [batch] [retry] [metrics], timezone, host, dead_letter, rejects: as in ship --config
-  a pipeline is one chain: every source -> the transforms one after another -> every sink
+  any graph: a transform or sink reads any sources and transforms, several may read one; an ack waits for
+  every sink a batch's events went to
   relative paths are taken relative to the file; unknown keys are refused with a suggestion
 
 sink URLs, as ship --to takes them:

@@ -4,17 +4,21 @@ A source hands the runner batches of raw lines, each with an ``ack`` that
 moves the source's position (a file checkpoint, a Forward ack). The runner
 calls it only once the next stage durably holds the batch's events: the disk
 queue when there is one, else every sink. Stages turn events into events and
-may hold some back (rollup); a delivery takes events and says how far they
-are durable. These are the only shapes the runner knows.
+may hold some back (rollup); a delivery takes events, each for every sink or
+for the sinks its ``Route`` names (a branching ``run --config`` graph), and
+says how far they are durable. These are the only shapes the runner knows.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 from named_senderr.event import Event
 from named_senderr.lines import Emit
+
+Route = frozenset[int]  # the sinks one event goes to, by their index in the delivery
 
 
 class Source(Protocol):
@@ -50,11 +54,12 @@ class Delivery(Protocol):
         """Room for more right now (checked before a refusable batch is transformed)."""
         ...
 
-    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
+    def put(self, events: list[Event], seq: int, wait: bool = True, routes: Sequence[Route] | None = None) -> bool:
         """Take ``events`` of batch ``seq``; False when they were refused whole (the source must resend).
 
         With ``wait`` a full delivery blocks until there is room; without it (the source's ``emit`` was
-        called with ``wait=False``) it refuses at once.
+        called with ``wait=False``) it refuses at once. ``routes``, one per event: the sinks it goes to;
+        None: every sink. ``seq`` may be older than an earlier put's (held events let go of later).
         """
         ...
 

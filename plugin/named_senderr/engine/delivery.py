@@ -5,6 +5,15 @@ workers; a batch is durable once its sink settled it (stored, already there,
 or dead-lettered), and a source batch once every sink settled every batch
 holding its events. ``QueueLanes`` appends to the disk queue with one fsync:
 durable at once; each sink's consumer then delivers from its own cursor.
+
+A branching graph routes each event to some of the sinks (``routes``). In
+memory, an event only enters the lanes of its sinks, so a source batch waits
+for exactly the sinks its events went to. On disk, the queue keeps one
+record per event, and a routed event's record names its sinks
+(queue/consumer.py): a consumer skips the records of other sinks, and the
+routing survives a restart with the records themselves, whatever the
+pipeline file says by then. Events for every sink are written as before,
+with no names, so a chain's queue is what it always was.
 """
 
 from __future__ import annotations
@@ -12,10 +21,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from named_senderr.engine.contracts import Route
 from named_senderr.event import Event
 from named_senderr.queue.batcher import Batcher
 from named_senderr.queue.consumer import SinkConsumer, encode_event
@@ -71,12 +81,13 @@ class SinkLanes:
     def ready(self) -> bool:
         return all(lane.workers.has_room() and not lane.counters.failed for lane in self.lanes)
 
-    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
-        for lane in self.lanes:
+    def put(self, events: list[Event], seq: int, wait: bool = True, routes: Sequence[Route] | None = None) -> bool:
+        for index, lane in enumerate(self.lanes):
             if lane.counters.failed:
                 return False
             encode, add = lane.sink.encode, lane.batcher.add
-            for event in events:
+            mine = events if routes is None else [e for e, route in zip(events, routes, strict=True) if index in route]
+            for event in mine:
                 if lane.open_seq is None:
                     lane.open_seq = seq
                 done = add(*encode(event))
@@ -84,7 +95,7 @@ class SinkLanes:
                     self._submit(lane, done, lane.open_seq)
                     lane.open_seq = seq if len(lane.batcher) else None
         with self._lock:
-            self._last_seq = seq
+            self._last_seq = max(self._last_seq, seq)
         return True
 
     def durable_through(self) -> int:
@@ -177,16 +188,15 @@ class QueueLanes:
         """
         return self.queue.has_room(HEADER.size) and not self.queue.refusing()
 
-    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
+    def put(self, events: list[Event], seq: int, wait: bool = True, routes: Sequence[Route] | None = None) -> bool:
+        payloads = self._encode(events, routes)
         if wait:
-            payloads = [encode_event(event) for event in events]
             if self._replayed:
                 payloads = self._skip_replayed(payloads)
             self.writer.extend(payloads)
             if not self.writer.flush():
                 return False
         else:  # refuse the batch whole rather than wait: the sender keeps it and sends it again
-            payloads = [encode_event(event) for event in events]
             if not self.queue.has_room(sum(HEADER.size + len(p) for p in payloads)):
                 return False
             try:
@@ -194,8 +204,18 @@ class QueueLanes:
             except QueueWriteError:
                 return False
             self.stats.queued += len(payloads)
-        self._durable = seq
+        self._durable = max(self._durable, seq)
         return True
+
+    def _encode(self, events: list[Event], routes: Sequence[Route] | None) -> list[bytes]:
+        if routes is None:
+            return [encode_event(event) for event in events]
+        names: dict[Route, tuple[str, ...] | None] = {}  # None: every sink, a record as a chain writes it
+        for route in routes:
+            if route not in names:
+                every = len(route) == len(self.consumers)
+                names[route] = None if every else tuple(self.consumers[index].sink.name for index in sorted(route))
+        return [encode_event(event, names[route]) for event, route in zip(events, routes, strict=True)]
 
     def durable_through(self) -> int:
         return self._durable

@@ -4,8 +4,12 @@ Each ``[sources.NAME]``, ``[transforms.NAME]`` and ``[sinks.NAME]`` table is
 checked by the same code as ``ship``'s TOML (settings.loading): a misspelt key is
 refused with the table, the key and a suggestion. The wiring is checked as a
 whole (engine/graph.py) before anything is opened. Every line is parsed first,
-whatever its source; then come the transforms, in the order their ``inputs``
-give, then the sinks through ``run_pipeline``, with or without the ``[queue]``.
+whatever its source (ParseLines is the one place a candidate is rejected);
+then the events go through the graph the ``inputs`` draw (engine/topology.py):
+a source may feed sinks straight and transforms too, sources may take
+different branches, and each sink gets what its inputs pass on, through
+``run_pipeline``, with or without the ``[queue]``. An ack waits for every sink
+a batch's events went to and for every transform still holding some.
 A new source type is one entry in ``SOURCES``: its settings and how to open it.
 """
 
@@ -14,16 +18,18 @@ from __future__ import annotations
 import difflib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from named_senderr.engine.contracts import Source
-from named_senderr.engine.graph import chain_order
+from named_senderr.engine.graph import transform_order
 from named_senderr.engine.printing import Warn
 from named_senderr.engine.shipping import ShipResult, new_result, run_pipeline
-from named_senderr.engine.transforms import RollupConfig, TransformConfig
+from named_senderr.engine.topology import Node, Topology
+from named_senderr.engine.transforms import RollupConfig, TransformConfig, stages
 from named_senderr.errors import ConfigError
 from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import parse_window
@@ -168,6 +174,13 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class TransformSpec:
+    name: str
+    config: TransformConfig
+    inputs: tuple[str, ...]  # names of sources and transforms
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """``[metrics]``: where /metrics and /healthz are served."""
 
@@ -180,11 +193,12 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """A checked pipeline: sources, the transforms in chain order, and the delivery (sinks, queue, metrics)."""
+    """A checked pipeline: sources, the transforms (each after its inputs), and the delivery (sinks, queue, metrics)."""
 
     sources: tuple[SourceSpec, ...]
-    transforms: tuple[tuple[str, TransformConfig], ...]
+    transforms: tuple[TransformSpec, ...]
     sinks: tuple[str, ...]  # the table names, in the order of delivery.sinks
+    reads: tuple[tuple[str, ...], ...]  # each sink's inputs, in the same order
     delivery: ShipConfig
 
     @property
@@ -192,22 +206,43 @@ class PipelineConfig:
         return any(SOURCES[source.kind].endless for source in self.sources)
 
     def describe(self) -> str:
-        """One line a person can check the wiring by."""
-        sources = ", ".join(f"sources.{s.name} ({s.kind})" for s in self.sources)
+        """One line a person can check the wiring by: the chain, or what each transform and sink reads."""
         kinds = {RollupConfig: "rollup", PrivacyConfig: "privacy"}
-        steps = [f"transforms.{name} ({kinds[type(t)]})" for name, t in self.transforms]
-        sinks = ", ".join(f"sinks.{name} ({c.name})" for name, c in zip(self.sinks, self.delivery.sinks, strict=True))
-        return " -> ".join([sources, *steps, sinks])
+        label = {s.name: f"sources.{s.name} ({s.kind})" for s in self.sources}
+        label |= {t.name: f"transforms.{t.name} ({kinds[type(t.config)]})" for t in self.transforms}
+        sinks = [f"sinks.{name} ({c.name})" for name, c in zip(self.sinks, self.delivery.sinks, strict=True)]
+        feed = {s.name for s in self.sources}
+        chain = True
+        for transform in self.transforms:
+            chain = chain and set(transform.inputs) == feed
+            feed = {transform.name}
+        if chain and all(set(reads) == feed for reads in self.reads):
+            return " -> ".join([", ".join(label[s.name] for s in self.sources), *(label[t.name] for t in
+                                self.transforms), ", ".join(sinks)])  # fmt: skip
+        wires = [(t.inputs, label[t.name]) for t in self.transforms] + list(zip(self.reads, sinks, strict=True))
+        return "; ".join(f"{', '.join(label[name] for name in inputs)} -> {to}" for inputs, to in wires)
+
+    def topology(self, clock: Callable[[], float] = time.monotonic) -> Topology:
+        """The stages, each reading its inputs by their qualified names (the sources' own names)."""
+        table = {s.name: "sources" for s in self.sources} | {t.name: "transforms" for t in self.transforms}
+        built = stages([t.config for t in self.transforms], clock)
+
+        def names(inputs: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(f"{table[name]}.{name}" for name in inputs)
+
+        nodes = [Node(f"transforms.{t.name}", stage, names(t.inputs))
+                 for t, stage in zip(self.transforms, built, strict=True)]  # fmt: skip
+        return Topology(nodes, [names(reads) for reads in self.reads])
 
 
 def run_config(pipeline: PipelineConfig, warn: Warn, report: Callable[[ShipResult], None] | None = None,
                stop: threading.Event | None = None) -> ShipResult:  # fmt: skip
-    """Open the sources and run them through ``run_pipeline`` with the transforms in their order."""
+    """Open the sources and run them through ``run_pipeline`` along the graph of the file."""
     result = new_result(pipeline.delivery)
     sources = [SOURCES[spec.kind].open(spec.settings, SourceContext(f"sources.{spec.name}", result.stats, warn))
                for spec in pipeline.sources]  # fmt: skip
     return run_pipeline(sources, pipeline.delivery, result, warn, report, stop=stop,
-                        transforms=[t for _, t in pipeline.transforms], endless=pipeline.endless)  # fmt: skip
+                        topology=pipeline.topology(), endless=pipeline.endless)  # fmt: skip
 
 
 def load_pipeline(path: Path) -> PipelineConfig:
@@ -229,7 +264,7 @@ def load_pipeline(path: Path) -> PipelineConfig:
     sink_wiring = {name: _inputs(t, f"{where}: sinks.{name}") for name, t in sinks.items()}
     metrics = section(MetricsConfig, table, "metrics", where).address if "metrics" in table else None
     top = {k: v for k, v in table.items() if k in ("timezone", "host", "dead_letter", "rejects")}
-    order = chain_order(where, list(sources), wiring, sink_wiring)
+    order = transform_order(where, list(sources), wiring, sink_wiring)
     _check_sink_names(where, list(sinks), sink_configs)
     delivery = make(
         ShipConfig,
@@ -241,7 +276,8 @@ def load_pipeline(path: Path) -> PipelineConfig:
         metrics=metrics,
         **build_kwargs(ShipConfig, top, where, "", base),
     )
-    return PipelineConfig(specs, tuple((name, built[name]) for name in order), tuple(sinks), delivery)
+    steps = tuple(TransformSpec(name, built[name], tuple(wiring[name])) for name in order)
+    return PipelineConfig(specs, steps, tuple(sinks), tuple(tuple(sink_wiring[name]) for name in sinks), delivery)
 
 
 def _components(table: dict, key: str, where: str, required: bool = False) -> dict[str, dict]:

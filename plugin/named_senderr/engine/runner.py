@@ -2,10 +2,14 @@
 
 Every command is this runner with other parts. Each source runs in its own
 thread (the first in the caller's) and hands batches to ``emit``; one lock
-keeps the transforms and the delivery single-threaded. A batch's ``ack`` is
-called once the delivery holds its events durably and no stage still holds
-any of them, in the order the batches came. A ticker thread sends batches
-that waited long enough, closes idle rollup windows and reports progress.
+keeps the transforms and the delivery single-threaded. The stages are a
+chain, or a graph (engine/topology.py) whose branches route each event to
+the sinks that read it. A batch's ``ack`` is called once the delivery holds
+its events durably (on every sink they went to) and no stage on any branch
+still holds any of them, in the order the batches came. A ticker thread
+sends batches that waited long enough, closes idle rollup windows and
+reports progress; what a stage lets go of then is handed on as part of the
+oldest batch it held, so no ack passes it before it is durable.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from named_senderr.engine.contracts import Delivery, Source, Stage
+from named_senderr.engine.topology import Delivered, Topology
 from named_senderr.engine.transforms import ParseLines
-from named_senderr.event import Event
 from named_senderr.lines import Ack, Batch, Emit, no_ack
 
 TICK = 0.1  # seconds between the ticker's looks
@@ -39,7 +43,7 @@ class Runner:
 
     sources: list[Source]
     parse: ParseLines
-    stages: list[Stage]
+    stages: list[Stage] | Topology  # one after another (every command's options), or a graph (run --config)
     delivery: Delivery
     stop: threading.Event = field(default_factory=threading.Event)
     report: Callable[[], None] | None = None
@@ -50,6 +54,10 @@ class Runner:
     _seq: int = field(default=0, init=False)
     _acks: deque[tuple[int, Ack]] = field(default_factory=deque, init=False)
     _reading: threading.Event = field(default_factory=threading.Event, init=False)  # set: stop reading
+    _topology: Topology = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._topology = self.stages if isinstance(self.stages, Topology) else Topology.chain(self.stages)
 
     def run(self) -> None:
         """Blocks until every source ended (or was stopped) and the delivery let go of what it held."""
@@ -70,8 +78,7 @@ class Runner:
             self._reading.set()
             ticker.join()
             with self._lock:
-                for index, stage in enumerate(self.stages):
-                    self._forward(stage.flush(final=True), index + 1, self._seq)
+                self._flush(final=True)
             self.delivery.close(self.stop)
             with self._lock:
                 self._release()
@@ -79,15 +86,17 @@ class Runner:
                 source.close()
 
     def _emit_for(self, source: Source) -> Emit:
-        """``emit`` counting into the source's counters."""
+        """``emit`` counting into the source's counters; its batches enter the graph at the source's name."""
         counters = self.counters.setdefault(source.name, SourceCounters())
 
         def emit(batch: Batch, *, wait: bool = True) -> bool:
-            return self.emit(batch, wait=wait, counters=counters)
+            return self.emit(batch, wait=wait, counters=counters, origin=source.name)
 
         return emit
 
-    def emit(self, batch: Batch, *, wait: bool = True, counters: SourceCounters | None = None) -> bool:
+    def emit(
+        self, batch: Batch, *, wait: bool = True, counters: SourceCounters | None = None, origin: str = ""
+    ) -> bool:
         """Take ``batch`` through the transforms to the delivery; False when refused (not acknowledged)."""
         counters = counters or SourceCounters()
         with self._lock:
@@ -97,7 +106,7 @@ class Runner:
             self._seq += 1
             seq = self._seq
             events = self.parse(batch.lines)
-            if not self._forward(events, 0, seq, wait):
+            if not self._put(self._topology.process(origin, events, seq), seq, wait):
                 counters.refused += 1
                 return False
             counters.batches += bool(batch.lines)
@@ -110,26 +119,30 @@ class Runner:
                 self._reading.set()
             return True
 
-    def _forward(self, events: list[Event], first: int, seq: int, wait: bool = True) -> bool:
-        """``events`` through the stages from index ``first`` on, then to the delivery."""
-        for stage in self.stages[first:]:
-            events = stage.process(events, seq)
-        return self.delivery.put(events, seq, wait)
+    def _put(self, delivered: Delivered, seq: int, wait: bool = True) -> bool:
+        events, routes = delivered
+        return self.delivery.put(events, seq, wait, routes)
+
+    def _flush(self, final: bool) -> None:
+        """What the stages let go of, to the delivery as part of the oldest batch they held."""
+        seq = self._topology.oldest_held() or self._seq
+        delivered = self._topology.flush(final, seq)
+        if delivered[0]:
+            self._put(delivered, seq)
 
     def _release(self) -> None:
         """Acknowledge, in order, every batch the delivery holds durably and no stage still holds."""
         through = self.delivery.durable_through()
-        held = [s for stage in self.stages if (s := stage.oldest_held()) is not None]
-        if held:
-            through = min(through, min(held) - 1)
+        held = self._topology.oldest_held()
+        if held is not None:
+            through = min(through, held - 1)
         while self._acks and self._acks[0][0] <= through:
             self._acks.popleft()[1]()
 
     def tick(self) -> None:
         """One look: stages let go of what is due, batches that waited leave, acks that became safe move."""
         with self._lock:
-            for index, stage in enumerate(self.stages):
-                self._forward(stage.flush(final=False), index + 1, self._seq)
+            self._flush(final=False)
             self.delivery.tick()
             self._release()
             if self.delivery.failed():

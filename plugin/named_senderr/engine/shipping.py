@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +16,12 @@ from typing import BinaryIO
 
 from prometheus_client import Histogram
 
-from named_senderr.engine.contracts import Delivery, Source
+from named_senderr.engine.contracts import Delivery, Source, Stage
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
 from named_senderr.engine.printing import Warn, ingest_now, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
-from named_senderr.engine.transforms import ParseLines, TransformConfig, command_line_stages, stages
+from named_senderr.engine.topology import Topology
+from named_senderr.engine.transforms import ParseLines, command_line_stages
 from named_senderr.errors import ConfigError
 from named_senderr.lines import Line
 from named_senderr.metrics import Measured, Sample, serve_metrics
@@ -107,7 +108,7 @@ def run_pipeline(
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
     *,
-    transforms: Sequence[TransformConfig] | None = None,
+    topology: Topology | None = None,
     stream: BinaryIO | None = None,
     endless: bool = False,
     samples: Callable[[], Iterable[Sample]] | None = None,
@@ -118,7 +119,8 @@ def run_pipeline(
     Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
     opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
     ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
-    ``transforms`` replaces the config's privacy-then-rollup with stages in the order given.
+    ``topology`` replaces the config's privacy-then-rollup with a graph of stages that routes each event
+    to the sinks that read it (``run --config``).
     With ``stream``, a lone ``stdout:`` sink without a queue prints onto it in the caller's thread, each
     batch flushed before its ack moves (``prints_directly``). ``endless`` sources (followed files, a
     listener) only stop on a signal: a sink behind the queue is retried for as long, and rejects are
@@ -128,10 +130,9 @@ def run_pipeline(
     direct = stream is not None and sinks is None and prints_directly(config)
     if not direct:  # printing refuses nothing: no dead letters
         check_dead_letter(config.dead_letter)
-    if transforms is None:
-        chain = command_line_stages(config.client_ip, config.qname, config.rollup, clock)  # keys read now
-    else:
-        chain = stages(transforms, clock)
+    chain: Topology | list[Stage] = (
+        topology if topology is not None else command_line_stages(config.client_ip, config.qname, config.rollup, clock)
+    )  # the keys are read now
     stop = stop or threading.Event()
     durable = config.queue.dir is not None
     dead_letter = DeadLetter(config.dead_letter)

@@ -6,6 +6,11 @@ shutdown in between sends the batch again: at-least-once, made exactly-once
 in the stores by Elasticsearch's deterministic ids and, for the one batch that
 may have been in flight when the last run died, by asking the sink what it
 already holds (``drop_stored``). One thread per sink keeps acknowledgements in order.
+
+A record is the event's field values as a JSON array, for every sink; an
+event a branching pipeline routes to some sinks only is ``{"to": [sink
+names], "event": [values]}``, and the other sinks' consumers pass over it
+(their cursors move past it all the same).
 """
 
 from __future__ import annotations
@@ -26,12 +31,20 @@ FIELDS = Event.__slots__  # the record is the event's field values in this order
 IDLE = 0.2  # seconds a consumer waits for new records before looking at the stop flags again
 
 
-def encode_event(event: Event) -> bytes:
-    return b"%s" % orjson.dumps([getattr(event, name) for name in FIELDS])  # right-sized: orjson over-allocates
+def encode_event(event: Event, to: tuple[str, ...] | None = None) -> bytes:
+    """The record of ``event``; ``to``: the names of the only sinks it goes to."""
+    values = [getattr(event, name) for name in FIELDS]
+    return b"%s" % orjson.dumps(values if to is None else {"to": to, "event": values})  # right-sized copy
 
 
-def decode_event(record: bytes) -> Event:
-    return Event(*orjson.loads(record))
+def decode_event(record: bytes, sink: str | None = None) -> Event | None:
+    """The event of ``record``; None when it is routed to other sinks than ``sink``."""
+    value = orjson.loads(record)
+    if isinstance(value, dict):
+        if sink is not None and sink not in value["to"]:
+            return None
+        value = value["event"]
+    return Event(*value)
 
 
 class SinkConsumer:
@@ -83,9 +96,10 @@ class SinkConsumer:
                 continue
             handed = time.monotonic()
             try:
-                items = [self.sink.encode(decode_event(r))[0] for r in records]
+                events = [event for r in records if (event := decode_event(r, name)) is not None]
+                items = [self.sink.encode(event)[0] for event in events]
                 stored = 0
-                if self.replay:
+                if self.replay and items:
                     unsent = self.sink.drop_stored(items)
                     stored, items = len(items) - len(unsent), unsent
                 if items:
@@ -111,4 +125,5 @@ class SinkConsumer:
             self.replay = False  # only now: a batch sent again after a failure is checked again
             self.counters.add(duplicates=stored)
             self.queue.ack(name, end)
-            self.counters.settled(time.monotonic() - handed)
+            if items or stored:  # not a batch of other sinks' records only
+                self.counters.settled(time.monotonic() - handed)

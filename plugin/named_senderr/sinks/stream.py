@@ -7,7 +7,7 @@ caller's thread, and a batch is durable once its write is flushed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import BinaryIO, Protocol
 
 from named_senderr.event import Event
@@ -46,13 +46,16 @@ class StreamDelivery:
     def ready(self) -> bool:
         return True
 
-    def put(self, events: list[Event], seq: int, wait: bool = True) -> bool:
+    def put(
+        self, events: list[Event], seq: int, wait: bool = True, routes: Sequence[frozenset[int]] | None = None
+    ) -> bool:
+        """``routes`` are only ever None or all this one stream's (a pipeline of one sink)."""
         write, render = self._writer.write, self._render
         for event in events:
             write(render(event))
         if self._flush_every:
             self._writer.flush()
-            self._durable = seq
+            self._durable = max(self._durable, seq)
         return True
 
     def durable_through(self) -> int:
