@@ -39,3 +39,7 @@ def test_gives_up_after_max_attempts() -> None:
 
 def test_gives_up_when_the_next_wait_passes_the_deadline() -> None:
     assert POLICY.gives_up(1, elapsed=55.0, next_delay=8.0)
+
+
+def test_a_very_late_attempt_waits_the_cap_instead_of_overflowing() -> None:
+    assert RetryPolicy(max_attempts=100_000, maximum=30.0).delay(100_000, rand=lambda: 1.0) == 30.0

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from named_senderr.settings.ship import RetryConfig
 
+MAX_EXPONENT = 64
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -28,7 +30,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        cap = min(self.maximum, self.initial * self.multiplier ** (attempt - 1))
+        # Any cap is reached long before 64 doublings; a float power overflows past ~1024.
+        cap = min(self.maximum, self.initial * self.multiplier ** min(attempt - 1, MAX_EXPONENT))
         wait = cap / 2 + rand() * cap / 2
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.maximum))
