@@ -18,7 +18,7 @@ from typing import Any
 
 from named_senderr.event import Event
 from named_senderr.queue.batcher import Batcher
-from named_senderr.queue.consumer import SinkConsumer, encode_event
+from named_senderr.queue.consumer import SinkConsumer, encode_event, replay_key
 from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
 from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
@@ -155,7 +155,7 @@ class QueueLanes:
         self.queue = DiskQueue(config.dir, config.max_bytes, tuple(s.name for s in sinks), warn=warn)
         # A follower restarted after a crash between an append and its checkpoint reads those lines again: know
         # them before any consumer starts (a delivered segment is deleted).
-        self._replayed = self.queue.newest() if patient else set()
+        self._replayed = {replay_key(record) for record in self.queue.newest()} if patient else set()
         self.halt, self.closing = threading.Event(), threading.Event()
         self._durable = 0
         wait = self.halt.wait if sleep is time.sleep else sleep
@@ -202,7 +202,7 @@ class QueueLanes:
 
     def _skip_replayed(self, payloads: list[bytes]) -> list[bytes]:
         """Drop the events the queue already holds; the first batch without any ends the look (they come first)."""
-        fresh = [payload for payload in payloads if payload not in self._replayed]
+        fresh = [payload for payload in payloads if replay_key(payload) not in self._replayed]
         self.stats.replayed += len(payloads) - len(fresh)
         if payloads and len(fresh) == len(payloads):
             self._replayed = set()

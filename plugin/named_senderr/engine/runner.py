@@ -50,6 +50,7 @@ class Runner:
     _seq: int = field(default=0, init=False)
     _acks: deque[tuple[int, Ack]] = field(default_factory=deque, init=False)
     _reading: threading.Event = field(default_factory=threading.Event, init=False)  # set: stop reading
+    _closing: bool = field(default=False, init=False)  # every source returned: nothing more is taken
 
     def run(self) -> None:
         """Blocks until every source ended (or was stopped) and the delivery let go of what it held."""
@@ -70,6 +71,7 @@ class Runner:
             self._reading.set()
             ticker.join()
             with self._lock:
+                self._closing = True
                 for index, stage in enumerate(self.stages):
                     self._forward(stage.flush(final=True), index + 1, self._seq)
             self.delivery.close(self.stop)
@@ -88,10 +90,14 @@ class Runner:
         return emit
 
     def emit(self, batch: Batch, *, wait: bool = True, counters: SourceCounters | None = None) -> bool:
-        """Take ``batch`` through the transforms to the delivery; False when refused (not acknowledged)."""
+        """Take ``batch`` through the transforms to the delivery; False when refused (not acknowledged).
+
+        A source still handing on what it had in hand when told to stop (a frame in hand-off, the datagrams in
+        a socket's buffer) is served until it returns; after a sink failed for good, nothing is taken.
+        """
         counters = counters or SourceCounters()
         with self._lock:
-            if self._reading.is_set() or (not wait and not self.delivery.ready()):
+            if self._closing or self.stopped or (not wait and not self.delivery.ready()):
                 counters.refused += 1
                 return False
             self._seq += 1

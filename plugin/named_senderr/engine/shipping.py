@@ -18,10 +18,11 @@ from prometheus_client import Histogram
 
 from named_senderr.engine.contracts import Delivery, Source
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
-from named_senderr.engine.printing import Warn, ingest_now, renderer
+from named_senderr.engine.printing import Warn, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
 from named_senderr.engine.transforms import ParseLines, TransformConfig, command_line_stages, stages
 from named_senderr.errors import ConfigError
+from named_senderr.event import ingest_now
 from named_senderr.lines import Line
 from named_senderr.metrics import Measured, Sample, serve_metrics
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
