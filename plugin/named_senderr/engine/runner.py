@@ -104,6 +104,8 @@ class Runner:
             seq = self._seq
             events = self.parse(batch.lines)
             if not self._forward(events, 0, seq, wait):
+                for stage in self.stages:  # so that the batch, sent again, is counted once
+                    stage.rollback()
                 counters.refused += 1
                 return False
             counters.batches += bool(batch.lines)

@@ -83,6 +83,9 @@ class Rewrite:
     def process(self, events: list[Event], seq: int) -> list[Event]:
         return [self.apply(event) for event in events]
 
+    def rollback(self) -> None:
+        """It keeps nothing."""
+
     def flush(self, final: bool) -> list[Event]:
         return []
 
@@ -102,17 +105,24 @@ class Rollup:
     clock: Callable[[], float]
     _windows: Windows = field(init=False)
     _last_event: float = field(init=False, default=0.0)
+    _last_before: float = field(init=False, default=0.0)  # ``_last_event`` before the last ``process``
 
     def __post_init__(self) -> None:
         self._windows = Windows(self.window)
 
     def process(self, events: list[Event], seq: int) -> list[Event]:
         done: list[Event] = []
+        self._windows.begin()
+        self._last_before = self._last_event
         for event in events:
             done.extend(self._windows.add(event, seq))
         if events:
             self._last_event = self.clock()
         return done
+
+    def rollback(self) -> None:
+        self._windows.undo()
+        self._last_event = self._last_before
 
     def flush(self, final: bool) -> list[Event]:
         if final or self.clock() - self._last_event >= self.window:
