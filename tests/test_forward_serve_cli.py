@@ -367,3 +367,22 @@ def test_rollup_counts_a_chunk_refused_by_a_full_queue_and_sent_again_once(serve
         per_network[line["client_ip"]] += line["repeat_count"]
     # Each chunk's two lines per network counted once: neither twice (sent again) nor lost (a window let go).
     assert per_network == {f"10.{n}.{k}.0": 2 for n in range(24) for k in range(30)}
+
+
+def test_sigterm_during_an_outage_without_a_queue_ends_in_time_and_leaves_the_chunk_unacknowledged(serve):
+    """Was: the sink's retries ran their course (minutes) before serve stopped, whatever --shutdown-timeout said."""
+    down = "elasticsearch+http://127.0.0.1:1/idx"  # nothing listens on :1
+    server = serve("--to", down, "--shutdown-timeout", "1", "--metrics", "127.0.0.1:0")
+    url = re.search(r"metrics on (http://\S+)/metrics", server.stderr).group(1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        sock.sendall(w.message("t", w.event_time(1_700_000_000, 0), w.record(log=LINE), w.chunk_option("c1")))
+        wait_until(lambda: scrape_metrics(url).get(f'named_senderr_events_retried_total{{sink="{down}"}}', 0) >= 1)
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=WAIT) == 0
+        assert time.monotonic() - signalled < 1 + 5  # the timeout, and the time to close
+        sock.settimeout(WAIT)
+        assert sock.recv(4096) == b""  # closed without an ack: the sender keeps the chunk
+    wait_until(lambda: "not delivered" in server.stderr)
+    assert f"{down} sent 0," in server.stderr
+    assert f"1 event(s) not delivered to {down}: the shutdown timeout ended its retries" in server.stderr

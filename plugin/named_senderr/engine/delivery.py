@@ -29,6 +29,7 @@ from named_senderr.sinks.outcome import Sink
 from named_senderr.telemetry import QueueStats
 
 JOIN_GRACE = 2.0  # seconds a halted consumer gets to notice
+LOOK = 0.1  # seconds between looks at the stop signal
 
 
 @dataclass
@@ -38,11 +39,15 @@ class _Lane:
     workers: SinkWorkers
     counters: SinkCounters
     open_seq: int | None = None  # the smallest source batch in the batcher's open batch
-    in_flight: dict[int, int] = field(default_factory=dict)  # batch id -> its smallest source batch
+    in_flight: dict[int, tuple[int, int]] = field(default_factory=dict)  # batch id -> (smallest source batch, events)
 
 
 class SinkLanes:
-    """In memory: a source batch is durable once every sink settled its events."""
+    """In memory: a source batch is durable once every sink settled its events.
+
+    ``shutdown_timeout`` seconds after ``stop`` is set, whatever is still retrying or waiting for room stops
+    (``halt``): those events are counted as undelivered and their source batches are never acknowledged.
+    """
 
     def __init__(
         self,
@@ -53,20 +58,28 @@ class SinkLanes:
         counters: dict[str, SinkCounters],
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        stop: threading.Event | None = None,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._last_seq = 0
+        self.halt, self._closed = threading.Event(), threading.Event()
+        wait = self.halt.wait if sleep is time.sleep else sleep
         self.lanes: list[_Lane] = []
         for sink in sinks:
             lane_counters = counters.setdefault(sink.name, SinkCounters())
 
             def driver(sink: Sink = sink, lane_counters: SinkCounters = lane_counters) -> Driver:
-                return Driver(sink, policy, dead_letter, lane_counters, clock, sleep)
+                return Driver(sink, policy, dead_letter, lane_counters, clock, wait, halted=self.halt.is_set)
 
             lane = _Lane(sink, Batcher(batch, clock), None, lane_counters)  # type: ignore[arg-type]
-            lane.workers = SinkWorkers(sink, driver, lane_counters, done=self._settled_in(lane))
+            lane.workers = SinkWorkers(sink, driver, lane_counters, done=self._settled_in(lane), halt=self.halt)
             self.lanes.append(lane)
+        if stop is not None:
+            threading.Thread(target=self._halt_late, args=(stop, shutdown_timeout), name="sink lanes shutdown",
+                             daemon=True).start()  # fmt: skip
 
     def ready(self) -> bool:
         return all(lane.workers.has_room() and not lane.counters.failed for lane in self.lanes)
@@ -91,7 +104,7 @@ class SinkLanes:
         with self._lock:
             through = self._last_seq
             for lane in self.lanes:
-                waiting = list(lane.in_flight.values())
+                waiting = [first for first, _events in lane.in_flight.values()]
                 if lane.open_seq is not None:
                     waiting.append(lane.open_seq)
                 if waiting:
@@ -107,9 +120,22 @@ class SinkLanes:
         return any(lane.counters.failed for lane in self.lanes)
 
     def close(self, stop: threading.Event) -> None:
+        """Deliver what is held: all of it without a signal; after one, what ``shutdown_timeout`` allows."""
         for lane in self.lanes:
             self._take(lane)
             lane.workers.close()
+        self._closed.set()
+        with self._lock:
+            for lane in self.lanes:
+                lane.counters.undelivered = sum(events for _first, events in lane.in_flight.values())
+
+    def _halt_late(self, stop: threading.Event, seconds: float) -> None:
+        """Once ``stop`` is set, the sinks get ``seconds`` to settle what they hold; then ``halt``."""
+        while not self._closed.is_set():
+            if stop.wait(LOOK):
+                if not self._closed.wait(seconds):
+                    self.halt.set()
+                return
 
     def _take(self, lane: _Lane) -> None:
         batch = lane.batcher.take()
@@ -120,7 +146,7 @@ class SinkLanes:
     def _submit(self, lane: _Lane, batch: list[Any], first_seq: int | None) -> None:
         batch_id = next(self._ids)
         with self._lock:
-            lane.in_flight[batch_id] = first_seq if first_seq is not None else self._last_seq
+            lane.in_flight[batch_id] = (first_seq if first_seq is not None else self._last_seq, len(batch))
         lane.workers.submit(batch, batch_id)
 
     def _settled_in(self, lane: _Lane) -> Callable[[Any], None]:

@@ -118,7 +118,8 @@ def run_pipeline(
 
     Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
     opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
-    ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
+    ``shutdown_timeout`` to catch up (with a queue the rest stays queued; without one it is counted as
+    undelivered, and its sources are not acknowledged).
     ``transforms`` replaces the config's privacy-then-rollup with stages in the order given.
     With ``stream``, a lone ``stdout:`` sink without a queue prints onto it in the caller's thread, each
     batch flushed before its ack moves (``prints_directly``). ``endless`` sources (followed files, a
@@ -154,7 +155,8 @@ def run_pipeline(
                                    warn, stop, patient=endless, clock=clock, sleep=sleep)  # fmt: skip
                 delivery, queue = lanes, lanes.queue
             else:
-                delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep)
+                delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep, stop=stop,
+                                     shutdown_timeout=config.queue.shutdown_timeout)  # fmt: skip
         if config.metrics:
 
             def collect() -> Iterator[Sample]:  # read at each scrape
