@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +26,7 @@ from named_senderr.protocol.fluent_forward import encode_ack
 from tests import test_fluent_forward_wire as w
 from tests.polling import wait_until
 from tests.test_forward_output import Receiver
+from tests.test_metrics import scrape as scrape_metrics
 from tests.test_ship_servers import count
 
 SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "samples" / "named.log"
@@ -33,14 +37,16 @@ WAIT = 15.0
 class Serve:
     """``serve --forward 127.0.0.1:0``; threads collect stdout lines and stderr text."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, read_stdout: bool = True) -> None:
         command = [sys.executable, "-m", "named_senderr", "serve", "--forward", "127.0.0.1:0", *args]
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
         )
         self.lines: list[dict] = []
         self.stderr = ""
-        threading.Thread(target=self._stdout, daemon=True).start()
+        self.reader = threading.Thread(target=self._stdout, daemon=True)  # unstarted: stdout fills its pipe
+        if read_stdout:
+            self.reader.start()
         threading.Thread(target=self._stderr, daemon=True).start()
         wait_until(lambda: "listening" in self.stderr or self.proc.poll() is not None)
         found = re.search(r"on 127\.0\.0\.1:(\d+)", self.stderr)
@@ -66,8 +72,8 @@ class Serve:
 def serve() -> Iterator[Callable[..., Serve]]:
     started: list[Serve] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Serve:
-        started.append(Serve(*args, env=env))
+    def start(*args: str, env: dict[str, str] | None = None, read_stdout: bool = True) -> Serve:
+        started.append(Serve(*args, env=env, read_stdout=read_stdout))
         return started[-1]
 
     yield start
@@ -278,3 +284,105 @@ def test_privacy_options_apply_to_what_serve_prints(serve):
     wait_until(lambda: server.lines)
     assert server.lines[0]["client_ip"] == "192.0.2.0" and server.lines[0].get("qname") is None
     assert server.stop() == 0
+
+
+class Resender:
+    """Sends every chunk asking for an ack, and again on a new connection whenever one closes unacknowledged:
+    what Fluentd's out_forward does with require_ack_response (one connection per chunk in flight)."""
+
+    def __init__(self, port: int, chunks: dict[str, bytes], deadline: float = 60.0) -> None:
+        self.port, self.chunks, self.deadline = port, chunks, deadline
+        self.acked: set[str] = set()
+        self.resent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        due = {chunk: 0.0 for chunk in self.chunks}  # chunk -> when to (re)send it
+        selector = selectors.DefaultSelector()
+        end = time.monotonic() + self.deadline  # bounded
+        while len(self.acked) < len(self.chunks) and time.monotonic() < end:
+            for chunk, at in list(due.items()):
+                if at <= time.monotonic():
+                    del due[chunk]
+                    self._send(selector, chunk, due)
+            for key, _ in selector.select(timeout=0.05):
+                chunk, unpacker = key.data
+                try:
+                    data = key.fileobj.recv(4096)
+                except ConnectionError:
+                    data = b""
+                unpacker.feed(data)
+                if {"ack": chunk} in list(unpacker):
+                    self.acked.add(chunk)
+                elif data:
+                    continue
+                else:  # closed without an ack: refused, send it again a little later
+                    self.resent += 1
+                    due[chunk] = time.monotonic() + 0.1
+                selector.unregister(key.fileobj)
+                key.fileobj.close()
+
+    def _send(self, selector: selectors.BaseSelector, chunk: str, due: dict[str, float]) -> None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+            sock.sendall(self.chunks[chunk])
+        except OSError:
+            due[chunk] = time.monotonic() + 0.1
+            return
+        selector.register(sock, selectors.EVENT_READ, (chunk, msgpack.Unpacker(raw=False)))
+
+
+def rollup_chunks(count: int, lines: int, networks: int) -> dict[str, bytes]:
+    """Forward-mode chunks two seconds of log time apart, each closing the windows of the one before."""
+    chunks = {}
+    for n in range(count):
+        second = 2 * n
+        stamp = f"21-Nov-2026 04:{second // 60:02d}:{second % 60:02d}.067"
+        entries = [[1_700_000_000, {"log": f"{stamp} client @0x7f 10.{n}.{k % networks}.{k}#53 (example.com): "
+                                           "error sending response: would block"}] for k in range(lines)]  # fmt: skip
+        chunks[f"c{n}"] = msgpack.packb(["named", entries, {"chunk": f"c{n}"}])
+    return chunks
+
+
+def test_rollup_counts_a_chunk_refused_by_a_full_queue_and_sent_again_once(serve, tmp_path):
+    """Was: the rollup had counted the refused chunk's events (and let go of the windows the refused append
+    held), so the sent-again chunk was counted twice and those windows were lost."""
+    server = serve("--queue-dir", str(tmp_path / "queue"), "--queue-max-bytes", str(64 * 1024), "--rollup", "1s",
+                   "--timezone", "UTC", "--format", "flat", "--metrics", "127.0.0.1:0", read_stdout=False)  # fmt: skip
+    url = re.search(r"metrics on (http://\S+)/metrics", server.stderr).group(1)
+    chunks = rollup_chunks(count=24, lines=60, networks=30)
+    sender = Resender(server.port, chunks)
+    refused = "named_senderr_source_refused_total"
+    # Nobody reads stdout: its pipe fills, the queue behind it fills, and chunks are refused.
+    wait_until(lambda: sum(v for k, v in scrape_metrics(url).items() if k.startswith(refused)) >= 3, 30)
+    server.reader.start()
+    sender.thread.join(90)
+    assert sender.acked == set(chunks) and sender.resent >= 3
+    assert server.stop() == 0
+    server.reader.join(WAIT)
+    per_network = collections.Counter()
+    for line in server.lines:
+        assert line["first_seen"], line  # every one a rolled-up event
+        per_network[line["client_ip"]] += line["repeat_count"]
+    # Each chunk's two lines per network counted once: neither twice (sent again) nor lost (a window let go).
+    assert per_network == {f"10.{n}.{k}.0": 2 for n in range(24) for k in range(30)}
+
+
+def test_sigterm_during_an_outage_without_a_queue_ends_in_time_and_leaves_the_chunk_unacknowledged(serve):
+    """Was: the sink's retries ran their course (minutes) before serve stopped, whatever --shutdown-timeout said."""
+    down = "elasticsearch+http://127.0.0.1:1/idx"  # nothing listens on :1
+    server = serve("--to", down, "--shutdown-timeout", "1", "--metrics", "127.0.0.1:0")
+    url = re.search(r"metrics on (http://\S+)/metrics", server.stderr).group(1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        sock.sendall(w.message("t", w.event_time(1_700_000_000, 0), w.record(log=LINE), w.chunk_option("c1")))
+        wait_until(lambda: scrape_metrics(url).get(f'named_senderr_events_retried_total{{sink="{down}"}}', 0) >= 1)
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=WAIT) == 0
+        assert time.monotonic() - signalled < 1 + 5  # the timeout, and the time to close
+        sock.settimeout(WAIT)
+        assert sock.recv(4096) == b""  # closed without an ack: the sender keeps the chunk
+    wait_until(lambda: "not delivered" in server.stderr)
+    assert f"{down} sent 0," in server.stderr
+    assert f"1 event(s) not delivered to {down}: the shutdown timeout ended its retries" in server.stderr

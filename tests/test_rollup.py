@@ -11,7 +11,7 @@ import pytest
 from named_senderr.cli import main
 from named_senderr.errors import ConfigError
 from named_senderr.event import to_ecs, to_flat
-from named_senderr.normalize.rollup import parse_window, rollup
+from named_senderr.normalize.rollup import Windows, parse_window, rollup
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 
@@ -84,3 +84,20 @@ def test_ship_rollup_to_stdout_sends_fewer_events_with_the_same_total(tmp_path: 
     assert main([*args, "--dead-letter", str(dead)]) == 0
     records = [orjson.loads(line) for line in capfdbinary.readouterr().out.splitlines()]
     assert sum(r["repeat_count"] for r in records) == 512 and len(records) == 277
+
+
+def test_undo_takes_back_a_refused_batchs_events_and_the_windows_it_closed() -> None:
+    """The delivery refused the batch whole: its sender sends it again, and it must count once."""
+    windows = Windows(60)
+    [first] = events(("00", "01.000", "198.51.100.7", "would block"))
+    later = events(("00", "02.000", "198.51.100.8", "would block"), ("02", "30.000", "198.51.100.9", "would block"))
+    windows.begin()
+    assert windows.add(first, 1) == []
+    windows.begin()
+    closed = [rolled for event in later for rolled in windows.add(event, 2)]
+    assert [e.repeat_count for e in closed] == [2]  # the 10:00 window, closed by the 10:02 event
+    windows.undo()
+    windows.begin()
+    again = [rolled for event in later for rolled in windows.add(event, 3)]
+    assert [e.repeat_count for e in again] == [2] and [e.repeat_count for e in windows.close()] == [1]
+    assert windows.oldest_seq() is None

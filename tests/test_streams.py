@@ -6,6 +6,7 @@ on real loopback sockets; the CLI tests run the real command as a process.
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import signal
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,6 +23,7 @@ import pytest
 
 from named_senderr.engine.delivery import SinkLanes
 from named_senderr.engine.runner import Runner
+from named_senderr.event import ingest_now
 from named_senderr.lines import Batch
 from named_senderr.queue.driver import DeadLetter
 from named_senderr.queue.retry import RetryPolicy
@@ -38,6 +41,7 @@ from tests.test_metrics import scrape
 from tests.test_tail_cli import DEADLINE, LINE, Process, checkpointed
 
 MESSAGE = "<28>Oct 21 10:22:33 ns1 named[1234]: client 192.0.2.27#{port}: error sending response: unset"
+BARE = "client @0x7f04 192.0.2.7#{port} (a.example): error sending response: would block\n"  # no time of its own
 
 
 class SayingGatedSink(GatedSink):
@@ -220,3 +224,41 @@ def test_follow_hands_a_poll_on_in_parts_and_moves_the_checkpoint_past_each(tmp_
     source.run(emit, stop)
     source.close()
     assert seen == [(2, 0), (2, 2 * size), (1, 4 * size)] and checkpointed(checkpoint) == 5 * size
+
+
+def test_listen_delivers_the_datagrams_buffered_at_sigterm_and_drops_none() -> None:
+    """Was: what the kernel held when the signal came was read, then refused as "arrived while stopping"."""
+    listener, urls = listen("--syslog", "udp://127.0.0.1:0", "--format", "flat", "--stats")
+    count = 2000
+    os.kill(listener.proc.pid, signal.SIGSTOP)  # nothing is read: every datagram waits in the kernel's buffer
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for n in range(count):
+                udp.sendto(MESSAGE.format(port=1000 + n).encode(), ("127.0.0.1", port(urls["udp"])))
+        listener.proc.send_signal(signal.SIGTERM)  # pending: it is the first thing the listener sees
+    finally:
+        os.kill(listener.proc.pid, signal.SIGCONT)
+    assert listener.proc.wait(timeout=DEADLINE) == 0
+    while b"  syslog  " not in (summary := listener.stderr.get(timeout=DEADLINE)):
+        pass  # bounded: the process ended, its stderr is finite
+    syslog = re.search(rb"([\d,]+) messages, ([\d,]+) dropped .* ([\d,]+) UDP datagrams dropped", summary)
+    assert syslog is not None and syslog.groups() == (b"2,000", b"0", b"0"), summary
+    wait_until(lambda: listener.stdout.qsize() >= count)
+
+
+def test_tail_stamps_a_line_without_a_time_with_when_it_was_read_not_when_tail_started(tmp_path: Path) -> None:
+    """Was: the ingest time of every such line was the start of the run, however long ago that was."""
+    log = tmp_path / "named.log"
+    log.write_text(BARE.format(port=1000))
+    tail = Process("tail", str(log), "--read-from-head", "--poll-interval", "0.05")
+    try:
+        [first] = tail.events(1)
+        later = datetime.fromisoformat(first["@timestamp"]) + timedelta(seconds=1.1)
+        wait_until(lambda: datetime.now(UTC) > later)  # a gap any millisecond clock shows
+        appended = ingest_now()
+        with log.open("a") as stream:
+            stream.write(BARE.format(port=1001))
+        [second] = tail.events(1)
+    finally:
+        assert tail.stop() == 0
+    assert second["bind"]["timestamp_valid"] is False and second["@timestamp"] >= appended > first["@timestamp"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 
 from named_senderr.cli.tail import PRINT_EVERY
 from tests.polling import wait_until
+from tests.test_metrics import scrape
 
 DEADLINE = 10.0
 LINE = "21-Nov-2026 04:47:35.739 client @0x7f04 192.0.2.7#{port} (a.example): error sending response: would block\n"
@@ -181,3 +183,22 @@ def test_tail_refuses_a_checkpoint_that_is_a_symbolic_link(tmp_path):
     )
     assert result.returncode == 1
     assert b"is a symbolic link" in result.stderr and b"--allow-checkpoint-symlink" in result.stderr
+
+
+def test_tail_stopped_during_an_outage_without_a_queue_keeps_its_checkpoint_before_the_undelivered(tmp_path):
+    """Was: SIGTERM waited for the sink's retries to run their course, whatever --shutdown-timeout said."""
+    log, checkpoint = tmp_path / "named.log", tmp_path / "tail.json"
+    log.write_text(LINE.format(port=1000))
+    down = "elasticsearch+http://127.0.0.1:1/idx"  # nothing listens on :1
+    tail = Process("tail", str(log), "--checkpoint", str(checkpoint), "--read-from-head", "--poll-interval", "0.05",
+                   "--to", down, "--shutdown-timeout", "1", "--metrics", "127.0.0.1:0")  # fmt: skip
+    url = re.findall(r"http://127\.0\.0\.1:\d+", tail.stderr.get(timeout=DEADLINE).decode())[0]
+    wait_until(lambda: scrape(url).get(f'named_senderr_events_retried_total{{sink="{down}"}}', 0) >= 1)
+    signalled = time.monotonic()
+    assert tail.stop() == 0
+    assert time.monotonic() - signalled < 1 + 5  # the timeout, and the time to close
+    assert checkpointed(checkpoint) == 0
+    said = ""
+    while "not delivered" not in said:
+        said += tail.stderr.get(timeout=DEADLINE).decode()  # bounded: the process ended, its stderr is finite
+    assert f"1 event(s) not delivered to {down}: the shutdown timeout ended its retries" in said

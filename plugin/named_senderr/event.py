@@ -8,6 +8,7 @@ plain dicts of JSON types, built field by field so the hot path stays cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from named_senderr.reasons import hint
 
@@ -69,6 +70,7 @@ class Event:
     first_seen: str | None = None
     last_seen: str | None = None
     rollup_window: float | None = None
+    ingested: str | None = None  # when the pipeline took the line in: the time of an event whose line had none
 
 
 def to_flat(event: Event) -> dict:
@@ -100,15 +102,20 @@ def to_flat(event: Event) -> dict:
     return flat
 
 
+def ingest_now() -> str:
+    """Now, RFC 3339 UTC in milliseconds: the ingest time of the lines taken in now."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def to_ecs(event: Event, ingest_time: str) -> dict:
-    """The ECS document; ``ingest_time`` stands in for a line without a usable time."""
+    """The ECS document; the event's ``ingested`` (else ``ingest_time``) stands in for a line without a time."""
     bind = {
         "message_kind": event.message_kind,
         "hint": hint(event.reason),
         "repeat_count": event.repeat_count,
     }
     doc: dict = {
-        "@timestamp": event.timestamp or ingest_time,
+        "@timestamp": event.timestamp or event.ingested or ingest_time,
         "message": event.message,
         "event": {
             "original": event.original,

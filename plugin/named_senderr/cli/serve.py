@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from named_senderr.cli.options import add_delivery_options, delivery_overrides
 from named_senderr.cli.peer_options import add_peer_options, peer_limits
-from named_senderr.cli.ship import exit_status, stop_on_signals
+from named_senderr.cli.ship import exit_status, stop_on_signals, undelivered
 from named_senderr.engine.shipping import ShipResult, new_result, run_pipeline
 from named_senderr.errors import ConfigError
 from named_senderr.protocol.fluent_forward import Limits
@@ -204,6 +204,8 @@ def log_summary(result: ShipResult, log: logging.Logger) -> None:
             name, c.sent, c.duplicates, c.retried, c.dead_lettered,
             f", failed: {c.failed}" if c.failed else "", ", the rest stays queued" if pending.get(name) else "",
         )  # fmt: skip
+        if c.undelivered:
+            log.warning("%s", undelivered(name, c.undelivered))
     if result.dead_lettered:
         log.warning("%d event(s) written to %s, one JSON line each with the reason", result.dead_lettered,
                     result.dead_letter)  # fmt: skip

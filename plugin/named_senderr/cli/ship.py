@@ -187,6 +187,9 @@ def delivery_summary(result: ShipResult) -> list[str]:
             f"named-senderr: {result.dead_lettered:,} event(s) written to {result.dead_letter}, "
             "one JSON line each with the server's reason"
         )
+    for name, c in result.sinks.items():
+        if c.undelivered:
+            lines.append(f"named-senderr: {undelivered(name, c.undelivered)}")
     queue = result.queue
     if queue is not None and queue.dropped:
         lines.append(f"named-senderr: {queue.dropped:,} event(s) dropped because the queue was full (--when-full drop)")
@@ -199,3 +202,9 @@ def delivery_summary(result: ShipResult) -> list[str]:
         waiting = ", ".join(name for name, pending in queue.pending.items() if pending)
         lines.append(f"named-senderr: events for {waiting} wait in the queue; the next start delivers them")
     return lines
+
+
+def undelivered(name: str, count: int) -> str:
+    """What a shutdown without a disk queue left undelivered, and where those events still are."""
+    return (f"{count:,} event(s) not delivered to {name}: the shutdown timeout ended its retries; their input "
+            "was not acknowledged (a checkpoint stays before them, a Forward sender sends them again)")  # fmt: skip

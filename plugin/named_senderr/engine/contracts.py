@@ -38,6 +38,10 @@ class Stage(Protocol):
         """The events to pass on; ``seq`` numbers the source batch they came from."""
         ...
 
+    def rollback(self) -> None:
+        """Undo the last ``process``: the delivery refused its output whole, and the source sends the batch again."""
+        ...
+
     def flush(self, final: bool) -> list[Event]:
         """Held events that are due now (all of them when ``final``)."""
         ...

@@ -28,7 +28,7 @@ from typing import Any
 from named_senderr.engine.contracts import Route
 from named_senderr.event import Event
 from named_senderr.queue.batcher import Batcher
-from named_senderr.queue.consumer import SinkConsumer, encode_event
+from named_senderr.queue.consumer import SinkConsumer, encode_event, replay_key
 from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
 from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
@@ -39,6 +39,7 @@ from named_senderr.sinks.outcome import Sink
 from named_senderr.telemetry import QueueStats
 
 JOIN_GRACE = 2.0  # seconds a halted consumer gets to notice
+LOOK = 0.1  # seconds between looks at the stop signal
 
 
 @dataclass
@@ -48,11 +49,15 @@ class _Lane:
     workers: SinkWorkers
     counters: SinkCounters
     open_seq: int | None = None  # the smallest source batch in the batcher's open batch
-    in_flight: dict[int, int] = field(default_factory=dict)  # batch id -> its smallest source batch
+    in_flight: dict[int, tuple[int, int]] = field(default_factory=dict)  # batch id -> (smallest source batch, events)
 
 
 class SinkLanes:
-    """In memory: a source batch is durable once every sink settled its events."""
+    """In memory: a source batch is durable once every sink settled its events.
+
+    ``shutdown_timeout`` seconds after ``stop`` is set, whatever is still retrying or waiting for room stops
+    (``halt``): those events are counted as undelivered and their source batches are never acknowledged.
+    """
 
     def __init__(
         self,
@@ -63,20 +68,28 @@ class SinkLanes:
         counters: dict[str, SinkCounters],
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        stop: threading.Event | None = None,
+        shutdown_timeout: float = 10.0,
     ) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._last_seq = 0
+        self.halt, self._closed = threading.Event(), threading.Event()
+        wait = self.halt.wait if sleep is time.sleep else sleep
         self.lanes: list[_Lane] = []
         for sink in sinks:
             lane_counters = counters.setdefault(sink.name, SinkCounters())
 
             def driver(sink: Sink = sink, lane_counters: SinkCounters = lane_counters) -> Driver:
-                return Driver(sink, policy, dead_letter, lane_counters, clock, sleep)
+                return Driver(sink, policy, dead_letter, lane_counters, clock, wait, halted=self.halt.is_set)
 
             lane = _Lane(sink, Batcher(batch, clock), None, lane_counters)  # type: ignore[arg-type]
-            lane.workers = SinkWorkers(sink, driver, lane_counters, done=self._settled_in(lane))
+            lane.workers = SinkWorkers(sink, driver, lane_counters, done=self._settled_in(lane), halt=self.halt)
             self.lanes.append(lane)
+        if stop is not None:
+            threading.Thread(target=self._halt_late, args=(stop, shutdown_timeout), name="sink lanes shutdown",
+                             daemon=True).start()  # fmt: skip
 
     def ready(self) -> bool:
         return all(lane.workers.has_room() and not lane.counters.failed for lane in self.lanes)
@@ -102,7 +115,7 @@ class SinkLanes:
         with self._lock:
             through = self._last_seq
             for lane in self.lanes:
-                waiting = list(lane.in_flight.values())
+                waiting = [first for first, _events in lane.in_flight.values()]
                 if lane.open_seq is not None:
                     waiting.append(lane.open_seq)
                 if waiting:
@@ -118,9 +131,22 @@ class SinkLanes:
         return any(lane.counters.failed for lane in self.lanes)
 
     def close(self, stop: threading.Event) -> None:
+        """Deliver what is held: all of it without a signal; after one, what ``shutdown_timeout`` allows."""
         for lane in self.lanes:
             self._take(lane)
             lane.workers.close()
+        self._closed.set()
+        with self._lock:
+            for lane in self.lanes:
+                lane.counters.undelivered = sum(events for _first, events in lane.in_flight.values())
+
+    def _halt_late(self, stop: threading.Event, seconds: float) -> None:
+        """Once ``stop`` is set, the sinks get ``seconds`` to settle what they hold; then ``halt``."""
+        while not self._closed.is_set():
+            if stop.wait(LOOK):
+                if not self._closed.wait(seconds):
+                    self.halt.set()
+                return
 
     def _take(self, lane: _Lane) -> None:
         batch = lane.batcher.take()
@@ -131,7 +157,7 @@ class SinkLanes:
     def _submit(self, lane: _Lane, batch: list[Any], first_seq: int | None) -> None:
         batch_id = next(self._ids)
         with self._lock:
-            lane.in_flight[batch_id] = first_seq if first_seq is not None else self._last_seq
+            lane.in_flight[batch_id] = (first_seq if first_seq is not None else self._last_seq, len(batch))
         lane.workers.submit(batch, batch_id)
 
     def _settled_in(self, lane: _Lane) -> Callable[[Any], None]:
@@ -166,7 +192,7 @@ class QueueLanes:
         self.queue = DiskQueue(config.dir, config.max_bytes, tuple(s.name for s in sinks), warn=warn)
         # A follower restarted after a crash between an append and its checkpoint reads those lines again: know
         # them before any consumer starts (a delivered segment is deleted).
-        self._replayed = self.queue.newest() if patient else set()
+        self._replayed = {replay_key(record) for record in self.queue.newest()} if patient else set()
         self.halt, self.closing = threading.Event(), threading.Event()
         self._durable = 0
         wait = self.halt.wait if sleep is time.sleep else sleep
@@ -222,7 +248,7 @@ class QueueLanes:
 
     def _skip_replayed(self, payloads: list[bytes]) -> list[bytes]:
         """Drop the events the queue already holds; the first batch without any ends the look (they come first)."""
-        fresh = [payload for payload in payloads if payload not in self._replayed]
+        fresh = [payload for payload in payloads if replay_key(payload) not in self._replayed]
         self.stats.replayed += len(payloads) - len(fresh)
         if payloads and len(fresh) == len(payloads):
             self._replayed = set()

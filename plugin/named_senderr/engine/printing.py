@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from typing import BinaryIO
 
 from named_senderr.engine.runner import Runner
 from named_senderr.engine.transforms import ParseLines, command_line_stages
-from named_senderr.event import Event, to_ecs, to_flat
+from named_senderr.event import Event, ingest_now, to_ecs, to_flat
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
 from named_senderr.settings.parse import ParseConfig
@@ -23,11 +22,6 @@ from named_senderr.sources.files import FileSource, ProgressFactory
 from named_senderr.telemetry import Stats
 
 Warn = Callable[[str], None]
-
-
-def ingest_now() -> str:
-    """The run's ingest time, RFC 3339 UTC in milliseconds: the time of events whose line had none."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def renderer(name: str) -> Callable[[Event], dict]:

@@ -55,6 +55,7 @@ class Runner:
     _acks: deque[tuple[int, Ack]] = field(default_factory=deque, init=False)
     _reading: threading.Event = field(default_factory=threading.Event, init=False)  # set: stop reading
     _topology: Topology = field(init=False)
+    _closing: bool = field(default=False, init=False)  # every source returned: nothing more is taken
 
     def __post_init__(self) -> None:
         self._topology = self.stages if isinstance(self.stages, Topology) else Topology.chain(self.stages)
@@ -78,6 +79,7 @@ class Runner:
             self._reading.set()
             ticker.join()
             with self._lock:
+                self._closing = True
                 self._flush(final=True)
             self.delivery.close(self.stop)
             with self._lock:
@@ -97,16 +99,21 @@ class Runner:
     def emit(
         self, batch: Batch, *, wait: bool = True, counters: SourceCounters | None = None, origin: str = ""
     ) -> bool:
-        """Take ``batch`` through the transforms to the delivery; False when refused (not acknowledged)."""
+        """Take ``batch`` through the transforms to the delivery; False when refused (not acknowledged).
+
+        A source still handing on what it had in hand when told to stop (a frame in hand-off, the datagrams in
+        a socket's buffer) is served until it returns; after a sink failed for good, nothing is taken.
+        """
         counters = counters or SourceCounters()
         with self._lock:
-            if self._reading.is_set() or (not wait and not self.delivery.ready()):
+            if self._closing or self.stopped or (not wait and not self.delivery.ready()):
                 counters.refused += 1
                 return False
             self._seq += 1
             seq = self._seq
             events = self.parse(batch.lines)
             if not self._put(self._topology.process(origin, events, seq), seq, wait):
+                self._topology.rollback()  # so that the batch, sent again, is counted once
                 counters.refused += 1
                 return False
             counters.batches += bool(batch.lines)

@@ -18,11 +18,12 @@ from prometheus_client import Histogram
 
 from named_senderr.engine.contracts import Delivery, Source, Stage
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
-from named_senderr.engine.printing import Warn, ingest_now, renderer
+from named_senderr.engine.printing import Warn, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
 from named_senderr.engine.topology import Topology
 from named_senderr.engine.transforms import ParseLines, command_line_stages
 from named_senderr.errors import ConfigError
+from named_senderr.event import ingest_now
 from named_senderr.lines import Line
 from named_senderr.metrics import Measured, Sample, serve_metrics
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
@@ -118,7 +119,8 @@ def run_pipeline(
 
     Every command that delivers to sinks is this function with its own sources; ``sinks`` replaces
     opening them (tests). ``stop``, set by a signal, ends reading, and the sinks get
-    ``shutdown_timeout`` to catch up (with a queue; without one, what is in memory is delivered).
+    ``shutdown_timeout`` to catch up (with a queue the rest stays queued; without one it is counted as
+    undelivered, and its sources are not acknowledged).
     ``topology`` replaces the config's privacy-then-rollup with a graph of stages that routes each event
     to the sinks that read it (``run --config``).
     With ``stream``, a lone ``stdout:`` sink without a queue prints onto it in the caller's thread, each
@@ -154,7 +156,8 @@ def run_pipeline(
                                    warn, stop, patient=endless, clock=clock, sleep=sleep)  # fmt: skip
                 delivery, queue = lanes, lanes.queue
             else:
-                delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep)
+                delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep, stop=stop,
+                                     shutdown_timeout=config.queue.shutdown_timeout)  # fmt: skip
         if config.metrics:
 
             def collect() -> Iterator[Sample]:  # read at each scrape

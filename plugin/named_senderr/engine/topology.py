@@ -70,6 +70,11 @@ class Topology:
         """
         return self._run({}, seq, flush=final)
 
+    def rollback(self) -> None:
+        """Every stage takes back the batch it last took (the delivery refused it: it will come again)."""
+        for node in self.nodes:
+            node.stage.rollback()
+
     def oldest_held(self) -> int | None:
         return min((seq for node in self.nodes if (seq := node.stage.oldest_held()) is not None), default=None)
 

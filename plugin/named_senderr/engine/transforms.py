@@ -17,7 +17,7 @@ import orjson
 
 from named_senderr.engine.contracts import Stage
 from named_senderr.errors import ConfigError
-from named_senderr.event import Event
+from named_senderr.event import Event, ingest_now
 from named_senderr.lines import Line
 from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import Windows
@@ -36,8 +36,10 @@ class ParseLines:
     on_reject: Callable[[Rejection, Line], None] | None = None  # a source that passes rejected records on itself
 
     def __call__(self, lines: list[Line]) -> list[Event]:
+        """The batch's events, each stamped with the time it was taken in (long runs: not the start's)."""
         events = []
         parse = self.parser.parse_bytes
+        ingested = ingest_now()
         for line in lines:
             if line.oversize or len(line.data) > MAX_LINE_BYTES:
                 result: Event | Rejection | None = oversize(line.data)
@@ -50,6 +52,7 @@ class ParseLines:
                 result.file, result.offset = line.file, line.offset
                 result.host = result.host or line.host or self.host
                 result.timestamp = result.timestamp or line.time
+                result.ingested = ingested
                 self.stats.events_by_reason[result.reason] += 1
                 events.append(result)
             else:
@@ -80,6 +83,9 @@ class Rewrite:
     def process(self, events: list[Event], seq: int) -> list[Event]:
         return [self.apply(event) for event in events]
 
+    def rollback(self) -> None:
+        """It keeps nothing."""
+
     def flush(self, final: bool) -> list[Event]:
         return []
 
@@ -99,17 +105,24 @@ class Rollup:
     clock: Callable[[], float]
     _windows: Windows = field(init=False)
     _last_event: float = field(init=False, default=0.0)
+    _last_before: float = field(init=False, default=0.0)  # ``_last_event`` before the last ``process``
 
     def __post_init__(self) -> None:
         self._windows = Windows(self.window)
 
     def process(self, events: list[Event], seq: int) -> list[Event]:
         done: list[Event] = []
+        self._windows.begin()
+        self._last_before = self._last_event
         for event in events:
             done.extend(self._windows.add(event, seq))
         if events:
             self._last_event = self.clock()
         return done
+
+    def rollback(self) -> None:
+        self._windows.undo()
+        self._last_event = self._last_before
 
     def flush(self, final: bool) -> list[Event]:
         if final or self.clock() - self._last_event >= self.window:

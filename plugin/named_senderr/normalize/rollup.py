@@ -62,6 +62,24 @@ class Windows:
         self._width = int(window * 1_000_000_000)
         self._groups: dict[tuple, _Group] = {}
         self._newest: int | None = None
+        # Since ``begin``: each group the batch touched as it was before (None: new), and the newest start.
+        self._saved: dict[tuple, _Group | None] | None = None
+        self._saved_newest: int | None = None
+
+    def begin(self) -> None:
+        """Remember what the next adds change, so that ``undo`` can take them back."""
+        self._saved, self._saved_newest = {}, self._newest
+
+    def undo(self) -> None:
+        """The groups as they were at ``begin``: the batch added since was refused and will come again."""
+        for key, group in (self._saved or {}).items():
+            if group is None:
+                self._groups.pop(key, None)
+            else:
+                self._groups[key] = group
+        if self._saved is not None:
+            self._newest = self._saved_newest
+        self._saved = None
 
     def add(self, event: Event, seq: int = 0) -> list[Event]:
         """The events ``event`` completes: itself when it has no time, windows time has moved past."""
@@ -71,6 +89,8 @@ class Windows:
         start = ns - ns % self._width
         key = (event.host, event.reason, network_address(event.client_ip), start)
         group = self._groups.get(key)
+        if self._saved is not None and key not in self._saved:
+            self._saved[key] = replace(group) if group is not None else None
         if group is None:
             self._groups[key] = _Group(event, event.repeat_count, event.timestamp, event.timestamp, ns, seq)
         else:
@@ -86,7 +106,8 @@ class Windows:
         return []
 
     def close(self) -> list[Event]:
-        """Every open window, oldest first."""
+        """Every open window, oldest first (not taken back by ``undo``)."""
+        self._saved = None
         return self._flush(list(self._groups))
 
     def oldest_seq(self) -> int | None:
@@ -97,6 +118,8 @@ class Windows:
         done = []
         for key in sorted(keys, key=lambda k: (k[3], groups[k].first_ns)):
             group = groups.pop(key)
+            if self._saved is not None:
+                self._saved.setdefault(key, group)
             done.append(
                 replace(
                     group.exemplar,

@@ -40,6 +40,7 @@ class SinkCounters:
     retried: int = 0
     dead_lettered: int = 0
     requests: int = 0
+    undelivered: int = 0  # no disk queue: events a shutdown left neither delivered nor dead-lettered
     failed: str | None = None
     settled: Callable[[float], None] = field(default=_unobserved, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)

@@ -55,7 +55,8 @@ class LokiSink:
     def encode(self, event: Event) -> tuple[Item, int]:
         """The entry is serialized here, once: a push only groups, sorts and joins entries."""
         flat = to_flat(event)
-        ns = to_epoch_ns(event.timestamp) if event.timestamp else self._ingest_ns
+        moment = event.timestamp or event.ingested
+        ns = to_epoch_ns(moment) if moment else self._ingest_ns
         key = tuple(self._job if name == "job" else flat[name] for name in self._labels)
         metadata = b""
         if self._metadata:
