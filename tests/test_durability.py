@@ -23,7 +23,7 @@ import pytest
 
 from named_senderr.cli import main
 from tests import servers
-from tests.faults import FaultServer, Forward, Reply, Request
+from tests.faults import FaultServer, Forward, Plan, Reply, Request
 from tests.test_ship_servers import count, logsql, new_index
 
 pytestmark = pytest.mark.servers
@@ -198,14 +198,11 @@ def test_a_store_outage_is_bridged_by_the_queue_and_drained_after(private_elasti
     assert unacked_segments(queue) == [] and list(cursors) == [url]
 
 
-def test_429_storm_and_partial_bulk_failures_lose_nothing_and_retries_are_counted_exactly(
-    elasticsearch_url: str, tmp_path: Path, capsys
-) -> None:
-    total = 5_000
-    log = generate(tmp_path / "named.log", total)
-    url = new_index("elasticsearch", elasticsearch_url, tmp_path)
-    index = url.rsplit("/", 1)[1]
-    refused: list[int] = []  # items answered 429, hence retried, request by request
+def storm(upstream: str, index: str, refused: list[int]) -> Plan:
+    """Four bulk requests refused whole with 429, three half stored (odd items 429), then the real server.
+
+    ``refused`` gets the number of items answered 429, request by request: each is retried once.
+    """
 
     def plan(request: Request, n: int) -> Reply | Forward:
         items = request.body.splitlines(keepends=True)
@@ -213,15 +210,15 @@ def test_429_storm_and_partial_bulk_failures_lose_nothing_and_retries_are_counte
             refused.append(len(items) // 2)
             return Reply(429, b'{"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}')
         if n < 7:  # partial failure: odd items refused, even ones really stored
-            return half_stored(request, items)
-        return Forward(elasticsearch_url)
+            return half_stored(items)
+        return Forward(upstream)
 
-    def half_stored(request: Request, lines: list[bytes]) -> Reply:
+    def half_stored(lines: list[bytes]) -> Reply:
         pairs = [lines[i] + lines[i + 1] for i in range(0, len(lines), 2)]
         even = b"".join(pairs[0::2])
-        upstream = httpx.post(f"{elasticsearch_url}/{index}/_bulk", content=even,
+        answered = httpx.post(f"{upstream}/{index}/_bulk", content=even,
                               headers={"Content-Type": "application/x-ndjson"}).json()  # fmt: skip
-        statuses = iter(next(iter(item.values()))["status"] for item in upstream["items"])
+        statuses = iter(next(iter(item.values()))["status"] for item in answered["items"])
         answer = []
         for i in range(len(pairs)):
             status = next(statuses) if i % 2 == 0 else 429
@@ -231,7 +228,18 @@ def test_429_storm_and_partial_bulk_failures_lose_nothing_and_retries_are_counte
         body = orjson.dumps({"errors": True, "items": answer})
         return Reply(200, body, {"Content-Type": "application/json"})
 
-    with FaultServer(plan) as proxy:
+    return plan
+
+
+def test_429_storm_and_partial_bulk_failures_lose_nothing_and_retries_are_counted_exactly(
+    elasticsearch_url: str, tmp_path: Path, capsys
+) -> None:
+    total = 5_000
+    log = generate(tmp_path / "named.log", total)
+    url = new_index("elasticsearch", elasticsearch_url, tmp_path)
+    index = url.rsplit("/", 1)[1]
+    refused: list[int] = []  # items answered 429, hence retried, request by request
+    with FaultServer(storm(elasticsearch_url, index, refused)) as proxy:
         args = ["ship", str(log), "--to", f"elasticsearch+{proxy.url}/{index}", "--queue-dir", str(tmp_path / "q"),
                 "--config", str(settings(tmp_path, 1000)), "--timezone", "UTC", "--no-progress",
                 "--dead-letter", str(tmp_path / "dead.ndjson")]  # fmt: skip

@@ -1,4 +1,8 @@
-"""``serve`` on the engine into the real Elasticsearch: when a chunk is acknowledged, rollup, kill -9 with a queue.
+"""``serve`` on the engine into the real Elasticsearch: when a chunk is acknowledged, rollup, and the faults.
+
+The faults are those ``ship`` is tested under (tests/test_durability.py): kill -9 with a queue, a store outage,
+a 429 storm with partial bulk failures (the fault-injecting proxy of tests/faults.py in front of the real
+server), SIGTERM.
 
 Real ``serve`` processes, real Forward frames on loopback, counts taken in the store. Until serve ran on the
 engine, ``serve --to URL`` without ``--queue-dir`` acknowledged a chunk as soon as its events were batched in
@@ -16,10 +20,12 @@ import msgpack
 import pytest
 
 from tests.faults import FaultServer, holding_bulk
-from tests.test_durability import es_count, poll
+from tests.polling import wait_until
+from tests.test_durability import es_count, poll, storm, unacked_segments
 from tests.test_forward_serve_cli import Serve
 from tests.test_queue_faults import ENTRIES, frame, send
 from tests.test_ship_servers import new_index, search
+from tests.test_streams_servers import delivery_args, index_of, store_behind_proxy
 
 pytestmark = pytest.mark.servers
 STORED = 120.0  # seconds for the store to hold what was acknowledged
@@ -126,3 +132,54 @@ def test_kill_9_with_a_queue_dir_then_restart_stores_every_acknowledged_entry_on
     print(f"kill -9 after {len(acked)} acknowledged chunks, {at_kill:,} of their {want:,} entries stored then")
     assert all(counts.get(f"f{number}.example") == ENTRIES for number in acked)  # each acked entry once
     assert sum(counts.values()) <= len(sent) * ENTRIES  # an unacknowledged chunk at most once too
+
+
+def test_a_store_outage_with_a_queue_dir_acknowledges_from_the_queue_and_stores_every_chunk_once_after(
+    elasticsearch_url: str, tmp_path: Path, serve: list[Serve]
+) -> None:
+    chunks = 3
+    with store_behind_proxy(elasticsearch_url, tmp_path) as (proxy, down, url):
+        serve.append(Serve("--queue-dir", str(tmp_path / "queue"), *delivery_args(tmp_path, url)))
+        assert all(send(serve[0].port, frame(f"o{n}", "192.0.2", n), f"o{n}") for n in range(chunks))
+        wait_until(lambda: len(proxy.requests) >= 3, STORED)  # the sink is retrying against the outage
+        assert es_count(elasticsearch_url, index_of(url)) == 0
+        down["now"] = False
+        wait_until(lambda: es_count(elasticsearch_url, index_of(url)) >= chunks * ENTRIES, STORED)
+        assert serve[0].stop() == 0
+    assert per_qname(elasticsearch_url, index_of(url)) == {f"f{n}.example": ENTRIES for n in range(chunks)}
+    assert unacked_segments(tmp_path / "queue") == []
+
+
+def test_a_429_storm_and_partial_bulk_failures_lose_no_acknowledged_entry_and_store_none_twice(
+    elasticsearch_url: str, tmp_path: Path, serve: list[Serve]
+) -> None:
+    chunks, refused = 3, []
+    index = index_of(new_index("elasticsearch", elasticsearch_url, tmp_path))
+    with FaultServer(storm(elasticsearch_url, index, refused)) as proxy:
+        serve.append(Serve(*delivery_args(tmp_path, f"elasticsearch+{proxy.url}/{index}")))
+        assert all(send(serve[0].port, frame(f"s{n}", "192.0.2", n), f"s{n}") for n in range(chunks))
+        assert serve[0].stop() == 0
+    assert per_qname(elasticsearch_url, index) == {f"f{n}.example": ENTRIES for n in range(chunks)}
+    summary = f"already stored 0, retried {sum(refused)}, dead-lettered 0"
+    wait_until(lambda: "retried" in serve[0].stderr)  # the summary, read by its own thread
+    assert sum(refused) > 0 and summary in serve[0].stderr, serve[0].stderr
+
+
+def test_sigterm_with_a_queue_dir_keeps_the_acknowledged_chunks_the_store_did_not_take_for_the_next_start(
+    elasticsearch_url: str, tmp_path: Path, serve: list[Serve]
+) -> None:
+    chunks, queue = 3, str(tmp_path / "queue")
+    with store_behind_proxy(elasticsearch_url, tmp_path) as (proxy, down, url):
+        args = ("--queue-dir", queue, "--shutdown-timeout", "1", *delivery_args(tmp_path, url))
+        serve.append(Serve(*args))
+        assert all(send(serve[0].port, frame(f"t{n}", "192.0.2", n), f"t{n}") for n in range(chunks))
+        wait_until(lambda: len(proxy.requests) >= 3, STORED)
+        assert serve[0].stop() == 0
+        assert es_count(elasticsearch_url, index_of(url)) == 0 and unacked_segments(tmp_path / "queue")
+        wait_until(lambda: "the rest stays queued" in serve[0].stderr)  # read by its own thread
+        down["now"] = False
+        serve.append(Serve(*args))
+        wait_until(lambda: es_count(elasticsearch_url, index_of(url)) >= chunks * ENTRIES, STORED)
+        assert serve[1].stop() == 0
+    assert per_qname(elasticsearch_url, index_of(url)) == {f"f{n}.example": ENTRIES for n in range(chunks)}
+    assert unacked_segments(tmp_path / "queue") == []

@@ -1,4 +1,5 @@
-"""``tail`` and ``listen`` into the real Elasticsearch: exact counts, and what survives SIGTERM and kill -9.
+"""``tail`` and ``listen`` into the real Elasticsearch: exact counts, and what survives SIGTERM, kill -9, a store
+outage and a 429 storm with partial bulk failures (the faults ``ship`` is tested under in test_durability.py).
 
 Before the engine both could only print. A store outage is the fault-injecting proxy of tests/faults.py
 answering 503 in front of the real server, then passing requests on to it; the count is Elasticsearch's own.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from tests.faults import FaultServer, Forward, Reply
 from tests.polling import wait_until
-from tests.test_durability import es_count, settings, unacked_segments
+from tests.test_durability import es_count, settings, storm, unacked_segments
 from tests.test_metrics import scrape
 from tests.test_ship_servers import new_index
 from tests.test_tail_cli import checkpointed
@@ -197,3 +198,35 @@ def test_listen_killed_9_with_a_queue_loses_nothing_it_had_queued(elasticsearch_
         down["now"] = False
         delivered_by_the_next_start(lambda: listening(tmp_path, *args)[0], elasticsearch_url, url, total)
     assert unacked_segments(queue) == []
+
+
+def test_listen_rides_out_a_store_outage_in_memory_and_stores_every_tcp_message_once_after(
+    elasticsearch_url: str, tmp_path: Path
+) -> None:
+    """No queue: the engine holds the batches and retries them; TCP senders wait meanwhile."""
+    total = 1_000
+    with store_behind_proxy(elasticsearch_url, tmp_path) as (proxy, down, url):
+        listener, address = listening(tmp_path, "--syslog", "tcp://127.0.0.1:0", *delivery_args(tmp_path, url))
+        send_tcp(address["tcp"], range(total))
+        wait_until(lambda: len(proxy.requests) >= 3, TIMEOUT)
+        assert es_count(elasticsearch_url, index_of(url)) == 0
+        down["now"] = False
+        wait_until(lambda: es_count(elasticsearch_url, index_of(url)) >= total, TIMEOUT)
+        assert listener.stop() == 0
+    assert es_count(elasticsearch_url, index_of(url)) == total
+
+
+def test_listen_through_a_429_storm_and_partial_bulk_failures_stores_every_message_once(
+    elasticsearch_url: str, tmp_path: Path
+) -> None:
+    total, refused = 2_000, []
+    index = index_of(new_index("elasticsearch", elasticsearch_url, tmp_path))
+    with FaultServer(storm(elasticsearch_url, index, refused)) as proxy:
+        url = f"elasticsearch+{proxy.url}/{index}"
+        listener, address = listening(tmp_path, "--syslog", "tcp://127.0.0.1:0", *delivery_args(tmp_path, url))
+        send_tcp(address["tcp"], range(total))
+        wait_until(lambda: es_count(elasticsearch_url, index) >= total, TIMEOUT)
+        assert listener.stop() == 0
+    assert es_count(elasticsearch_url, index) == total
+    summary = f"sent {total:,} (0 already stored), retried {sum(refused):,}, dead-lettered 0"
+    assert sum(refused) > 0 and summary in listener.stderr.read_text()
