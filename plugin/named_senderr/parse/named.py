@@ -22,14 +22,18 @@ from named_senderr.parse.grok import LinePattern, load_line_patterns
 MAX_LINE_BYTES = 64 * 1024
 CLIENT_PHRASES = ("error sending response", "send failed")
 UDP_PHRASE = reasons.UDP_PHRASE
-# A line is a candidate when it holds "error sending" (not the whole phrase, so
-# that a line cut short inside it is still seen and rejected), "send failed" or
-# the UDP phrase; sources/phrase_scan.py searches files for the same texts.
+# A line is a candidate when it holds "error sending" or "send exceeded" (not the
+# whole phrase, so that a line cut short inside it is still seen and rejected),
+# "send failed", the UDP phrase, or a zone transfer's "': send:" or "sending
+# zone data"; sources/phrase_scan.py searches files for the same texts.
 JOURNAL_BYTE_MESSAGE = '"MESSAGE":['
 
 
 _LOOSE_CLIENT = re.compile(r"client (?:@\S+ )?(\[?[0-9A-Fa-f:.]*\]?)(?:%\S+?)?#(\d+)")
-_PHRASE_SEARCH = re.compile(r"error sending response|send failed|Sending UDP messages failed")
+_PHRASE_SEARCH = re.compile(
+    r"error sending response|send failed|send exceeded maximum size|(?<=': )send(?=: )|sending zone data"
+    r"|Sending UDP messages failed"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,8 @@ class Rejection:
 
 def is_candidate(text: str) -> bool:
     if "error sending" in text or "send failed" in text or UDP_PHRASE in text:
+        return True
+    if "send exceeded" in text or "sending zone data" in text or "': send:" in text:
         return True
     return text.startswith("{") and JOURNAL_BYTE_MESSAGE in text  # journald's non-UTF-8 MESSAGE
 
@@ -123,6 +129,8 @@ class NamedLineParser:
             view=g["view"],
             signer=g["signer"],
             netmgr_ptr=g["netmgr_ptr"],
+            zone=g["zone"],
+            zone_class=g["zone_class"],
             repeat_count=int(repeat) if repeat else 1,
             host=g.get("host"),
             program=g.get("program"),
