@@ -18,7 +18,9 @@ REAL_NAMED = DATA / "real-named"
 
 # Keys every parser must match exactly, and keys that must match when present.
 REQUIRED_KEYS = ("client_ip", "client_port", "qname", "view", "reason_text", "reason", "message_kind")
-OPTIONAL_KEYS = ("client_ptr", "signer", "host", "program", "pid", "category", "severity", "repeat_count", "scope")
+OPTIONAL_KEYS = (
+    "client_ptr", "signer", "host", "program", "pid", "category", "severity", "repeat_count", "scope", "zone", "zone_class",
+)  # fmt: skip
 
 # Where the corpus contradicts itself we follow the majority and say so here.
 # Three lines with a %scope expect the scope split off into "scope" (an ECS

@@ -30,6 +30,8 @@ FLAT_KEYS = [
     "file",
     "offset",
     "message",
+    "zone",
+    "zone_class",
 ]
 
 
@@ -106,3 +108,28 @@ def test_flat_record_values():
         "ext",
     )
     assert (flat["host"], flat["program"], flat["pid"], flat["offset"]) == ("ns1", "named", 2222, 4096)
+
+
+TRANSFER = (
+    "21-Oct-2019 10:22:33.127 xfer-out: error: client @0x7f5e2c01b4f0 192.0.2.7#41234 (example.com): "
+    "transfer of 'example.com/IN': send: connection reset"
+)
+
+
+def test_zone_transfer_event_carries_its_zone_and_class_under_bind_in_ecs():
+    doc = to_ecs(make_parser().parse(TRANSFER), "2026-01-01T00:00:00.000Z")
+    assert (doc["bind"]["zone"], doc["bind"]["zone_class"]) == ("example.com", "IN")
+    assert doc["event"]["action"] == "transfer-send-failed"
+    assert doc["dns"] == {"question": {"name": "example.com"}}
+
+
+def test_zone_transfer_event_carries_its_zone_and_class_in_the_flat_record():
+    flat = to_flat(make_parser().parse(TRANSFER))
+    assert (flat["zone"], flat["zone_class"], flat["message_kind"]) == ("example.com", "IN", "transfer_send_failed")
+
+
+def test_truncated_answer_is_its_own_action_with_the_truncation_hint():
+    line = "client @0x7f1a2c0b3d40 192.0.2.9#33442 (big.example.com): send exceeded maximum size: truncating"
+    doc = to_ecs(make_parser().parse(line), "2026-01-01T00:00:00.000Z")
+    assert (doc["event"]["action"], doc["event"]["reason"]) == ("send-exceeded-maximum-size", "truncated")
+    assert "TC=1" in doc["bind"]["hint"] and "zone" not in doc["bind"]

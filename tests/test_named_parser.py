@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from named_senderr.event import Event
-from named_senderr.parse.named import MAX_LINE_BYTES, Rejection
+from named_senderr.parse.named import MAX_LINE_BYTES, Rejection, is_candidate
+from named_senderr.sources.phrase_scan import NEEDLES
 from tests.parsing import make_parser
 
 LINE = "21-Oct-2019 10:22:33.200 client @0x7f5e 192.0.2.23#40023 (example.com): view v: error sending response: unset"
@@ -11,6 +12,18 @@ LINE = "21-Oct-2019 10:22:33.200 client @0x7f5e 192.0.2.23#40023 (example.com): 
 
 def test_line_without_a_phrase_is_not_a_candidate():
     assert make_parser().parse("21-Oct-2019 10:22:33.200 general: info: all zones loaded") is None
+
+
+def test_every_phrase_the_file_scan_searches_makes_a_line_a_candidate():
+    """The file reader skips lines without a needle: a needle the parser ignored would lose nothing, a
+    marker without a needle would lose events; both lists name the same texts."""
+    assert [n.decode() for n in NEEDLES if not is_candidate(f"x {n.decode()} y")] == []
+    assert not is_candidate("client 192.0.2.1#53: transfer of 'example.com/IN': AXFR ended")
+
+
+def test_a_transfer_step_without_its_zone_is_a_rejection_not_an_event():
+    result = make_parser().parse("client 192.0.2.7#41234 (example.com): view v: x': send: connection reset")
+    assert isinstance(result, Rejection)
 
 
 def test_invalid_utf8_is_replaced_in_fields_and_escaped_in_the_original():

@@ -16,6 +16,11 @@ def test_template_maps_client_ip_as_ip_and_reason_as_keyword() -> None:
     assert properties["@timestamp"] == {"type": "date"} and properties["message"] == {"type": "text"}
 
 
+def test_template_maps_a_zone_transfers_zone_and_class_as_keywords() -> None:
+    bind = load_json("index-template.json")["template"]["mappings"]["properties"]["bind"]["properties"]
+    assert bind["zone"] == {"type": "keyword"} and bind["zone_class"] == {"type": "keyword"}
+
+
 def test_plain_setup_is_one_template_for_the_index() -> None:
     assert list(steps("elasticsearch")) == ["/_index_template/named"]
     assert steps("elasticsearch")["/_index_template/named"]["index_patterns"] == ["named"]

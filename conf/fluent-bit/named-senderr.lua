@@ -33,6 +33,8 @@ local REASONS = {
   ["out of memory"] = "out_of_memory",
   ["shutting down"] = "shutting_down",
   ["TLS error"] = "tls_error",
+  ["truncating"] = "truncated",
+  ["ran out of space"] = "no_space",
 }
 local HINTS = {
   ["would_block"] = "socket send buffer full: raise net.core.wmem_default/wmem_max, check egress rate, NIC, firewall throughput",
@@ -53,6 +55,8 @@ local HINTS = {
   ["shutting_down"] = "named is shutting down",
   ["tls_error"] = "TLS failure on a DoT/DoH connection",
   ["other"] = "unknown text: report it, the taxonomy may need a new entry",
+  ["truncated"] = "UDP answer above the path MTU (EMSGSIZE, DF set): named re-sent it truncated (TC=1) and the client retries over TCP; lower edns-udp-size/max-udp-size (1232) or fix the interface or path MTU",
+  ["no_space"] = "no room in the message: on a zone transfer, one record too large for a 64 KB message (named logs 'RR too large for zone transfer' just before)",
 }
 local NETMGR_KINDS = {
   ["send_failed"] = true,
@@ -61,6 +65,9 @@ local NETMGR_KINDS = {
 local KINDS = {
   ["error sending response"] = "error_sending_response",
   ["send failed"] = "send_failed",
+  ["send exceeded maximum size"] = "send_exceeded_maximum_size",
+  ["send"] = "transfer_send_failed",
+  ["sending zone data"] = "transfer_send_failed",
 }
 local UDP_PHRASE, UDP_KIND = "Sending UDP messages failed", "udp_send_failed"
 local NO_PENDING_CONNECTIONS, OTHER = "no pending connections", "other"

@@ -29,7 +29,9 @@ TABLES = JSON.parse(<<'TABLES').freeze
   "invalid file": "invalid_file",
   "out of memory": "out_of_memory",
   "shutting down": "shutting_down",
-  "TLS error": "tls_error"
+  "TLS error": "tls_error",
+  "truncating": "truncated",
+  "ran out of space": "no_space"
  },
  "hints": {
   "would_block": "socket send buffer full: raise net.core.wmem_default/wmem_max, check egress rate, NIC, firewall throughput",
@@ -49,7 +51,9 @@ TABLES = JSON.parse(<<'TABLES').freeze
   "out_of_memory": "named could not allocate memory: check its memory limits",
   "shutting_down": "named is shutting down",
   "tls_error": "TLS failure on a DoT/DoH connection",
-  "other": "unknown text: report it, the taxonomy may need a new entry"
+  "other": "unknown text: report it, the taxonomy may need a new entry",
+  "truncated": "UDP answer above the path MTU (EMSGSIZE, DF set): named re-sent it truncated (TC=1) and the client retries over TCP; lower edns-udp-size/max-udp-size (1232) or fix the interface or path MTU",
+  "no_space": "no room in the message: on a zone transfer, one record too large for a 64 KB message (named logs 'RR too large for zone transfer' just before)"
  },
  "netmgr_kinds": [
   "send_failed",
@@ -57,7 +61,10 @@ TABLES = JSON.parse(<<'TABLES').freeze
  ],
  "kinds": {
   "error sending response": "error_sending_response",
-  "send failed": "send_failed"
+  "send failed": "send_failed",
+  "send exceeded maximum size": "send_exceeded_maximum_size",
+  "send": "transfer_send_failed",
+  "sending zone data": "transfer_send_failed"
  },
  "udp_phrase": "Sending UDP messages failed",
  "udp_kind": "udp_send_failed",
@@ -130,7 +137,7 @@ def filter(event)
   event.set("[log][syslog][priority]", integer(g["priority"])) if g["priority"]
   event.set("[container][name]", g["container"]) if g["container"]
   bind = { "message_kind" => kind, "hint" => TABLES["hints"][reason], "repeat_count" => integer(g["repeat_count"]) || 1 }
-  %w[view signer client_ptr netmgr_ptr scope].each { |key| bind[key] = g[key] if g[key] }
+  %w[view signer client_ptr netmgr_ptr scope zone zone_class].each { |key| bind[key] = g[key] if g[key] }
   event.set("[bind]", bind)
   event.set("[@metadata][named_senderr_time]", g["log_time"] || g["named_time"])
   [event]

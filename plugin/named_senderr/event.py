@@ -19,6 +19,8 @@ _ACTIONS = {
     "error_sending_response": "error-sending-response",
     "send_failed": "send-failed",
     "udp_send_failed": "udp-send-failed",
+    "send_exceeded_maximum_size": "send-exceeded-maximum-size",
+    "transfer_send_failed": "transfer-send-failed",
 }
 # Shared, never mutated: every ECS document refers to the same small objects.
 _CATEGORY = ["network"]
@@ -31,7 +33,7 @@ ECS_NAMES = {
     "signer": "bind.signer", "client_ptr": "bind.client_ptr", "message_kind": "bind.message_kind",
     "repeat_count": "bind.repeat_count", "host": "host.name", "program": "process.name", "pid": "process.pid",
     "category": "log.logger", "severity": "log.level", "file": "log.file.path", "offset": "log.offset",
-    "message": "message", "job": "job",
+    "message": "message", "job": "job", "zone": "bind.zone", "zone_class": "bind.zone_class",
 }  # fmt: skip
 
 
@@ -54,6 +56,10 @@ class Event:
     view: str | None = None
     signer: str | None = None
     netmgr_ptr: str | None = None
+    # An outgoing zone transfer's zone and class, as xfrout logs them (bind.zone, not dns.question.name:
+    # the prefix's qname keeps that, and 9.0-9.1 log no class).
+    zone: str | None = None
+    zone_class: str | None = None
     repeat_count: int = 1
     host: str | None = None
     program: str | None = None
@@ -96,6 +102,8 @@ def to_flat(event: Event) -> dict:
         "file": event.file,
         "offset": event.offset,
         "message": event.message,
+        "zone": event.zone,
+        "zone_class": event.zone_class,
     }
     if event.rollup_window is not None:
         flat |= {"count": event.repeat_count, "first_seen": event.first_seen, "last_seen": event.last_seen}
@@ -157,7 +165,7 @@ def to_ecs(event: Event, ingest_time: str) -> dict:
         doc["log"] = log
     if event.container is not None:
         doc["container"] = {"name": event.container}
-    for key in ("view", "signer", "client_ptr", "netmgr_ptr", "scope"):
+    for key in ("view", "signer", "client_ptr", "netmgr_ptr", "scope", "zone", "zone_class"):
         value = getattr(event, key)
         if value is not None:
             bind[key] = value

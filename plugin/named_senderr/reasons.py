@@ -14,6 +14,16 @@ UDP_SEND_FAILED = "udp_send_failed"
 NETMGR_KINDS = frozenset({SEND_FAILED, UDP_SEND_FAILED})
 # The phrase named logs -> the message kind it names.
 KIND_BY_PHRASE = {"error sending response": ERROR_SENDING_RESPONSE, "send failed": SEND_FAILED}
+# A UDP answer larger than the path allows (EMSGSIZE, DF set): named re-sends it truncated (9.16.19+, 9.17.16+).
+SEND_EXCEEDED_MAXIMUM_SIZE = "send_exceeded_maximum_size"
+# An outgoing zone transfer (AXFR/IXFR answer to a secondary) that never left: "transfer of 'Z/C': send: ..."
+# when a TCP send failed, "...: sending zone data: ..." when the next message could not be built or sent.
+TRANSFER_SEND_FAILED = "transfer_send_failed"
+KIND_BY_PHRASE |= {
+    "send exceeded maximum size": SEND_EXCEEDED_MAXIMUM_SIZE,
+    "send": TRANSFER_SEND_FAILED,
+    "sending zone data": TRANSFER_SEND_FAILED,
+}
 UDP_PHRASE = "Sending UDP messages failed"
 # netmgr's text for EAGAIN: would_block in the netmgr kinds only.
 NO_PENDING_CONNECTIONS = "no pending connections"
@@ -41,6 +51,12 @@ HINTS: dict[str, str] = {
     "tls_error": "TLS failure on a DoT/DoH connection",
     OTHER: "unknown text: report it, the taxonomy may need a new entry",
 }
+HINTS |= {
+    "truncated": "UDP answer above the path MTU (EMSGSIZE, DF set): named re-sent it truncated (TC=1) and the client "
+    "retries over TCP; lower edns-udp-size/max-udp-size (1232) or fix the interface or path MTU",
+    "no_space": "no room in the message: on a zone transfer, one record too large for a 64 KB message "
+    "(named logs 'RR too large for zone transfer' just before)",
+}
 
 REASON_BY_TEXT: dict[str, str] = {
     "would block": "would_block",
@@ -63,6 +79,9 @@ REASON_BY_TEXT: dict[str, str] = {
     "shutting down": "shutting_down",
     "TLS error": "tls_error",
 }
+# "send exceeded maximum size: truncating" (the only text of its kind); ISC_R_NOSPACE, which a zone
+# transfer's "sending zone data" reports for a record that fits no message.
+REASON_BY_TEXT |= {"truncating": "truncated", "ran out of space": "no_space"}
 
 
 def classify(reason_text: str, message_kind: str) -> str:

@@ -54,7 +54,7 @@ if (g.priority != null) { log.syslog = ['priority': Integer.parseInt(g.priority)
 if (!log.isEmpty()) { ctx.log = log; }
 if (g.container != null) { ctx.container = ['name': g.container]; }
 Map bind = ['message_kind': kind, 'hint': params.hints.get(reason), 'repeat_count': g.repeat_count == null ? 1 : Integer.parseInt(g.repeat_count)];
-for (String key : ['view', 'signer', 'client_ptr', 'netmgr_ptr', 'scope']) { if (g[key] != null) { bind[key] = g[key]; } }
+for (String key : ['view', 'signer', 'client_ptr', 'netmgr_ptr', 'scope', 'zone', 'zone_class']) { if (g[key] != null) { bind[key] = g[key]; } }
 ctx.bind = bind;
 ctx.named_senderr_time = g.log_time != null ? g.log_time : g.named_time;
 """

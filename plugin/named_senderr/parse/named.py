@@ -22,14 +22,18 @@ from named_senderr.parse.grok import LinePattern, load_line_patterns
 MAX_LINE_BYTES = 64 * 1024
 CLIENT_PHRASES = ("error sending response", "send failed")
 UDP_PHRASE = reasons.UDP_PHRASE
-# A line is a candidate when it holds "error sending" (not the whole phrase, so
-# that a line cut short inside it is still seen and rejected), "send failed" or
-# the UDP phrase; sources/phrase_scan.py searches files for the same texts.
+# A line is a candidate when it holds "error sending" or "send exceeded" (not the
+# whole phrase, so that a line cut short inside it is still seen and rejected),
+# "send failed", the UDP phrase, or a zone transfer's "': send:" or "sending
+# zone data"; sources/phrase_scan.py searches files for the same texts.
 JOURNAL_BYTE_MESSAGE = '"MESSAGE":['
 
 
 _LOOSE_CLIENT = re.compile(r"client (?:@\S+ )?(\[?[0-9A-Fa-f:.]*\]?)(?:%\S+?)?#(\d+)")
-_PHRASE_SEARCH = re.compile(r"error sending response|send failed|Sending UDP messages failed")
+_PHRASE_SEARCH = re.compile(
+    r"error sending response|send failed|send exceeded maximum size|(?<=': )send(?=: )|sending zone data"
+    r"|Sending UDP messages failed"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,15 @@ class Rejection:
 
 
 def is_candidate(text: str) -> bool:
-    if "error sending" in text or "send failed" in text or UDP_PHRASE in text:
+    # Every marker holds "end": one test turns most lines away before the six precise ones.
+    if "end" in text and (
+        "error sending" in text
+        or "send failed" in text
+        or UDP_PHRASE in text
+        or "send exceeded" in text
+        or "sending zone data" in text
+        or "': send:" in text
+    ):
         return True
     return text.startswith("{") and JOURNAL_BYTE_MESSAGE in text  # journald's non-UTF-8 MESSAGE
 
@@ -123,6 +135,8 @@ class NamedLineParser:
             view=g["view"],
             signer=g["signer"],
             netmgr_ptr=g["netmgr_ptr"],
+            zone=g["zone"],
+            zone_class=g["zone_class"],
             repeat_count=int(repeat) if repeat else 1,
             host=g.get("host"),
             program=g.get("program"),
@@ -187,7 +201,8 @@ def diagnose(line: str) -> Rejection:
     """Why a candidate matched no pattern, as precisely as the line allows."""
     if "\x00" in line:
         return Rejection("nul_byte", f"NUL byte at column {line.index(chr(0)) + 1}", line)
-    phrases = _PHRASE_SEARCH.findall(line)
+    found = list(_PHRASE_SEARCH.finditer(line))
+    phrases = [m.group() for m in found]
     if len(phrases) > 1:
         return Rejection("glued_lines", f"{len(phrases)} send-error messages in one line (a lost newline?)", line)
     if not phrases:
@@ -205,7 +220,7 @@ def diagnose(line: str) -> Rejection:
             return Rejection("invalid_port", f"port {port} is above 65535", line)
     elif phrases[0] != UDP_PHRASE:
         return Rejection("not_named_message", f"{phrases[0]!r} without named's 'client ADDRESS#PORT' prefix", line)
-    tail = line[line.index(phrases[0]) + len(phrases[0]) :]
+    tail = line[found[0].end() :]  # the phrase as found: a bare 'send' may occur earlier in a name
     if not tail.startswith(": ") or len(tail) == 2:
         return Rejection("truncated", f"no reason text after {phrases[0]!r}", line)
     return Rejection("unrecognized_format", "a send error, but no known log format covers the whole line", line)

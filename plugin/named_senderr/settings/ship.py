@@ -21,11 +21,11 @@ DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
 DEFAULT_TAG = "named_senderr.send_error"  # what a forward:// sink tags its events with
 DEFAULT_LABELS = ("job", "host", "reason", "message_kind")
 # Flat-record fields with few values: one Loki stream per combination stays cheap.
-BOUNDED_LABELS = frozenset({"job", "host", "reason", "message_kind", "category", "severity", "program"})
+BOUNDED_LABELS = frozenset({"job", "host", "reason", "message_kind", "category", "severity", "program", "zone_class"})
 # Fields with a value per client, query or line: as labels they would explode the stream count.
 UNBOUNDED_LABELS = frozenset(
     {"client_ip", "client_port", "qname", "view", "offset", "file", "pid", "client_ptr", "signer", "timestamp"}
-    | {"message", "reason_text", "hint", "repeat_count"}
+    | {"message", "reason_text", "hint", "repeat_count", "zone"}  # a zone per transfer: thousands on big servers
 )
 MAX_LOKI_LABELS = 15
 # What VictoriaLogs may take as its message field (``_msg_field``): every key of the flat record, the Loki line.

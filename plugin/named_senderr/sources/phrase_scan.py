@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 # Supersets of the parser's candidate markers, as the file reader searches them.
-NEEDLES = (b"error sending", b"send failed", b"Sending UDP messages failed")
+NEEDLES = (
+    b"error sending",
+    b"send failed",
+    b"Sending UDP messages failed",
+    b"send exceeded",
+    b"sending zone data",
+    b"': send:",
+)
 
 Finder = Callable[[bytes, int, int], list[int]]
 
