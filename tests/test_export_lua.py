@@ -95,7 +95,7 @@ def test_every_corpus_positive_gets_the_expected_fields(normalize):
     for s, result in zip(seen, results, strict=True):
         expect = s.case.expect
         keys = [*REQUIRED_KEYS, *(k for k in OPTIONAL_KEYS if k in expect)]
-        wanted = {k: expect[k] for k in keys} | {"hint": reasons.hint(expect["reason"])}
+        wanted = {k: expect[k] for k in keys} | {"hint": reasons.hint(expect["reason"], expect["message_kind"])}
         got = {k: result["record"].get(k) for k in keys} | {"hint": result["record"]["hint"]}
         if got != wanted or result["record"]["repeat_count"] != expect.get("repeat_count", 1):
             wrong.append((s.case.line, got, wanted))
@@ -136,7 +136,7 @@ def test_kept_record_without_a_logged_time_keeps_its_time_and_loses_the_helper_c
 
 @pytest.mark.parametrize("kind", [reasons.ERROR_SENDING_RESPONSE, reasons.SEND_FAILED, reasons.UDP_SEND_FAILED])
 def test_reason_of_every_known_text_agrees_with_reasons_classify(normalize, kind):
-    texts = [*reasons.REASON_BY_TEXT, "no pending connections", "frobnicated", "Would Block"]
+    texts = [*reasons.REASON_BY_TEXT, *reasons.ERA_REASON_BY_TEXT[reasons.NETMGR], "frobnicated", "Would Block"]
     results = normalize([client_record(text, kind) for text in texts])
     assert [r["record"]["reason"] for r in results] == [reasons.classify(t, kind) for t in texts]
     assert [r["record"]["message_kind"] for r in results] == [kind] * len(texts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 from named_senderr.cli import main
 from named_senderr.hostcheck.counters import read_nics, read_snmp, read_snmp6
-from named_senderr.hostcheck.statschannel import parse
+from named_senderr.hostcheck.diagnose import logs_full_buffer
+from named_senderr.hostcheck.statschannel import Stats, parse
 
 DATA = Path(__file__).resolve().parent / "data" / "hostcheck"
 
@@ -60,14 +62,46 @@ def test_checklist_flags_half_duplex_default_wmem_and_receive_errors(capsys) -> 
 
 
 def test_statistics_channel_json_and_xml_give_the_same_counters() -> None:
-    assert parse((DATA / "stats-before.json").read_bytes(), "json") == {"UDP4SendErr": 0, "UDP6SendErr": 2}
-    assert parse((DATA / "stats-after.xml").read_bytes(), "xml") == {"UDP4SendErr": 0, "UDP6SendErr": 62}
+    assert parse((DATA / "stats-before.json").read_bytes(), "json").send_errors == {"UDP4SendErr": 0, "UDP6SendErr": 2}
+    assert parse((DATA / "stats-after.xml").read_bytes(), "xml").send_errors == {"UDP4SendErr": 0, "UDP6SendErr": 62}
 
 
-@pytest.fixture
-def stats_channel() -> Iterator[str]:
-    """A loopback BIND statistics channel answering the JSON snapshot, then the XML one."""
-    answers = [(DATA / "stats-before.json").read_bytes(), (DATA / "stats-after.xml").read_bytes()]
+def test_statistics_channel_json_and_xml_name_the_version_bind_wrote() -> None:
+    assert parse((DATA / "stats-9.18.30.json").read_bytes(), "json") == Stats(
+        {"UDP4SendErr": 0, "UDP6SendErr": 4}, "9.18.30"
+    )
+    assert parse((DATA / "stats-9.18.30.xml").read_bytes(), "xml") == Stats(
+        {"UDP4SendErr": 0, "UDP6SendErr": 4}, "9.18.30"
+    )
+    assert parse((DATA / "stats-before.json").read_bytes(), "json").version is None
+
+
+@pytest.mark.parametrize(
+    ("version", "logs"),
+    [
+        ("9.11.37", True),
+        ("9.15.5", True),
+        ("9.15.6", False),
+        ("9.16.50", False),
+        ("9.16.1-S1", False),
+        ("9.18.30", False),
+        ("9.18.31", True),
+        ("9.19.24", False),
+        ("9.20.2", False),
+        ("9.20.3", True),
+        ("9.21.1", False),
+        ("9.21.2", True),
+        ("BIND", None),
+    ],
+)
+def test_versions_that_never_log_a_full_send_buffer_are_the_uv_udp_send_only_ones(version, logs) -> None:
+    assert logs_full_buffer(version) is logs
+
+
+@contextmanager
+def serve(answers: list[bytes]) -> Iterator[str]:
+    """A loopback BIND statistics channel giving ``answers`` in turn, then the last one again."""
+    answers = list(answers)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -90,9 +124,50 @@ def stats_channel() -> Iterator[str]:
         thread.join(timeout=5)
 
 
+@pytest.fixture
+def stats_channel() -> Iterator[str]:
+    """The JSON snapshot, then the XML one."""
+    with serve([(DATA / "stats-before.json").read_bytes(), (DATA / "stats-after.xml").read_bytes()]) as url:
+        yield url
+
+
+@pytest.fixture
+def silent_channel() -> Iterator[str]:
+    """A BIND 9.18.30: JSON, then XML, as its statistics channel writes them."""
+    with serve([(DATA / "stats-9.18.30.json").read_bytes(), (DATA / "stats-9.18.30.xml").read_bytes()]) as url:
+        yield url
+
+
+@pytest.fixture
+def logging_channel() -> Iterator[str]:
+    """A BIND 9.20.3, which logs a full send buffer."""
+    with serve([(DATA / "stats-9.20.3.json").read_bytes()]) as url:
+        yield url
+
+
 def test_statistics_channel_send_errors_rise_with_netmgr_lines(capsys, stats_channel: str) -> None:
     result = check(capsys, "after-b", "netmgr.log", "--stats-url", stats_channel)
     assert result["case"] == "b" and result["deltas"]["UDP6SendErr"] == 60
+
+
+def test_bind_that_never_logs_a_full_buffer_is_told_not_to_trust_a_quiet_log(capsys, silent_channel: str) -> None:
+    result = check(capsys, "after-c", "quiet.log", "--stats-url", silent_channel)
+    [finding] = [f for f in result["findings"] if f.startswith("BIND 9.18.30")]
+    assert "logs no line" in finding and "UDP4SendErr/UDP6SendErr" in finding and "Do not trust a quiet log" in finding
+    assert result["case"] == "c" and "named's own answers" in result["summary"]
+
+
+def test_bind_that_logs_a_full_buffer_gets_no_silence_warning(capsys, logging_channel: str) -> None:
+    result = check(capsys, "after-c", "quiet.log", "--stats-url", logging_channel)
+    assert not [f for f in result["findings"] if "quiet log" in f]
+    assert result["case"] == "c" and "named's own answers" not in result["summary"]
+
+
+def test_version_text_that_is_not_bind_s_is_named_in_a_finding(capsys) -> None:
+    body = (DATA / "stats-9.18.30.json").read_bytes().replace(b'"9.18.30"', b'"unknown"')
+    with serve([body]) as url:
+        result = check(capsys, "after-c", "quiet.log", "--stats-url", url)
+    assert any(f.startswith("statistics channel version 'unknown' is not 9.x.y") for f in result["findings"])
 
 
 def test_unreachable_statistics_channel_names_the_url_and_the_setting(capsys) -> None:

@@ -33,14 +33,15 @@ local REASONS = {
   ["out of memory"] = "out_of_memory",
   ["shutting down"] = "shutting_down",
   ["TLS error"] = "tls_error",
+  ["I/O error"] = "io_error",
   ["truncating"] = "truncated",
   ["ran out of space"] = "no_space",
 }
 local HINTS = {
   ["would_block"] = "socket send buffer full: raise net.core.wmem_default/wmem_max, check egress rate, NIC, firewall throughput",
   ["unclassified"] = "outbound path bottleneck BIND did not name (EINTR, ECONNREFUSED, EAGAIN before 9.9.9, ENOBUFS): correlate with UDP SndbufErrors",
-  ["host_unreachable"] = "routing to the client, or before 9.16 a local firewall (netfilter OUTPUT) drop",
-  ["permission_denied"] = "local firewall rules (EPERM from 9.16), or spoofed queries to broadcast addresses (EACCES)",
+  ["host_unreachable"] = "routing to the client; up to 9.15.5 also EPERM: a local netfilter OUTPUT drop or a full conntrack table (nf_conntrack_max; `conntrack -S` insert_failed/drop)",
+  ["permission_denied"] = "EPERM (from 9.15.6): a local netfilter OUTPUT drop or a full conntrack table (nf_conntrack_max; `conntrack -S` insert_failed/drop); EACCES: spoofed queries to broadcast addresses",
   ["no_resources"] = "kernel buffers exhausted (sk_buff, mbufs) or interface queue full: check qdisc drops and SndbufErrors",
   ["network_unreachable"] = "no route towards the client's network",
   ["network_down"] = "the outgoing interface is down",
@@ -54,13 +55,39 @@ local HINTS = {
   ["out_of_memory"] = "named could not allocate memory: check its memory limits",
   ["shutting_down"] = "named is shutting down",
   ["tls_error"] = "TLS failure on a DoT/DoH connection",
+  ["io_error"] = "EIO from the kernel on send: a failing NIC or driver, or a TUN/TAP/virtual interface whose backend is gone: check dmesg",
+  ["http2_failure"] = "DoH: nghttp2 refused the answer on its HTTP/2 stream (the client reset or closed the stream, or a response was already submitted on it): client timeouts and stream resets, not the network",
+  ["message_too_big"] = "EMSGSIZE: the answer is larger than the socket or path MTU allows: check max-udp-size/edns-udp-size, path MTU and fragmentation (named re-sends a UDP answer truncated, the client retries over TCP)",
   ["other"] = "unknown text: report it, the taxonomy may need a new entry",
   ["truncated"] = "UDP answer above the path MTU (EMSGSIZE, DF set): named re-sent it truncated (TC=1) and the client retries over TCP; lower edns-udp-size/max-udp-size (1232) or fix the interface or path MTU",
   ["no_space"] = "no room in the message: on a zone transfer, one record too large for a 64 KB message (named logs 'RR too large for zone transfer' just before)",
 }
-local NETMGR_KINDS = {
-  ["send_failed"] = true,
-  ["udp_send_failed"] = true,
+local ERA_REASONS = {
+  ["netmgr"] = {
+    ["no pending connections"] = "would_block",
+    ["address family not supported"] = "address_not_available",
+    ["failure"] = "http2_failure",
+    ["max size"] = "message_too_big",
+  },
+  ["socket"] = {
+  },
+}
+local ERA_HINTS = {
+  ["netmgr"] = {
+    ["would_block"] = "netmgr: libuv's send queue was not empty or the socket buffer was full (EAGAIN, ENOBUFS): named answers faster than the socket drains: check egress rate, NIC and firewall throughput, then wmem (`named-senderr hostcheck` tells these apart)",
+    ["unclassified"] = "netmgr: a libuv error BIND has no name for: the 'unable to convert libuv error code ... to isc_result' line logged beside it (category general) names the errno",
+    ["address_not_available"] = "EADDRNOTAVAIL: source address gone (interface renumbered, link-local scope); 'address family not supported' (EAFNOSUPPORT): the client's address family does not fit the socket (IPv4 or IPv4-mapped client on an IPv6-only socket)",
+  },
+  ["socket"] = {
+    ["unclassified"] = "outbound path bottleneck BIND did not name (EINTR, ECONNREFUSED, EAGAIN before 9.9.9, ENOBUFS): the 'internal_send: A#P: ERROR' line logged just before (category general) names the errno; correlate with UDP SndbufErrors",
+    ["host_unreachable"] = "EHOSTUNREACH/EHOSTDOWN: routing to the client; EPERM reads as host unreachable here: a local netfilter OUTPUT drop or a full conntrack table (nf_conntrack_max; `conntrack -S` insert_failed/drop)",
+    ["address_not_available"] = "EADDRNOTAVAIL or EAFNOSUPPORT (both read as address not available): source address gone (interface renumbered, link-local scope) or an address family the socket cannot reach",
+  },
+}
+local KIND_ERA = {
+  ["error_sending_response"] = "socket",
+  ["send_failed"] = "netmgr",
+  ["udp_send_failed"] = "netmgr",
 }
 local KINDS = {
   ["error sending response"] = "error_sending_response",
@@ -70,7 +97,7 @@ local KINDS = {
   ["sending zone data"] = "transfer_send_failed",
 }
 local UDP_PHRASE, UDP_KIND = "Sending UDP messages failed", "udp_send_failed"
-local NO_PENDING_CONNECTIONS, OTHER = "no pending connections", "other"
+local OTHER = "other"
 local HELPER_CAPTURES = { "phrase", "udp_phrase", "repeat_close", "bind_message", "named_time", "asl_level" }
 local MONTHS = {
   ["jan"] = 1,
@@ -115,13 +142,15 @@ local MONTHS = {
   ["dic"] = 12,
 }
 
+-- The kind tells the era; the era's meaning of a text, or of a reason's advice, comes first.
+local NO_ERA = {}
+
 local function classify(text, kind)
-  if text == NO_PENDING_CONNECTIONS then
-    -- netmgr reports EAGAIN as ISC_R_NOCONN; the socket code never did.
-    if NETMGR_KINDS[kind] then return "would_block" end
-    return OTHER
-  end
-  return REASONS[text] or OTHER
+  return (ERA_REASONS[KIND_ERA[kind]] or NO_ERA)[text] or REASONS[text] or OTHER
+end
+
+local function hint(reason, kind)
+  return (ERA_HINTS[KIND_ERA[kind]] or NO_ERA)[reason] or HINTS[reason]
 end
 
 -- A whole number from a capture, or nil.
@@ -279,7 +308,7 @@ function named_senderr(tag, timestamp, record)
   local reason = classify(text, kind)
   record["message_kind"] = kind
   record["reason"] = reason
-  record["hint"] = HINTS[reason]
+  record["hint"] = hint(reason, kind)
   record["client_port"] = port
   record["repeat_count"] = integer(record["repeat_count"]) or 1
   record["message"] = record["bind_message"]

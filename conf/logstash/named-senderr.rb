@@ -30,14 +30,15 @@ TABLES = JSON.parse(<<'TABLES').freeze
   "out of memory": "out_of_memory",
   "shutting down": "shutting_down",
   "TLS error": "tls_error",
+  "I/O error": "io_error",
   "truncating": "truncated",
   "ran out of space": "no_space"
  },
  "hints": {
   "would_block": "socket send buffer full: raise net.core.wmem_default/wmem_max, check egress rate, NIC, firewall throughput",
   "unclassified": "outbound path bottleneck BIND did not name (EINTR, ECONNREFUSED, EAGAIN before 9.9.9, ENOBUFS): correlate with UDP SndbufErrors",
-  "host_unreachable": "routing to the client, or before 9.16 a local firewall (netfilter OUTPUT) drop",
-  "permission_denied": "local firewall rules (EPERM from 9.16), or spoofed queries to broadcast addresses (EACCES)",
+  "host_unreachable": "routing to the client; up to 9.15.5 also EPERM: a local netfilter OUTPUT drop or a full conntrack table (nf_conntrack_max; `conntrack -S` insert_failed/drop)",
+  "permission_denied": "EPERM (from 9.15.6): a local netfilter OUTPUT drop or a full conntrack table (nf_conntrack_max; `conntrack -S` insert_failed/drop); EACCES: spoofed queries to broadcast addresses",
   "no_resources": "kernel buffers exhausted (sk_buff, mbufs) or interface queue full: check qdisc drops and SndbufErrors",
   "network_unreachable": "no route towards the client's network",
   "network_down": "the outgoing interface is down",
@@ -51,14 +52,39 @@ TABLES = JSON.parse(<<'TABLES').freeze
   "out_of_memory": "named could not allocate memory: check its memory limits",
   "shutting_down": "named is shutting down",
   "tls_error": "TLS failure on a DoT/DoH connection",
+  "io_error": "EIO from the kernel on send: a failing NIC or driver, or a TUN/TAP/virtual interface whose backend is gone: check dmesg",
+  "http2_failure": "DoH: nghttp2 refused the answer on its HTTP/2 stream (the client reset or closed the stream, or a response was already submitted on it): client timeouts and stream resets, not the network",
+  "message_too_big": "EMSGSIZE: the answer is larger than the socket or path MTU allows: check max-udp-size/edns-udp-size, path MTU and fragmentation (named re-sends a UDP answer truncated, the client retries over TCP)",
   "other": "unknown text: report it, the taxonomy may need a new entry",
   "truncated": "UDP answer above the path MTU (EMSGSIZE, DF set): named re-sent it truncated (TC=1) and the client retries over TCP; lower edns-udp-size/max-udp-size (1232) or fix the interface or path MTU",
   "no_space": "no room in the message: on a zone transfer, one record too large for a 64 KB message (named logs 'RR too large for zone transfer' just before)"
  },
- "netmgr_kinds": [
-  "send_failed",
-  "udp_send_failed"
- ],
+ "era_reasons": {
+  "netmgr": {
+   "no pending connections": "would_block",
+   "address family not supported": "address_not_available",
+   "failure": "http2_failure",
+   "max size": "message_too_big"
+  },
+  "socket": {}
+ },
+ "era_hints": {
+  "netmgr": {
+   "would_block": "netmgr: libuv's send queue was not empty or the socket buffer was full (EAGAIN, ENOBUFS): named answers faster than the socket drains: check egress rate, NIC and firewall throughput, then wmem (`named-senderr hostcheck` tells these apart)",
+   "unclassified": "netmgr: a libuv error BIND has no name for: the 'unable to convert libuv error code ... to isc_result' line logged beside it (category general) names the errno",
+   "address_not_available": "EADDRNOTAVAIL: source address gone (interface renumbered, link-local scope); 'address family not supported' (EAFNOSUPPORT): the client's address family does not fit the socket (IPv4 or IPv4-mapped client on an IPv6-only socket)"
+  },
+  "socket": {
+   "unclassified": "outbound path bottleneck BIND did not name (EINTR, ECONNREFUSED, EAGAIN before 9.9.9, ENOBUFS): the 'internal_send: A#P: ERROR' line logged just before (category general) names the errno; correlate with UDP SndbufErrors",
+   "host_unreachable": "EHOSTUNREACH/EHOSTDOWN: routing to the client; EPERM reads as host unreachable here: a local netfilter OUTPUT drop or a full conntrack table (nf_conntrack_max; `conntrack -S` insert_failed/drop)",
+   "address_not_available": "EADDRNOTAVAIL or EAFNOSUPPORT (both read as address not available): source address gone (interface renumbered, link-local scope) or an address family the socket cannot reach"
+  }
+ },
+ "kind_era": {
+  "error_sending_response": "socket",
+  "send_failed": "netmgr",
+  "udp_send_failed": "netmgr"
+ },
  "kinds": {
   "error sending response": "error_sending_response",
   "send failed": "send_failed",
@@ -68,7 +94,6 @@ TABLES = JSON.parse(<<'TABLES').freeze
  },
  "udp_phrase": "Sending UDP messages failed",
  "udp_kind": "udp_send_failed",
- "no_pending_connections": "no pending connections",
  "other": "other",
  "dataset": "bind.send_error",
  "ecs_version": "8.17.0"
@@ -79,11 +104,13 @@ def register(params)
   @source = params.fetch("source", "named_senderr")
 end
 
+# The kind tells the era; the era's meaning of a text, or of a reason's advice, comes first.
 def classify(text, kind)
-  if text == TABLES["no_pending_connections"]
-    return TABLES["netmgr_kinds"].include?(kind) ? "would_block" : TABLES["other"]
-  end
-  TABLES["reasons"].fetch(text, TABLES["other"])
+  TABLES["era_reasons"].fetch(TABLES["kind_era"][kind], {})[text] || TABLES["reasons"].fetch(text, TABLES["other"])
+end
+
+def hint(reason, kind)
+  TABLES["era_hints"].fetch(TABLES["kind_era"][kind], {})[reason] || TABLES["hints"][reason]
 end
 
 # What inet_pton(AF_INET6) accepts, as the Python parser checks it.
@@ -136,7 +163,7 @@ def filter(event)
   event.set("[log][logger]", g["category"]) if g["category"]
   event.set("[log][syslog][priority]", integer(g["priority"])) if g["priority"]
   event.set("[container][name]", g["container"]) if g["container"]
-  bind = { "message_kind" => kind, "hint" => TABLES["hints"][reason], "repeat_count" => integer(g["repeat_count"]) || 1 }
+  bind = { "message_kind" => kind, "hint" => hint(reason, kind), "repeat_count" => integer(g["repeat_count"]) || 1 }
   %w[view signer client_ptr netmgr_ptr scope zone zone_class].each { |key| bind[key] = g[key] if g[key] }
   event.set("[bind]", bind)
   event.set("[@metadata][named_senderr_time]", g["log_time"] || g["named_time"])

@@ -85,7 +85,7 @@ def to_flat(event: Event) -> dict:
         "timestamp": event.timestamp,
         "reason": event.reason,
         "reason_text": event.reason_text,
-        "hint": hint(event.reason),
+        "hint": hint(event.reason, event.message_kind),
         "client_ip": event.client_ip,
         "client_port": event.client_port,
         "qname": event.qname,
@@ -119,7 +119,7 @@ def to_ecs(event: Event, ingest_time: str) -> dict:
     """The ECS document; the event's ``ingested`` (else ``ingest_time``) stands in for a line without a time."""
     bind = {
         "message_kind": event.message_kind,
-        "hint": hint(event.reason),
+        "hint": hint(event.reason, event.message_kind),
         "repeat_count": event.repeat_count,
     }
     doc: dict = {

@@ -8,17 +8,22 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from named_senderr.errors import ConfigError
 from named_senderr.hostcheck.counters import DATASET
 
+if TYPE_CHECKING:
+    from named_senderr.hostcheck.statschannel import Stats
+
 EPILOG = """\
 cases (counters sampled twice, send-error lines of --log in the same window):
   (a) SndbufErrors rises one-for-one with "would block" lines    -> socket buffer: raise wmem (BIND <= 9.15)
-  (b) "send failed: no pending connections", SndbufErrors flat   -> netmgr/libuv queue, not the kernel (9.16+)
+  (b) "send failed: no pending connections", SndbufErrors flat   -> netmgr/libuv queue, not the kernel (9.18.31+)
   (c) SndbufErrors rises with no send-error line                 -> qdisc drops / ENOBUFS on egress
+  with --stats-url, a BIND that never logs a full send buffer (9.15.6-9.18.30, 9.19, 9.20.0-2, 9.21.0-1) is named
 
 examples:
   named-senderr hostcheck --log /var/log/named/named.log --interval 30
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.log is not None and not args.log.is_file():
         raise ConfigError(f"--log {args.log}: no such file; name the named log with the send errors")
 
-    def stats() -> dict[str, int] | None:
+    def stats() -> Stats | None:
         if args.stats_url is None:
             return None
         from named_senderr.hostcheck.statschannel import fetch
@@ -106,6 +111,7 @@ def emit_record(after, result) -> dict:
                 },
                 "sysctl": after.sysctl,
                 "statschannel": after.bind_send_errors,
+                "bind_version": after.bind_version,
             }
         },
     }

@@ -12,7 +12,6 @@ from __future__ import annotations
 from importlib.resources import files
 
 from named_senderr.export.source import (
-    NO_PENDING_CONNECTIONS,
     OnigmoPattern,
     Taxonomy,
     month_numbers,
@@ -50,10 +49,12 @@ def lua_normalizer(tax: Taxonomy) -> str:
         [
             f"local REASONS = {_lua_table(tax.reasons)}",
             f"local HINTS = {_lua_table(tax.hints)}",
-            f"local NETMGR_KINDS = {_lua_table(dict.fromkeys(tax.netmgr_kinds, True))}",
+            f"local ERA_REASONS = {_lua_table(tax.era_reasons)}",
+            f"local ERA_HINTS = {_lua_table(tax.era_hints)}",
+            f"local KIND_ERA = {_lua_table(tax.kind_era)}",
             f"local KINDS = {_lua_table(tax.kinds)}",
             f"local UDP_PHRASE, UDP_KIND = {_lua(tax.udp_phrase)}, {_lua(tax.udp_kind)}",
-            f"local NO_PENDING_CONNECTIONS, OTHER = {_lua(NO_PENDING_CONNECTIONS)}, {_lua(tax.other)}",
+            f"local OTHER = {_lua(tax.other)}",
             f"local HELPER_CAPTURES = {{ {', '.join(_lua(c) for c in HELPER_CAPTURES)} }}",
             f"local MONTHS = {_lua_table(month_numbers())}",
         ]
@@ -72,9 +73,14 @@ def _lua(value: object) -> str:
     return '"' + "".join(chr(b) if 32 <= b <= 126 and b not in (34, 92) else f"\\{b:03d}" for b in data) + '"'
 
 
-def _lua_table(mapping: dict) -> str:
-    rows = "".join(f"  [{_lua(key)}] = {_lua(value)},\n" for key, value in mapping.items())
-    return "{\n" + rows + "}"
+def _lua_table(mapping: dict, indent: str = "") -> str:
+    """A Lua table constructor, one key a line; a dict value nests one level deeper."""
+    inner = indent + "  "
+    rows = "".join(
+        f"{inner}[{_lua(key)}] = {_lua_table(value, inner) if isinstance(value, dict) else _lua(value)},\n"
+        for key, value in mapping.items()
+    )
+    return "{\n" + rows + indent + "}"
 
 
 def _parsers_classic(patterns: list[OnigmoPattern]) -> str:

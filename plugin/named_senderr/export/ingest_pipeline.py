@@ -34,7 +34,8 @@ if (kind == null && g != null && params.udp_phrase.equals(g.udp_phrase)) { kind 
 if (kind == null || text == null || (g.repeat_count == null) != (g.repeat_close == null)) { ctx.named_senderr_drop = true; return; }
 Integer port = g.client_port == null ? null : Integer.parseInt(g.client_port);
 if (g.client_ip != null && (port == null || port > 65535)) { ctx.named_senderr_drop = true; return; }
-String reason = text.equals(params.no_pending_connections) ? (params.netmgr_kinds.contains(kind) ? 'would_block' : params.other) : params.reasons.getOrDefault(text, params.other);
+Map era = params.era_reasons.getOrDefault(params.kind_era.get(kind), [:]); Map eraHints = params.era_hints.getOrDefault(params.kind_era.get(kind), [:]);
+String reason = era.containsKey(text) ? era.get(text) : params.reasons.getOrDefault(text, params.other);
 Map event = ctx.event instanceof Map ? ctx.event : new HashMap();
 event.original = ctx.message; event.kind = 'event'; event.category = ['network']; event.type = ['connection', 'error'];
 event.outcome = 'failure'; event.action = kind.replace('_', '-'); event.dataset = params.dataset; event.module = 'bind'; event.reason = reason;
@@ -53,7 +54,7 @@ if (g.category != null) { log.logger = g.category; }
 if (g.priority != null) { log.syslog = ['priority': Integer.parseInt(g.priority)]; }
 if (!log.isEmpty()) { ctx.log = log; }
 if (g.container != null) { ctx.container = ['name': g.container]; }
-Map bind = ['message_kind': kind, 'hint': params.hints.get(reason), 'repeat_count': g.repeat_count == null ? 1 : Integer.parseInt(g.repeat_count)];
+Map bind = ['message_kind': kind, 'hint': eraHints.containsKey(reason) ? eraHints.get(reason) : params.hints.get(reason), 'repeat_count': g.repeat_count == null ? 1 : Integer.parseInt(g.repeat_count)];
 for (String key : ['view', 'signer', 'client_ptr', 'netmgr_ptr', 'scope', 'zone', 'zone_class']) { if (g[key] != null) { bind[key] = g[key]; } }
 ctx.bind = bind;
 ctx.named_senderr_time = g.log_time != null ? g.log_time : g.named_time;

@@ -22,7 +22,6 @@ from named_senderr.parse.grok import TOP_LEVEL_PREFIX, expand, patterns_dir, rea
 # ASCII-only under Ruby syntax, so the letter class is spelled as a property.
 _TRANSLATIONS = ((r"[^\W\d_]", r"\p{L}"), ("(?P<", "(?<"))
 _UNTRANSLATABLE = re.compile(r"\(\?P[=>]|\(\?[aiLmsux-]+[:)]|\\[ZAGNuU]|\(\?#")
-NO_PENDING_CONNECTIONS = reasons.NO_PENDING_CONNECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +39,13 @@ class OnigmoPattern:
 
 @dataclass(frozen=True, slots=True)
 class Taxonomy:
-    """reasons.py as data: logged text -> reason, reason -> hint, the kinds of each phrase."""
+    """reasons.py as data: logged text -> reason, reason -> hint, shared and per era, and each kind's era."""
 
     reasons: dict[str, str]
     hints: dict[str, str]
-    netmgr_kinds: tuple[str, ...]
+    era_reasons: dict[str, dict[str, str]]  # era -> text -> reason, read before ``reasons``
+    era_hints: dict[str, dict[str, str]]  # era -> reason -> hint, read before ``hints``
+    kind_era: dict[str, str]  # message_kind -> era, for the kinds that have one
     kinds: dict[str, str]  # client phrase -> message_kind
     udp_phrase: str
     udp_kind: str
@@ -55,11 +56,12 @@ class Taxonomy:
         return {
             "reasons": self.reasons,
             "hints": self.hints,
-            "netmgr_kinds": list(self.netmgr_kinds),
+            "era_reasons": self.era_reasons,
+            "era_hints": self.era_hints,
+            "kind_era": self.kind_era,
             "kinds": self.kinds,
             "udp_phrase": self.udp_phrase,
             "udp_kind": self.udp_kind,
-            "no_pending_connections": NO_PENDING_CONNECTIONS,
             "other": self.other,
             "dataset": DATASET,
             "ecs_version": ECS_VERSION,
@@ -104,11 +106,14 @@ def to_onigmo_definition(regex: str) -> str:
 
 
 def taxonomy() -> Taxonomy:
-    # The very tables classify() and the parser read: that keeps the exports in step.
+    # The very tables classify() and hint() read: that keeps the exports in step.
+    kinds = [*reasons.KIND_BY_PHRASE.values(), reasons.UDP_SEND_FAILED]
     return Taxonomy(
         reasons=dict(reasons.REASON_BY_TEXT),
         hints=dict(reasons.HINTS),
-        netmgr_kinds=tuple(sorted(reasons.NETMGR_KINDS)),
+        era_reasons={era: dict(table) for era, table in reasons.ERA_REASON_BY_TEXT.items()},
+        era_hints={era: dict(table) for era, table in reasons.ERA_HINTS.items()},
+        kind_era={kind: era for kind in kinds if (era := reasons.era(kind)) is not None},
         kinds=dict(reasons.KIND_BY_PHRASE),
         udp_phrase=reasons.UDP_PHRASE,
         udp_kind=reasons.UDP_SEND_FAILED,

@@ -10,8 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from named_senderr.errors import InputError
+
+if TYPE_CHECKING:  # the statistics channel needs httpx, which only --stats-url pays for
+    from named_senderr.hostcheck.statschannel import Stats
 
 DATASET = "bind.host_counters"  # event.dataset of a ``hostcheck --emit`` record
 UDP_FIELDS = ("SndbufErrors", "RcvbufErrors", "InErrors")
@@ -36,6 +40,7 @@ class Snapshot:
     sysctl: dict[str, int | None]
     nics: list[Nic] = field(default_factory=list)
     bind_send_errors: dict[str, int] | None = None  # UDP4SendErr/UDP6SendErr from the statistics channel
+    bind_version: str | None = None  # named's version, from the statistics channel
 
     @property
     def sndbuf_errors(self) -> int:
@@ -83,7 +88,7 @@ def read_nics(sys_root: Path) -> list[Nic]:
     return nics
 
 
-def take(proc: Path, sys_root: Path, stats: dict[str, int] | None = None) -> Snapshot:
+def take(proc: Path, sys_root: Path, stats: Stats | None = None) -> Snapshot:
     sysctl = {}
     for name in SYSCTLS:
         value = _read(proc / "sys" / "net" / "core" / name)
@@ -94,7 +99,8 @@ def take(proc: Path, sys_root: Path, stats: dict[str, int] | None = None) -> Sna
         udp6=read_snmp6(proc / "net" / "snmp6"),
         sysctl=sysctl,
         nics=read_nics(sys_root),
-        bind_send_errors=stats,
+        bind_send_errors=stats.send_errors if stats else None,
+        bind_version=stats.version if stats else None,
     )
 
 
