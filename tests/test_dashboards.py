@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import time
 import uuid
 from datetime import timedelta
@@ -31,9 +32,15 @@ from named_senderr.settings.ship import DEFAULT_LABELS
 from named_senderr.sinks.loki import METADATA_FIELDS
 from tests import logql
 from tests.test_report import FLEET, HOSTS, SINCE, UNTIL
+from tests.test_report_drops import HOST as DROPS_HOST
+from tests.test_report_drops import LOG as DROPS_LOG
+from tests.test_report_drops import UNTIL as DROPS_UNTIL
+from tests.test_report_drops import file_summary as drops_summary
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 START = "2026-11-20T10:00:00Z"
+DROPS_START = "2026-11-21T04:48:00Z"  # bind-9.18.49's minute: 69 send failed lines and 1 UDP line, same drops
+UDP_KIND, NOT_UDP = 'message_kind="udp_send_failed"', 'message_kind!="udp_send_failed"'
 
 
 def load_yaml(text: str) -> object:
@@ -84,6 +91,8 @@ def es_index(elasticsearch_url: str, tmp_path_factory) -> str:
     dead = tmp_path_factory.mktemp("dash") / "dead.ndjson"
     assert main(["setup", "elasticsearch", "--to", url]) == 0
     assert main(["ship", *FLEET, "--to", url, "--dead-letter", str(dead), "--no-progress"]) == 0
+    drops = ["--timezone", "UTC", "--host", DROPS_HOST, "--dead-letter", str(dead), "--no-progress"]
+    assert main(["ship", DROPS_LOG, "--to", url, *drops]) == 0
     httpx.post(f"{elasticsearch_url}/{index}/_refresh").raise_for_status()
     return index
 
@@ -97,19 +106,20 @@ def saved_objects() -> dict[str, dict]:
 
 
 def kql(query: str) -> dict:
-    """The KQL our saved objects use: ``field : "value"`` clauses joined by ``and``."""
-    clauses = []
+    """The KQL our saved objects use: ``field : "value"`` clauses, some after ``not``, joined by ``and``."""
+    clauses: dict[str, list] = {"filter": [], "must_not": []}
     for part in query.split(" and "):
-        field, _, value = part.partition(":")
-        clauses.append({"term": {field.strip(): json.loads(value.strip())}})
-    return {"bool": {"filter": clauses}}
+        negated = part.startswith("not ")
+        field, _, value = part.removeprefix("not ").partition(":")
+        clauses["must_not" if negated else "filter"].append({"term": {field.strip(): json.loads(value.strip())}})
+    return {"bool": clauses}
 
 
-def kibana_search(obj: dict, data_view: dict) -> dict:
-    """The search Kibana sends for a saved search or visualization, over the fleet's hour."""
+def kibana_search(obj: dict, data_view: dict, start: str = START, end: str = UNTIL) -> dict:
+    """The search Kibana sends for a saved search or visualization, over the fleet's hour by default."""
     source = json.loads(obj["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
     query = kql(source["query"]["query"])
-    query["bool"]["filter"].append({"range": {"@timestamp": {"gte": START, "lt": UNTIL}}})
+    query["bool"]["filter"].append({"range": {"@timestamp": {"gte": start, "lt": end}}})
     body: dict = {"size": 0, "track_total_hits": True, "query": query}
     if obj["type"] == "visualization":
         aggs = [a for a in json.loads(obj["attributes"]["visState"])["aggs"] if a["type"] != "count"]
@@ -155,13 +165,7 @@ def test_over_time_by_reason_counts_each_minute_and_reason(elasticsearch_url: st
     objects = saved_objects()
     body = kibana_search(objects["named-senderr-over-time-by-reason"], objects["named-senderr"])
     buckets = es_search(elasticsearch_url, es_index, body)["aggregations"]["2"]["buckets"]
-    series = {
-        time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(b["key"] / 1000)): {
-            r["key"]: r["doc_count"] for r in b["3"]["buckets"]
-        }
-        for b in buckets
-    }
-    assert series == expected().minutes
+    assert minute_series(buckets) == expected().minutes
 
 
 def test_top_servers_counts_each_host(elasticsearch_url: str, es_index: str) -> None:
@@ -188,6 +192,52 @@ def test_top_client_networks_runtime_field_groups_by_24_and_56(elasticsearch_url
         pytest.skip("this Elasticsearch has no lang-painless module (integ-test zip); the query reached the server")
     buckets = reply.json()["aggregations"]["2"]["buckets"]
     assert [(b["key"], b["doc_count"]) for b in buckets] == expected().client_networks
+
+
+def minute_series(buckets: list[dict]) -> dict[str, dict[str, int]]:
+    return {
+        time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(b["key"] / 1000)): {
+            r["key"]: r["doc_count"] for r in b["3"]["buckets"]
+        }
+        for b in buckets
+    }
+
+
+def drops_search(base: str, index: str, object_id: str) -> dict:
+    """A saved object's search over bind-9.18.49's minute."""
+    objects = saved_objects()
+    body = kibana_search(objects[object_id], objects["named-senderr"], DROPS_START, DROPS_UNTIL)
+    return es_search(base, index, body)
+
+
+def test_kibana_counts_each_drop_once_on_the_9_18_49_log(elasticsearch_url: str, es_index: str) -> None:
+    """69 send failed lines and 1 UDP line for the same drops: every count says 69, as ``report`` does."""
+    summary = drops_summary()
+    found = drops_search(elasticsearch_url, es_index, "named-senderr-send-errors")
+    assert found["hits"]["total"]["value"] == summary.events == 69
+    per_minute = drops_search(elasticsearch_url, es_index, "named-senderr-over-time-by-reason")["aggregations"]["2"]
+    assert minute_series(per_minute["buckets"]) == summary.minutes == {"2026-11-21T04:48Z": {"would_block": 69}}
+    servers = drops_search(elasticsearch_url, es_index, "named-senderr-top-servers")["aggregations"]["2"]["buckets"]
+    assert {b["key"]: b["doc_count"] for b in servers} == {DROPS_HOST: 69}
+    clients = drops_search(elasticsearch_url, es_index, "named-senderr-top-client-addresses")["aggregations"]["2"]
+    assert {b["key"]: b["doc_count"] for b in clients["buckets"]} == {"2001:db8:53::2": 69}
+
+
+def test_kibana_udp_drop_signal_is_a_series_of_its_own(elasticsearch_url: str, es_index: str) -> None:
+    found = drops_search(elasticsearch_url, es_index, "named-senderr-udp-drop-seconds")
+    assert found["hits"]["total"]["value"] == drops_summary().udp_drop_seconds == 1
+    assert minute_series(found["aggregations"]["2"]["buckets"]) == {"2026-11-21T04:48Z": {DROPS_HOST: 1}}
+
+
+def test_every_kibana_count_but_the_signal_leaves_the_udp_lines_out() -> None:
+    queries = {
+        o["id"]: json.loads(o["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
+        for o in saved_objects().values()
+        if o["type"] != "index-pattern"
+    }
+    signal = 'event.dataset : "bind.send_error" and bind.message_kind : "udp_send_failed"'
+    assert queries.pop("named-senderr-udp-drop-seconds") == signal
+    assert set(queries.values()) == {'event.dataset : "bind.send_error" and not bind.message_kind : "udp_send_failed"'}
 
 
 # --- Grafana / Loki: Grafana's own LogQL grammar, no Loki server (Loki is AGPL) --------------------------------
@@ -229,7 +279,7 @@ def broken(parsed: list[logql.Parsed]) -> list[str]:
 @pytest.mark.parametrize("view", VIEWS)
 def test_every_dashboard_query_parses_with_grafanas_logql_grammar(view: str) -> None:
     queries = panel_queries(view)
-    assert len(queries) == len(DASHBOARD["panels"]) == 6
+    assert len(queries) == len(DASHBOARD["panels"]) == 7
     assert broken(logql.parse([expr for _, expr in queries.values()])) == []
 
 
@@ -260,4 +310,17 @@ def test_dashboard_check_fails_on_a_panel_broken_on_purpose() -> None:
 def test_every_alert_rule_parses_as_a_metric_query_with_grafanas_logql_grammar() -> None:
     """The ruler evaluates the expression as written: no Grafana variables, nothing left to fill."""
     parsed = logql.parse([rule["expr"] for rule in RULES])
-    assert broken(parsed) == [] and [p.kind for p in parsed] == ["MetricExpr", "MetricExpr"]
+    assert broken(parsed) == [] and [p.kind for p in parsed] == ["MetricExpr"] * 3
+
+
+def test_every_loki_count_leaves_the_udp_lines_out_and_one_panel_and_rule_count_them_alone() -> None:
+    """Loki is not run: the stream selector of each expression decides, so each one is checked for it.
+
+    What such selectors count is shown on the scripted Loki, one stream per message_kind label
+    (tests/test_report_drops.py: 69 events and 1 UDP second where counting both would say 70)."""
+    exprs = {title: expr for title, (_, expr) in panel_queries().items()} | {r["alert"]: r["expr"] for r in RULES}
+    selectors = {name: re.findall(r"\{[^}]*\}", expr)[0] for name, expr in exprs.items()}
+    signal = {name for name, sel in selectors.items() if UDP_KIND in sel}
+    assert signal == {"UDP drop signal: seconds with drops per server (A)", "BindUdpDropsLogged"}
+    counts = {name: sel for name, sel in selectors.items() if name not in signal}
+    assert {name: sel for name, sel in counts.items() if NOT_UDP not in sel} == {}

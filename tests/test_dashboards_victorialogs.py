@@ -22,13 +22,19 @@ import pytest
 
 from named_senderr.cli import main
 from named_senderr.report.summary import parse_time
-from tests.test_dashboards import CONF, START, expected
+from tests.test_dashboards import CONF, DROPS_START, START, expected
 from tests.test_report import FLEET, HOSTS, PEAKS, REASONS, UNTIL
+from tests.test_report_drops import HOST as DROPS_HOST
+from tests.test_report_drops import LOG as DROPS_LOG
+from tests.test_report_drops import UNTIL as DROPS_UNTIL
+from tests.test_report_drops import file_summary as drops_summary
 from tests.test_ship_victorialogs import count
 
 pytestmark = pytest.mark.servers
 DASHBOARD = CONF / "grafana" / "named-senderr-victorialogs-dashboard.json"
 FROM, TO = (int(parse_time(t).timestamp()) for t in (START, UNTIL))
+DROPS = tuple(int(parse_time(t).timestamp()) for t in (DROPS_START, DROPS_UNTIL))  # bind-9.18.49's minute
+SIGNAL = "UDP drop signal: seconds with drops per server"
 LEGEND = re.compile(r"\{\{\s*(.+?)\s*\}\}")  # the plugin's legendReplacer (query.go:306)
 
 
@@ -38,7 +44,9 @@ def vl_job(victorialogs_url: str, tmp_path_factory) -> str:
     dead = tmp_path_factory.mktemp("dash") / "dead.ndjson"
     url = f"victorialogs+{victorialogs_url}?job={job}"
     assert main(["ship", *FLEET, "--to", url, "--dead-letter", str(dead), "--no-progress"]) == 0
-    assert count(victorialogs_url, job) == sum(HOSTS.values())
+    drops = ["--timezone", "UTC", "--host", DROPS_HOST, "--dead-letter", str(dead), "--no-progress"]
+    assert main(["ship", DROPS_LOG, "--to", url, *drops]) == 0
+    assert count(victorialogs_url, job) == sum(HOSTS.values()) + 69 + 1  # 69 send failed lines, 1 UDP line
     return job
 
 
@@ -49,9 +57,9 @@ def targets(job: str) -> dict[str, dict]:
             for p in dashboard["panels"]}  # fmt: skip
 
 
-def plugin_expr(expr: str) -> str:
-    """utils.ReplaceTemplateVariable for the fleet's hour (interval: the one-minute step)."""
-    return expr.replace("$__range", f"[{FROM}, {TO}]").replace("$__interval", "1m")
+def plugin_expr(expr: str, start: int = FROM, end: int = TO) -> str:
+    """utils.ReplaceTemplateVariable for the fleet's hour by default (interval: the one-minute step)."""
+    return expr.replace("$__range", f"[{start}, {end}]").replace("$__interval", "1m")
 
 
 def legend(target: dict, labels: dict[str, str]) -> str:
@@ -66,19 +74,20 @@ def ask(base: str, path: str, params: dict) -> list[dict]:
     return body["data"]["result"]
 
 
-def stats(base: str, target: dict) -> dict[str, int]:
+def stats(base: str, target: dict, start: int = FROM, end: int = TO) -> dict[str, int]:
     assert target["queryType"] == "stats"
-    expr = plugin_expr(target["expr"])
+    expr = plugin_expr(target["expr"], start, end)
     if "_time:" not in expr.split("|")[0]:  # utils.AddTimeFieldWithRange
-        expr = f"_time:[{FROM}, {TO}] {expr}"
-    results = ask(base, "stats_query", {"query": expr, "time": str(TO)})
+        expr = f"_time:[{start}, {end}] {expr}"
+    results = ask(base, "stats_query", {"query": expr, "time": str(end)})
     return {legend(target, r["metric"]): int(r["value"][1]) for r in results}
 
 
-def stats_range(base: str, target: dict) -> dict[str, dict[str, int]]:
+def stats_range(base: str, target: dict, start: int = FROM, end: int = TO) -> dict[str, dict[str, int]]:
     """minute -> series -> events; each point is stamped with the start of its step."""
     assert target["queryType"] == "statsRange"
-    params = {"query": plugin_expr(target["expr"]), "start": str(FROM), "end": str(TO), "step": target["step"]}
+    expr = plugin_expr(target["expr"], start, end)
+    params = {"query": expr, "start": str(start), "end": str(end), "step": target["step"]}
     series: dict[str, dict[str, int]] = {}
     for r in ask(base, "stats_query_range", params):
         for stamp, value in r["values"]:
@@ -131,3 +140,33 @@ def test_a_panel_query_broken_on_purpose_is_caught(victorialogs_url: str, vl_job
     target = targets(vl_job)["Reason mix"]
     broken = {**target, "expr": target["expr"].replace("event.reason", "event.reasons")}
     assert stats(victorialogs_url, broken) != REASONS
+
+
+def test_every_panel_counts_each_drop_once_on_the_9_18_49_log(victorialogs_url: str, vl_job: str) -> None:
+    """69 send failed lines and 1 UDP line for the same drops: the panels say 69, as ``report`` does."""
+    panels, summary = targets(vl_job), drops_summary()
+    by_reason = stats_range(victorialogs_url, panels["Send errors per minute by reason"], *DROPS)
+    assert by_reason == summary.minutes == {"2026-11-21T04:48Z": {"would_block": 69}}
+    assert stats(victorialogs_url, panels["Send errors per server"], *DROPS) == {DROPS_HOST: 69}
+    assert stats(victorialogs_url, panels["Reason mix"], *DROPS) == summary.reasons == {"would_block": 69}
+    assert stats(victorialogs_url, panels["Top client networks (IPv4 /24)"], *DROPS) == {}  # an IPv6 client
+    assert list(stats(victorialogs_url, panels["Top query names"], *DROPS).items()) == summary.qnames
+    per_server = stats_range(victorialogs_url, panels["Send errors by server per minute"], *DROPS)
+    assert per_server == {"2026-11-21T04:48Z": {DROPS_HOST: 69}}
+
+
+def test_udp_drop_signal_panel_shows_the_seconds_with_drops_apart(victorialogs_url: str, vl_job: str) -> None:
+    series = stats_range(victorialogs_url, targets(vl_job)[SIGNAL], *DROPS)
+    assert (
+        series
+        == {"2026-11-21T04:48Z": {DROPS_HOST: drops_summary().udp_drop_seconds}}
+        == {"2026-11-21T04:48Z": {DROPS_HOST: 1}}
+    )
+    assert stats_range(victorialogs_url, targets(vl_job)[SIGNAL]) == {}  # the fleet logged none
+
+
+def test_every_count_panel_leaves_the_udp_lines_out() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = {p["title"]: p["targets"][0]["expr"] for p in dashboard["panels"]}
+    assert exprs.pop(SIGNAL).startswith('{job="$job"} bind.message_kind:=udp_send_failed | ')
+    assert [t for t, e in exprs.items() if not e.startswith('{job="$job"} -bind.message_kind:=udp_send_failed ')] == []

@@ -11,6 +11,8 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,9 +22,10 @@ import pytest
 from named_senderr.cli import main
 from named_senderr.cli.report import parse_since, parse_until, summarize
 from named_senderr.errors import ConfigError
+from named_senderr.report import files
 from named_senderr.report.files import tally_files
 from named_senderr.report.stores import LOKI_SERIES
-from named_senderr.report.summary import NONE, Summary, Tallies, client_network, parse_time, window_ending
+from named_senderr.report.summary import NONE, Summary, Tallies, Window, client_network, parse_time, window_ending
 from tests import logql
 from tests.faults import FaultServer, Plan, Reply, Request
 
@@ -91,11 +94,11 @@ def ship_fleet(tmp_path: Path, url: str) -> None:
     assert main(["ship", *FLEET, "--to", url, "--dead-letter", str(dead), "--no-progress"]) == 0
 
 
-def poll_summary(source: str, expected: dict) -> Summary:
+def poll_summary(source: str, expected: dict, make: Callable[[list[str]], Summary] = fleet_summary) -> Summary:
     """Bounded poll: stores are eventually consistent (refresh interval, Loki ingester)."""
     deadline = time.monotonic() + 15
     while True:
-        summary = fleet_summary([source])
+        summary = make([source])
         if numbers(summary) == expected or time.monotonic() > deadline:
             return summary
         time.sleep(0.3)
@@ -139,6 +142,7 @@ def loki_series(tallies: Tallies) -> dict[tuple[str, str], list[tuple[dict[str, 
 
     return {
         ("query", "host, reason"): [(labels(host=h, reason=r), None, n) for (h, r), n in tallies.host_reason.items()],
+        ("query", "host"): [(labels(host=h), None, n) for (h, _), n in tallies.host_reason.items()],
         ("query", "client_ip"): [(labels(client_ip=a), None, n) for a, n in tallies.client_ip.items()],
         ("query", "qname"): [(labels(qname=q), None, n) for q, n in tallies.qname.items()],
         ("query", "view"): [(labels(view=v), None, n) for v, n in tallies.view.items()],
@@ -146,6 +150,22 @@ def loki_series(tallies: Tallies) -> dict[tuple[str, str], list[tuple[dict[str, 
         ("query_range", "host"): [(labels(host=h), m, n) for (h, m), n in tallies.host_minute.items()],
         ("query_range", ""): [({}, m, n) for (m, _), n in tallies.minute_reason.items()],
     }
+
+
+def kind_tallies(
+    paths: list[str], window: Window, timezone: str | None = None, host: str | None = None
+) -> dict[str, Tallies]:
+    """message_kind -> the tallies of that kind's lines alone: Loki's streams, one per kind label."""
+    records = files.read(paths, print, timezone, host)
+    return {
+        kind: files.tally([replace(r, kind="") for r in records if r.kind == kind], window)
+        for kind in {r.kind for r in records}
+    }
+
+
+def selected(query: str, kind: str) -> bool:
+    """Whether the stream selector of ``query`` takes the streams whose ``message_kind`` label is ``kind``."""
+    return all((value == kind) == (op == "=") for op, value in re.findall(r'message_kind(!?=)"([^"]*)"', query))
 
 
 def loki_answer(result_type: str, result: list[dict]) -> Reply:
@@ -165,9 +185,11 @@ def unix(seconds: float) -> int | float:
     return int(seconds) if seconds == int(seconds) else seconds
 
 
-def scripted_loki(tallies: Tallies) -> Plan:
-    """Loki holding events with ``tallies``, answering the report's metric queries as the API reference shows."""
-    series = loki_series(tallies)
+def scripted_loki(streams: Tallies | dict[str, Tallies]) -> Plan:
+    """Loki holding events with these tallies (per message_kind label), answering as the API reference shows."""
+    by_kind = streams if isinstance(streams, dict) else {"send_failed": streams}
+    held = {kind: loki_series(tallies) for kind, tallies in by_kind.items()}
+    groupings = next(iter(held.values()))
 
     def plan(request: Request, _: int) -> Reply:
         url = urlsplit(request.path)
@@ -178,13 +200,22 @@ def scripted_loki(tallies: Tallies) -> Plan:
             times = [loki_time(params[k]) for k in (("time",) if endpoint == "query" else ("start", "end"))]
         except (KeyError, ValueError) as exc:
             return Reply(400, f"invalid parameter: {exc}".encode())
-        if request.method != "GET" or not grouping or (endpoint, grouping[1] or "") not in series:
+        if request.method != "GET" or not grouping or (endpoint, grouping[1] or "") not in groupings:
             return Reply(400, b"parse error: not a query this Loki holds an answer for")
-        found = series[endpoint, grouping[1] or ""]
+        query = params["query"]
+        found = [
+            s for kind, series in held.items() if selected(query, kind) for s in series[endpoint, grouping[1] or ""]
+        ]
         if endpoint == "query":
-            limit = re.match(r"topk\((\d+),", params["query"])
-            ranked = sorted(found, key=lambda s: -s[2])[: int(limit[1]) if limit else None]
-            return loki_answer("vector", [{"metric": m, "value": [unix(times[0]), str(n)]} for m, _, n in ranked])
+            limit = re.match(r"topk\((\d+),", query)
+            summed: dict[str, int] = {}  # sum by (...) adds the streams and the series that share the labels
+            for metric, _, n in found:
+                key = orjson.dumps(metric, option=orjson.OPT_SORT_KEYS).decode()
+                summed[key] = summed.get(key, 0) + n
+            ranked = sorted(summed.items(), key=lambda kv: -kv[1])[: int(limit[1]) if limit else None]
+            return loki_answer(
+                "vector", [{"metric": orjson.loads(k), "value": [unix(times[0]), str(n)]} for k, n in ranked]
+            )
         if not _STEP.match(params.get("step", "")):
             return Reply(400, b"invalid parameter: step")
         step, span = seconds(params["step"]), seconds(re.findall(r"\[(\d+[smhdwy])\]", params["query"])[-1])
@@ -217,12 +248,13 @@ def test_loki_report_from_documented_answers_equals_the_files_report() -> None:
 def test_loki_report_sends_only_metric_queries_grafanas_grammar_parses() -> None:
     """Metric queries only: Loki answers them with a vector or a matrix, never with log streams.
 
-    Six count the window; two count what lies before and after it (the window ends in the past)."""
+    Six count the window, one the UDP lines apart; two count what lies before and after it (the window ends
+    in the past)."""
     with FaultServer(scripted_loki(fleet_tallies())) as loki:
         fleet_summary([f"loki+{loki.url}?job=named-senderr"])
     queries = [parse_qs(urlsplit(r.path).query)["query"][0] for r in loki.requests]
     parsed = logql.parse(queries)
-    assert len(queries) == 8 and [p.explain() for p in parsed if not p.ok] == []
+    assert len(queries) == 9 and [p.explain() for p in parsed if not p.ok] == []
     assert {p.kind for p in parsed} == {"MetricExpr"}
 
 
@@ -238,7 +270,7 @@ def test_loki_report_marks_client_addresses_bounded_at_the_series_limit() -> Non
 def test_loki_report_sends_the_tenant_with_every_query() -> None:
     with FaultServer(scripted_loki(fleet_tallies())) as loki:
         fleet_summary([f"loki+{loki.url}?job=named-senderr&tenant=dns"])
-    assert [r.headers.get("x-scope-orgid") for r in loki.requests] == ["dns"] * 8
+    assert [r.headers.get("x-scope-orgid") for r in loki.requests] == ["dns"] * 9
 
 
 def test_loki_refusing_a_query_names_the_query_and_its_answer(capsys) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -101,3 +102,30 @@ def test_undo_takes_back_a_refused_batchs_events_and_the_windows_it_closed() -> 
     again = [rolled for event in later for rolled in windows.add(event, 3)]
     assert [e.repeat_count for e in again] == [2] and [e.repeat_count for e in windows.close()] == [1]
     assert windows.oldest_seq() is None
+
+
+REAL_9_18 = Path(__file__).resolve().parent / "data" / "real-named" / "bind-9.18.49-named.log"
+
+
+def test_udp_line_stays_its_own_group_beside_the_client_groups_of_the_same_drops() -> None:
+    """bind-9.18.49: 69 per-client send failed lines and 1 UDP line name the same drops; counts stay apart."""
+    parser = NamedLineParser(TimestampNormalizer(resolve_zone("UTC")))
+    raw = [e for e in map(parser.parse_bytes, REAL_9_18.read_bytes().splitlines()) if e is not None]
+    totals: dict[str, int] = {}
+    for e in rollup(raw, 60):
+        totals[e.message_kind] = totals.get(e.message_kind, 0) + e.repeat_count
+    assert totals == {"send_failed": 69, "udp_send_failed": 1}
+
+
+def test_udp_line_does_not_fold_into_a_client_group_without_an_address() -> None:
+    """A per-client line with no address (the ``(no-peer)`` form) in the UDP line's window keeps its own count."""
+    parser = NamedLineParser(TimestampNormalizer(resolve_zone("UTC")))
+    udp = parser.parse_bytes(
+        b"2026-11-20T10:00:01.100Z ns1 named[1]: general: error: Sending UDP messages failed: no pending connections"
+    )
+    assert udp is not None and udp.message_kind == "udp_send_failed" and udp.client_ip is None
+    no_peer = replace(
+        udp, message_kind="send_failed", timestamp="2026-11-20T10:00:01.200Z", message="(no-peer): send failed"
+    )
+    rolled = list(rollup([udp, no_peer], 60))
+    assert [(e.message_kind, e.repeat_count) for e in rolled] == [("udp_send_failed", 1), ("send_failed", 1)]

@@ -1,4 +1,4 @@
-"""Rollup stage: one event per server x reason x client network x time window.
+"""Rollup stage: one event per server x message kind x reason x client network x time window.
 
 A would-block storm is thousands of identical lines a second; a store needs the
 count, not every line. A rolled-up event keeps one exemplar line (``original``,
@@ -8,6 +8,12 @@ deterministic and a re-run adds nothing), ``timestamp`` = ``first_seen``,
 own "repeated N times" fills); the client address is the network address.
 ECS renders them as ``event.start``/``event.end`` and ``bind.rollup``.
 
+The message kind is part of the key: a ``udp_send_failed`` line (no client, at most one a
+second) names the same drops as the per-client ``send failed`` lines, so folding it into a
+client group, one without an address (the ``(no-peer)`` form) in the same window, would count
+those drops twice and could make the UDP line that group's exemplar. It stays its own group,
+whose count is seconds with drops (see report/summary.py).
+
 Windows close one window late: events may arrive out of order by up to a window.
 """
 
@@ -15,10 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from named_senderr.event import Event
 from named_senderr.normalize.network import client_network
 from named_senderr.normalize.timestamp import to_epoch_ns
+
+
+class _Key(NamedTuple):
+    host: str | None
+    message_kind: str
+    reason: str
+    network: str | None
+    start: int  # the window's start, ns
 
 
 @dataclass
@@ -60,10 +75,10 @@ class Windows:
     def __init__(self, window: float) -> None:
         self.window = window
         self._width = int(window * 1_000_000_000)
-        self._groups: dict[tuple, _Group] = {}
+        self._groups: dict[_Key, _Group] = {}
         self._newest: int | None = None
         # Since ``begin``: each group the batch touched as it was before (None: new), and the newest start.
-        self._saved: dict[tuple, _Group | None] | None = None
+        self._saved: dict[_Key, _Group | None] | None = None
         self._saved_newest: int | None = None
 
     def begin(self) -> None:
@@ -87,7 +102,7 @@ class Windows:
             return [event]
         ns = to_epoch_ns(event.timestamp)
         start = ns - ns % self._width
-        key = (event.host, event.reason, network_address(event.client_ip), start)
+        key = _Key(event.host, event.message_kind, event.reason, network_address(event.client_ip), start)
         group = self._groups.get(key)
         if self._saved is not None and key not in self._saved:
             self._saved[key] = replace(group) if group is not None else None
@@ -102,7 +117,7 @@ class Windows:
                 group.last_seen = event.timestamp
         if self._newest is None or start > self._newest:  # time moved on: close what is more than a window behind
             self._newest = start
-            return self._flush([k for k in self._groups if k[3] < start - self._width])
+            return self._flush([k for k in self._groups if k.start < start - self._width])
         return []
 
     def close(self) -> list[Event]:
@@ -113,17 +128,17 @@ class Windows:
     def oldest_seq(self) -> int | None:
         return min((group.seq for group in self._groups.values()), default=None)
 
-    def _flush(self, keys: list[tuple]) -> list[Event]:
+    def _flush(self, keys: list[_Key]) -> list[Event]:
         groups = self._groups
         done = []
-        for key in sorted(keys, key=lambda k: (k[3], groups[k].first_ns)):
+        for key in sorted(keys, key=lambda k: (k.start, groups[k].first_ns)):
             group = groups.pop(key)
             if self._saved is not None:
                 self._saved.setdefault(key, group)
             done.append(
                 replace(
                     group.exemplar,
-                    client_ip=key[2],
+                    client_ip=key.network,
                     client_port=None,
                     scope=None,
                     timestamp=group.first_seen,

@@ -17,6 +17,7 @@ from named_senderr.engine.transforms import ParseLines
 from named_senderr.errors import InputError
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
+from named_senderr.reasons import UDP_SEND_FAILED
 from named_senderr.report.summary import NONE, Outside, Tallies, Window, minute_key, minute_start, parse_time
 from named_senderr.sources.files import FileSource
 from named_senderr.telemetry import Stats
@@ -35,6 +36,7 @@ class Record:
     client_ip: str | None
     qname: str
     view: str
+    kind: str  # message_kind: ``udp_send_failed`` is tallied apart (see report/summary.py)
 
 
 def expand(inputs: Iterable[str]) -> list[str]:
@@ -66,7 +68,8 @@ def read(paths: Iterable[str], warn: Warn, timezone: str | None = None, host: st
                 continue  # outside every window
             name = event.host or (os.path.basename(event.file) if event.file else NONE)
             qname, view = event.qname or NONE, event.view or NONE
-            records.append(Record(parse_time(event.timestamp), name, event.reason, event.client_ip, qname, view))
+            moment = parse_time(event.timestamp)
+            records.append(Record(moment, name, event.reason, event.client_ip, qname, view, event.message_kind))
     return records
 
 
@@ -84,12 +87,16 @@ def window_of(records: list[Record], since: timedelta | None, until: datetime | 
 
 
 def tally(records: Iterable[Record], window: Window) -> Tallies:
-    """Count the records inside ``window``, and those before and after it."""
+    """Count the records inside ``window``, and those before and after it; UDP lines apart, inside only."""
     tallies = Tallies()
     before = after = 0
     first: datetime | None = None
     last: datetime | None = None
     for r in records:
+        if r.kind == UDP_SEND_FAILED:
+            if window.start <= r.moment < window.end:
+                tallies.udp_host[r.host] += 1
+            continue
         if r.moment < window.start:
             before, first = before + 1, min(first or r.moment, r.moment)
             continue

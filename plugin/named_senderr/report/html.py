@@ -39,6 +39,8 @@ CASES = {
 KERNEL = ("UdpSndbufErrors", "Udp6SndbufErrors")
 NAMED = ("UDP4SendErr", "UDP6SendErr")
 CSS = (Path(__file__).resolve().parent / "page.css").read_text(encoding="utf-8")
+# The UDP line counts seconds, not answers, and the same drops are among the events (report/summary.py).
+UDP_NOTE = "seconds with 'Sending UDP messages failed': the same drops as the events, not added"
 
 
 def write_page(summary: Summary, path: str) -> None:
@@ -54,7 +56,7 @@ def page(summary: Summary) -> str:
     grid = svg.grid(list(summary.minutes))
     body = [header(summary, grid)]
     if grid is None:
-        body.append('<section><p class="empty">No send errors in this window.</p></section>')
+        body.append(f'<section><p class="empty">No send errors in this window.{udp_only(summary)}</p></section>')
     else:
         body += [fleet_chart(summary, grid, colors), servers(summary, grid, colors)]
         if summary.counters:
@@ -81,8 +83,10 @@ def header(summary: Summary, grid: svg.Grid | None) -> str:
     top_reason = next(iter(summary.reasons.items()), None)
     cards = [
         card("events", f"{summary.events:,}", f"over {duration(end - start)}"),
-        card("servers", f"{len(summary.hosts):,}", ", ".join(h.host for h in summary.hosts[:4])),
     ]
+    if summary.udp_drop_seconds:
+        cards.append(card("UDP drop signal", f"{summary.udp_drop_seconds:,} s", UDP_NOTE))
+    cards.append(card("servers", f"{len(summary.hosts):,}", ", ".join(h.host for h in summary.hosts[:4])))
     if peak is not None:
         cards.append(
             card("fleet peak minute", f"{sum(peak[1].values()):,}", f"at {clock(peak[0], dated(summary))} UTC")
@@ -118,22 +122,42 @@ def fleet_chart(summary: Summary, grid: svg.Grid, colors: dict[str, str]) -> str
     return f'<section><h2>Fleet: events {escape(unit)} (UTC)</h2><ul class="legend">{legend}</ul>{chart}</section>'
 
 
+def udp_only(summary: Summary) -> str:
+    """What an empty page still says when named logged UDP drops without per-client lines (no debug 3)."""
+    if not summary.udp_drop_seconds:
+        return ""
+    return (
+        f" named logged UDP drops in {summary.udp_drop_seconds:,} s ('Sending UDP messages failed') without "
+        "per-client lines: those are logged at debug 3 in category security."
+    )
+
+
 def servers(summary: Summary, grid: svg.Grid, colors: dict[str, str]) -> str:
+    udp = bool(summary.udp_drop_seconds)
     rows = "".join(
-        server_row(h, summary.host_minutes.get(h.host, {}), grid, colors, dated(summary)) for h in summary.hosts
+        server_row(h, summary.host_minutes.get(h.host, {}), grid, colors, dated(summary), udp) for h in summary.hosts
+    )
+    column = "<th class=num>UDP drop<br>seconds</th>" if udp else ""
+    note = (
+        " UDP drop seconds: seconds with a 'Sending UDP messages failed' line, beside the events and not in them "
+        "(named logs it at most once a second, and each dropped answer as a send failed event too)."
+        if udp
+        else ""
     )
     return (
         '<section><h2>Servers</h2><table class="servers"><thead><tr><th>Server</th><th class=num>Events</th>'
-        "<th class=num>Rate</th><th>Active span (UTC)</th><th>Peak minute</th>"
+        f"{column}<th class=num>Rate</th><th>Active span (UTC)</th><th>Peak minute</th>"
         f"<th>Per {'minute' if grid.step == 1 else f'{grid.step} minutes'}</th><th>Reason mix</th>"
         f"</tr></thead><tbody>{rows}</tbody></table>"
         '<p class="caption">Rate is over each server\'s active span, from its first to its last minute '
-        "with an event. Bars share the fleet's time axis; the tallest bar of each server is highlighted.</p>"
+        f"with an event. Bars share the fleet's time axis; the tallest bar of each server is highlighted.{note}</p>"
         "</section>"
     )
 
 
-def server_row(host: HostSummary, minutes: dict[str, int], grid: svg.Grid, colors: dict[str, str], day: bool) -> str:
+def server_row(
+    host: HostSummary, minutes: dict[str, int], grid: svg.Grid, colors: dict[str, str], day: bool, udp: bool
+) -> str:
     first, last = (min(minutes), max(minutes)) if minutes else (None, None)
     span = active_minutes(first, last)
     rate = f"{host.events / span:,.1f}/min" if span else "–"
@@ -144,9 +168,10 @@ def server_row(host: HostSummary, minutes: dict[str, int], grid: svg.Grid, color
         f'<span class="mixitem"><span class="swatch" style="background:{colors[r]}"></span>{escape(r)} {n:,}</span>'
         for r, n in host.reasons.items()
     )
+    udp_cell = f'<td class="num udp">{host.udp_drop_seconds:,}</td>' if udp else ""
     return (
         f'<tr id="host-{escape(host.host)}"><th scope="row">{escape(host.host)}</th>'
-        f'<td class="num events">{host.events:,}</td><td class="num">{escape(rate)}</td>'
+        f'<td class="num events">{host.events:,}</td>{udp_cell}<td class="num">{escape(rate)}</td>'
         f'<td class="span">{escape(active)}</td><td class="span">{peak}</td>'
         f"<td>{svg.sparkline(grid, minutes, caption)}</td>"
         f'<td class="mixcell">{svg.mix_bar(host.reasons, colors)}<div class="mixtext">{mix}</div></td></tr>'

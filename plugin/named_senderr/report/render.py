@@ -22,11 +22,14 @@ def terminal(summary: Summary, by: str | None = None) -> str:
     """Per server: events, rate, reason mix, peak minute; then the fleet's top networks and qnames."""
     lines = [f"send errors {summary.start} .. {summary.end} from {summary.source}: {summary.events:,} events"]
     lines.append(f"  window: {summary.basis}")
+    if summary.udp_drop_seconds:
+        lines.append(f"  {udp_signal(summary.udp_drop_seconds)}")
     if by in (None, "host"):
         for h in summary.hosts:
             mix = ", ".join(f"{reason} {n:,}" for reason, n in h.reasons.items())
             rate = f"{h.per_minute:>8.2f}/min over {h.active_minutes:,} min"
-            lines.append(f"  {h.host:<16} {h.events:>7,} events  {rate}  peak {h.peak_minute} ({h.peak_events:,})")
+            udp = f"  UDP drops in {h.udp_drop_seconds:,} s" if h.udp_drop_seconds else ""
+            lines.append(f"  {h.host:<16} {h.events:>7,} events  {rate}  peak {h.peak_minute} ({h.peak_events:,}){udp}")
             lines.append(f"  {'':<16} {mix}")
     tables = {
         "reason": ("reasons", list(summary.reasons.items())),
@@ -50,6 +53,15 @@ def terminal(summary: Summary, by: str | None = None) -> str:
             f"{outside.options} shows them"
         )
     return "\n".join(lines)
+
+
+def udp_signal(seconds: int) -> str:
+    """The UDP line's count, said so that nobody adds it to the events (report/summary.py says why)."""
+    unit = "second" if seconds == 1 else "seconds"
+    return (
+        f"UDP drop signal: {seconds:,} {unit} with drops ('Sending UDP messages failed', logged at most "
+        "once a second; the same drops as the events, not added to them)"
+    )
 
 
 def plot(summary: Summary, path: str) -> None:

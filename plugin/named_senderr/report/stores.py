@@ -14,6 +14,9 @@ Each store also counts the events before and after the window, with the earliest
 latest of them, so a report of an empty window says where the data is: ES a ``global``
 aggregation in the same search, VictoriaLogs two ``stats`` queries, Loki an hourly
 ``count_over_time`` over the LOKI_LOOKBACK before the window (and after it, up to now).
+Every count leaves out ``udp_send_failed`` lines, which each store counts apart per server, in
+the window only (the UDP drop signal: report/summary.py says why): ES a ``filter`` aggregation
+beside one that holds every other tally, Loki and VictoriaLogs a query of their own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from urllib.parse import urlencode
 import orjson
 
 from named_senderr.errors import InputError
+from named_senderr.reasons import UDP_SEND_FAILED
 from named_senderr.report.summary import NONE, Outside, Tallies, Window, minute_key, parse_time
 from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
@@ -37,8 +41,11 @@ LOKI_SERIES = 500  # Loki's default max_query_series
 LOKI_LOOKBACK = timedelta(hours=720)  # within Loki's default max_query_length (721h)
 
 
+ES_UDP = {"term": {"bind.message_kind": UDP_SEND_FAILED}}
+
+
 def es_body(window: Window) -> dict:
-    """The one search: every tally of a Summary as an aggregation."""
+    """The one search: every tally of a Summary as an aggregation, the UDP lines in one of their own."""
     reasons = {"terms": {"field": "event.reason", "size": REASON_BUCKETS}}
     per_minute = {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m", "min_doc_count": 1}}
     hosts = {"field": "host.name", "size": HOST_BUCKETS, "missing": NONE}
@@ -47,12 +54,18 @@ def es_body(window: Window) -> dict:
         "track_total_hits": True,
         "query": {"range": {"@timestamp": {"gte": _iso(window.start), "lt": _iso(window.end)}}},
         "aggs": {
-            "host_reason": {"terms": hosts, "aggs": {"reason": reasons}},
-            "host_minute": {"terms": hosts, "aggs": {"minute": per_minute}},
-            "minute_reason": {**per_minute, "aggs": {"reason": reasons}},
-            "client_ip": {"terms": {"field": "client.ip", "size": CLIENT_BUCKETS}},
-            "qname": {"terms": {"field": "dns.question.name", "size": CLIENT_BUCKETS, "missing": NONE}},
-            "view": {"terms": {"field": "bind.view", "size": REASON_BUCKETS, "missing": NONE}},
+            "events": {
+                "filter": {"bool": {"must_not": [ES_UDP]}},
+                "aggs": {
+                    "host_reason": {"terms": hosts, "aggs": {"reason": reasons}},
+                    "host_minute": {"terms": hosts, "aggs": {"minute": per_minute}},
+                    "minute_reason": {**per_minute, "aggs": {"reason": reasons}},
+                    "client_ip": {"terms": {"field": "client.ip", "size": CLIENT_BUCKETS}},
+                    "qname": {"terms": {"field": "dns.question.name", "size": CLIENT_BUCKETS, "missing": NONE}},
+                    "view": {"terms": {"field": "bind.view", "size": REASON_BUCKETS, "missing": NONE}},
+                },
+            },
+            "udp": {"filter": ES_UDP, "aggs": {"host": {"terms": hosts}}},
             "outside": {
                 "global": {},
                 "aggs": {
@@ -65,7 +78,8 @@ def es_body(window: Window) -> dict:
 
 
 def _range(op: str, moment: datetime) -> dict:
-    return {"filter": {"range": {"@timestamp": {op: _iso(moment)}}}}
+    time = {"range": {"@timestamp": {op: _iso(moment)}}}
+    return {"filter": {"bool": {"filter": [time], "must_not": [ES_UDP]}}}
 
 
 def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
@@ -75,8 +89,10 @@ def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
         reply = client.request("POST", f"/{config.index}/_search", body, {"Content-Type": "application/json"})
     finally:
         client.close()
-    aggs = _json(reply, config.name, "search")["aggregations"]
+    found = _json(reply, config.name, "search")["aggregations"]
+    aggs = found["events"]
     tallies = Tallies()
+    tallies.udp_host.update({b["key"]: b["doc_count"] for b in found["udp"]["host"]["buckets"]})
     for host in aggs["host_reason"]["buckets"]:
         for reason in host["reason"]["buckets"]:
             tallies.host_reason[host["key"], reason["key"]] = reason["doc_count"]
@@ -91,7 +107,7 @@ def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
         getattr(tallies, name).update({b["key"]: b["doc_count"] for b in agg["buckets"]})
         if agg.get("sum_other_doc_count"):
             tallies.bounded.append(name)
-    before, after = aggs["outside"]["before"], aggs["outside"]["after"]
+    before, after = found["outside"]["before"], found["outside"]["after"]
     first, last = before["first"]["value"], after["last"]["value"]
     tallies.outside = Outside(
         before["doc_count"],
@@ -105,7 +121,7 @@ def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
 def tally_loki(config: SinkConfig, window: Window, now: datetime | None = None) -> Tallies:
     headers = {"X-Scope-OrgID": config.tenant} if config.tenant else {}
     client = HttpClient(config, headers)
-    selector = f'{{job="{config.job}"}}'
+    selector = f'{{job="{config.job}", message_kind!="{UDP_SEND_FAILED}"}}'
     whole = f"[{int((window.end - window.start).total_seconds())}s]"
     tallies = Tallies()
     try:
@@ -129,6 +145,8 @@ def tally_loki(config: SinkConfig, window: Window, now: datetime | None = None) 
 
         for r in instant(f"sum by (host, reason) (count_over_time({selector}{whole}))"):
             tallies.host_reason[_label(r, "host"), _label(r, "reason")] = int(r["value"][1])
+        udp = f'{{job="{config.job}", message_kind="{UDP_SEND_FAILED}"}}'
+        tallies.udp_host.update(_merge(instant(f"sum by (host) (count_over_time({udp}{whole}))"), "host"))
         for by, target in (("reason", tallies.minute_reason), ("host", tallies.host_minute)):
             for r in per_minute(by):
                 for stamp, value in r["values"]:
@@ -182,9 +200,12 @@ def vl_queries(config: SinkConfig, window: Window) -> dict[str, str]:
     host, reason, ip, qname, view = (
         field_name(f, config.format) for f in ("host", "reason", "client_ip", "qname", "view")
     )
-    base = f"{selector(config)} _time:[{_iso(window.start)}, {_iso(window.end)})"
+    time = f"_time:[{_iso(window.start)}, {_iso(window.end)})"
+    base = f"{selector(config)} {time} {vl_not_udp(config)}"
+    udp = f"{selector(config)} {time} {field_name('message_kind', config.format)}:={UDP_SEND_FAILED}"
     top = "count() n | sort by (n desc) limit"
     return {
+        "udp_host": f"{udp} | stats by ({host}) count() n",
         "host_reason": f"{base} | stats by ({host}, {reason}) count() n",
         "minute_reason": f"{base} | stats by (_time:1m, {reason}) count() n",
         "host_minute": f"{base} | stats by ({host}, _time:1m) count() n",
@@ -196,10 +217,16 @@ def vl_queries(config: SinkConfig, window: Window) -> dict[str, str]:
 
 def vl_outside_queries(config: SinkConfig, window: Window) -> dict[str, str]:
     """How many events lie before and after the window, and the earliest and the latest of them."""
+    events = f"{selector(config)} {vl_not_udp(config)}"
     return {
-        "before": f"{selector(config)} _time:<{_iso(window.start)} | stats count() n, min(_time) at",
-        "after": f"{selector(config)} _time:>={_iso(window.end)} | stats count() n, max(_time) at",
+        "before": f"{events} _time:<{_iso(window.start)} | stats count() n, min(_time) at",
+        "after": f"{events} _time:>={_iso(window.end)} | stats count() n, max(_time) at",
     }
+
+
+def vl_not_udp(config: SinkConfig) -> str:
+    """The LogsQL filter that leaves the UDP lines out of a count (entries without the field stay in)."""
+    return f"-{field_name('message_kind', config.format)}:={UDP_SEND_FAILED}"
 
 
 def tally_victorialogs(config: SinkConfig, window: Window) -> Tallies:
@@ -216,6 +243,8 @@ def tally_victorialogs(config: SinkConfig, window: Window) -> Tallies:
     key = lambda row, field: row.get(field) or NONE  # noqa: E731 - a missing field groups as ""
     minute = lambda row: minute_key(parse_time(row["_time"]))  # noqa: E731
     tallies = Tallies()
+    for row in rows["udp_host"]:
+        tallies.udp_host[key(row, host)] = int(row["n"])
     for row in rows["host_reason"]:
         tallies.host_reason[key(row, host), key(row, reason)] = int(row["n"])
     for row in rows["minute_reason"]:

@@ -6,6 +6,16 @@ address, per qname and per view, and how many events lie outside the window.
 ``build`` turns them into the Summary, so networks, peaks, rates over each
 server's active span and top lists are computed once, the same way for all,
 and "same numbers from every source" is a property of the tallies alone.
+
+Drops are counted once. ``Sending UDP messages failed`` (message_kind ``udp_send_failed``) is
+logged at most once a second per named process, whatever the number of answers dropped
+(``can_log_udp_sends``, lib/isc/netmgr/udp.c:813-826@v9.18.49, udp.c:644-655@v9.21.2), and each
+of those answers is also logged per client as ``send failed`` (udp.c:866-877@v9.18.49 returns the
+error, udp.c:785-788 hands it to the client's callback, lib/ns/client.c:333-336@v9.18.49, at
+debug 3). So its lines are a "drops happened this second" signal: every source tallies them
+apart, per server (``udp_host``), and the Summary shows them beside the event count
+(``udp_drop_seconds``), never in it; a server without debug 3 logging shows drops there only.
+Every other message kind is an event.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ class Tallies:
     client_ip: Counter[str] = field(default_factory=Counter)
     qname: Counter[str] = field(default_factory=Counter)
     view: Counter[str] = field(default_factory=Counter)
+    udp_host: Counter[str] = field(default_factory=Counter)  # host -> udp_send_failed lines: seconds with drops
     bounded: list[str] = field(default_factory=list)
     outside: Outside = field(default_factory=Outside)
 
@@ -68,6 +79,7 @@ class HostSummary:
     first_minute: str | None
     last_minute: str | None
     active_minutes: int
+    udp_drop_seconds: int = 0  # seconds named logged "Sending UDP messages failed": beside ``events``, not in it
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,7 @@ class Summary:
     outside: Outside
     host_minutes: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> minute -> events
     counters: list[HostCounters] = field(default_factory=list)  # hostcheck --emit series among the inputs
+    udp_drop_seconds: int = 0  # the fleet's seconds with a "Sending UDP messages failed" line; not in ``events``
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -160,15 +173,19 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP, sources
     for (host, reason), n in tallies.host_reason.items():
         reasons[reason] += n
         per_host.setdefault(host, Counter())[reason] += n
+    for host in tallies.udp_host:
+        per_host.setdefault(host, Counter())  # a server whose drops named logged only as the UDP line
     hosts = []
-    for host in sorted(per_host, key=lambda h: (-sum(per_host[h].values()), h)):
+    udp = tallies.udp_host
+    for host in sorted(per_host, key=lambda h: (-sum(per_host[h].values()), -udp[h], h)):
         events = sum(per_host[host].values())
         minutes = [(m, n) for (h, m), n in tallies.host_minute.items() if h == host and n]
         peak = min(minutes, key=lambda pair: (-pair[1], pair[0]), default=(None, 0))
         first, last = min(minutes, default=(None, 0))[0], max(minutes, default=(None, 0))[0]
         active = _active_minutes(first, last)
         rate = round(events / active, 3) if active else 0.0
-        hosts.append(HostSummary(host, events, rate, _ranked(per_host[host]), peak[0], peak[1], first, last, active))
+        ranked = _ranked(per_host[host])
+        hosts.append(HostSummary(host, events, rate, ranked, peak[0], peak[1], first, last, active, udp[host]))
     networks: Counter[str] = Counter()
     for address, n in tallies.client_ip.items():
         networks[client_network(address)] += n
@@ -196,6 +213,7 @@ def build(source: str, window: Window, tallies: Tallies, top: int = TOP, sources
         bounded=sorted(tallies.bounded),
         outside=replace(tallies.outside, options=widening(window, tallies.outside)),
         host_minutes=host_minutes,
+        udp_drop_seconds=sum(udp.values()),
     )
 
 
