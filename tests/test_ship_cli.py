@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from named_senderr.cli import main
+from named_senderr.settings.ship import DEFAULT_DEAD_LETTER
 from tests.faults import FaultServer, Reply, Request, bulk_answer
+from tests.polling import wait_until
 
 SECRET = "pa55-Do-Not-Print-7f3a"
 
@@ -136,3 +138,29 @@ def test_live_progress_line_is_drawn_on_a_terminal(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert b"\r\x1b[Knamed-senderr: " in drawn and b"events read | loki+" in drawn
     assert b"sent 3,000 (0 already stored)" in drawn
+
+
+def test_an_unreachable_store_is_told_at_once_with_the_retry_budget(tmp_path: Path, free_port: int) -> None:
+    """Nothing listens on the port: the first failed attempt is on stderr within seconds, not after the budget."""
+    err = tmp_path / "stderr"
+    command = [sys.executable, "-m", "named_senderr", "ship", "--sample", "--to",
+               f"elasticsearch+http://127.0.0.1:{free_port}/x", "--dead-letter", str(tmp_path / "dead.ndjson")]  # fmt: skip
+    with open(err, "wb") as out:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=out)
+    try:
+        wait_until(lambda: b"retry budget left" in err.read_bytes(), timeout=10)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    told = err.read_text()
+    assert "cannot reach the store (cannot connect:" in told
+    assert "retrying 39 event(s): attempt 1 of 10 failed, next try in" in told
+    assert f"of the 300 s retry budget left; when it runs out, they go to {tmp_path / 'dead.ndjson'}" in told
+
+
+@pytest.mark.parametrize("command", ["ship", "tail", "listen", "serve", "fluentd-filter"])
+def test_every_delivering_command_states_the_dead_letter_default(command: str, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option: the file name is not cut at its hyphens
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert f"default: {DEFAULT_DEAD_LETTER} in the working directory" in capsys.readouterr().out

@@ -157,7 +157,7 @@ def run_pipeline(
                 delivery, queue = lanes, lanes.queue
             else:
                 delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep, stop=stop,
-                                     shutdown_timeout=config.queue.shutdown_timeout)  # fmt: skip
+                                     shutdown_timeout=config.queue.shutdown_timeout, warn=warn)  # fmt: skip
         if config.metrics:
 
             def collect() -> Iterator[Sample]:  # read at each scrape
