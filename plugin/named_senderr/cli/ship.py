@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from named_senderr.cli.options import add_delivery_options, delivery_overrides
-from named_senderr.cli.parse import sample_path
+from named_senderr.cli.parse import sample_path, tell_if_reading_a_terminal
 from named_senderr.engine.shipping import ShipResult, run_ship
 from named_senderr.settings.loading import URL_FORMS, load_ship_config
 
@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         **delivery_overrides(args),
     }
     config = load_ship_config(args.config, args.to, overrides)
+    if not config.follow:
+        tell_if_reading_a_terminal(list(config.inputs))
     with stop_on_signals(config.queue.dir is not None) as stop:
         return deliver(config.progress, lambda warn, report: run_ship(config, warn, report, stop=stop))
 

@@ -68,7 +68,8 @@ def candidate_lines(
     ``stats``; when its head holds a phrase it is yielded, cut to the limit,
     with ``oversize`` set, so that it is rejected rather than parsed.
     """
-    read = stream.read
+    # A terminal gives what was typed at once and ends at one Ctrl-D; read() would wait for a full block.
+    read = stream.read1 if stream.isatty() else stream.read  # type: ignore[attr-defined]
     find = find or _default_finder()
     pending = b""  # the unfinished last line of the previous block
     pending_offset = 0
