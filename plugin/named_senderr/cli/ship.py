@@ -44,6 +44,11 @@ exit status:
      to resume: events already stored are not stored twice (VictoriaLogs, which keeps every copy:
      only with --queue-dir, whose cursor resumes where the last run stopped)
 
+searchable (Elasticsearch, OpenSearch):
+  a ship that ends (no --follow) refreshes the index it wrote: a query right after it sees every
+  event; --follow, tail, listen and serve leave it to the index's refresh_interval (5 s in the
+  template that `named-senderr setup elasticsearch` installs)
+
 examples:
   named-senderr ship --sample --to stdout:
   named-senderr ship /var/log/named/named.log --to elasticsearch+http://127.0.0.1:9200/named-senderr
