@@ -174,3 +174,25 @@ def test_ship_says_it_reads_the_terminal_when_no_file_is_named(tmp_path):
     stdout, err = read_from_a_terminal(tmp_path, "ship", "--to", "stdout:", "--dead-letter", str(tmp_path / "d"))
     assert b"reading named log lines from the terminal (stdin); end with Ctrl-D" in err
     assert len(stdout.splitlines()) == 1
+
+
+def test_parse_keeps_the_first_line_of_a_file_that_starts_with_a_byte_order_mark(tmp_path):
+    log = tmp_path / "named.log"
+    log.write_bytes(b"\xef\xbb\xbf" + (ERROR + "\n" + ERROR + "\n").encode())
+    result = run("parse", str(log), "--format", "flat", "--stats")
+    assert [json.loads(line)["offset"] for line in result.stdout.splitlines()] == [3, 3 + len(ERROR) + 1]
+    assert b"rejected candidates 0" in result.stderr
+
+
+def test_parse_keeps_the_first_line_of_stdin_that_starts_with_a_byte_order_mark():
+    result = run("parse", "--format", "flat", stdin=b"\xef\xbb\xbf" + (ERROR + "\n").encode())
+    assert json.loads(result.stdout)["client_ip"] == "192.0.2.7"
+
+
+def test_parse_counts_an_impossible_query_name_and_writes_it_to_rejects(tmp_path):
+    line = ERROR.replace("(a.example)", f"({'a' * 9_900})")
+    rejects = tmp_path / "rejects.ndjson"
+    result = run("parse", "--stats", "--rejects", str(rejects), stdin=(line + "\n").encode())
+    assert result.stdout == b"" and b"    qname_too_long    1" in result.stderr
+    [kept] = [json.loads(x) for x in rejects.read_bytes().splitlines()]
+    assert (kept["reason"], kept["line"]) == ("qname_too_long", line)
