@@ -13,6 +13,7 @@ import termios
 
 from named_senderr.cli import main
 from named_senderr.cli.progress import MIN_SIZE
+from tests.polling import wait_until
 
 ERROR = "21-Nov-2026 04:47:35.739 client @0x7f04 192.0.2.7#5353 (a.example): error sending response: would block"
 BAD = "client 999.0.2.30#40030: error sending response: unset"
@@ -138,3 +139,60 @@ def test_parse_rollup_folds_a_storm_into_one_event_per_window():
     result = run("parse", "--format", "flat", "--rollup", "60s", stdin=storm.encode())
     [event] = [json.loads(line) for line in result.stdout.splitlines()]
     assert (event["count"], event["client_ip"]) == (50, "192.0.2.0")
+
+
+def read_from_a_terminal(tmp_path, *args: str) -> tuple[bytes, bytes]:
+    """Run ``named-senderr ARGS`` with stdin on a pseudo-terminal; once told, type one line and Ctrl-D."""
+    leader, follower = pty.openpty()
+    err = tmp_path / "stderr"
+    with open(err, "wb") as err_file:
+        process = subprocess.Popen([sys.executable, "-m", "named_senderr", *args], stdin=follower,
+                                   stdout=subprocess.PIPE, stderr=err_file)  # fmt: skip
+    os.close(follower)
+    try:
+        wait_until(lambda: b"Ctrl-D" in err.read_bytes(), timeout=10)  # told while it waits, before any input
+        os.write(leader, (ERROR + "\n").encode() + b"\x04")
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        os.close(leader)
+    return stdout, err.read_bytes()
+
+
+def test_parse_says_it_reads_the_terminal_when_no_file_is_named(tmp_path):
+    stdout, err = read_from_a_terminal(tmp_path, "parse")
+    assert b"reading named log lines from the terminal (stdin); end with Ctrl-D, or name a FILE" in err
+    assert len(stdout.splitlines()) == 1  # the typed line was parsed
+
+
+def test_parse_from_a_pipe_prints_no_terminal_hint():
+    result = run("parse", stdin=(ERROR + "\n").encode())
+    assert result.returncode == 0 and b"Ctrl-D" not in result.stderr
+
+
+def test_ship_says_it_reads_the_terminal_when_no_file_is_named(tmp_path):
+    stdout, err = read_from_a_terminal(tmp_path, "ship", "--to", "stdout:", "--dead-letter", str(tmp_path / "d"))
+    assert b"reading named log lines from the terminal (stdin); end with Ctrl-D" in err
+    assert len(stdout.splitlines()) == 1
+
+
+def test_parse_keeps_the_first_line_of_a_file_that_starts_with_a_byte_order_mark(tmp_path):
+    log = tmp_path / "named.log"
+    log.write_bytes(b"\xef\xbb\xbf" + (ERROR + "\n" + ERROR + "\n").encode())
+    result = run("parse", str(log), "--format", "flat", "--stats")
+    assert [json.loads(line)["offset"] for line in result.stdout.splitlines()] == [3, 3 + len(ERROR) + 1]
+    assert b"rejected candidates 0" in result.stderr
+
+
+def test_parse_keeps_the_first_line_of_stdin_that_starts_with_a_byte_order_mark():
+    result = run("parse", "--format", "flat", stdin=b"\xef\xbb\xbf" + (ERROR + "\n").encode())
+    assert json.loads(result.stdout)["client_ip"] == "192.0.2.7"
+
+
+def test_parse_counts_an_impossible_query_name_and_writes_it_to_rejects(tmp_path):
+    line = ERROR.replace("(a.example)", f"({'a' * 9_900})")
+    rejects = tmp_path / "rejects.ndjson"
+    result = run("parse", "--stats", "--rejects", str(rejects), stdin=(line + "\n").encode())
+    assert result.stdout == b"" and b"    qname_too_long    1" in result.stderr
+    [kept] = [json.loads(x) for x in rejects.read_bytes().splitlines()]
+    assert (kept["reason"], kept["line"]) == ("qname_too_long", line)

@@ -16,6 +16,7 @@ FLAT_KEYS = [
     "hint",
     "client_ip",
     "client_port",
+    "scope",
     "qname",
     "view",
     "signer",
@@ -133,3 +134,11 @@ def test_truncated_answer_is_its_own_action_with_the_truncation_hint():
     doc = to_ecs(make_parser().parse(line), "2026-01-01T00:00:00.000Z")
     assert (doc["event"]["action"], doc["event"]["reason"]) == ("send-exceeded-maximum-size", "truncated")
     assert "TC=1" in doc["bind"]["hint"] and "zone" not in doc["bind"]
+
+
+def test_flat_record_keeps_the_zone_index_of_a_scoped_address_as_ecs_does():
+    scoped = make_parser().parse(
+        "21-Oct-2021 10:22:33.123 client @0x7f8e fe80::268c%1#5300 (example.com): error sending response: would block"
+    )
+    assert (to_flat(scoped)["client_ip"], to_flat(scoped)["scope"]) == ("fe80::268c", "1")
+    assert to_ecs(scoped, "2021-10-21T10:22:33.123Z")["bind"]["scope"] == "1"

@@ -110,7 +110,7 @@ def test_fluent_bit_with_the_generated_parsers_and_lua_gives_the_python_events(f
     differ = []
     for time, record in records:
         event = expected[record["offset"]]
-        want = to_flat(event) | {"scope": event.scope}
+        want = to_flat(event)
         for field in (*REQUIRED_KEYS, *OPTIONAL_KEYS, "hint"):
             if as_python_reads(record.get(field)) != want[field]:
                 differ.append((record["log"], field, record.get(field), want[field]))

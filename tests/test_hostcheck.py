@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from named_senderr.cli import main
 from named_senderr.hostcheck.counters import read_nics, read_snmp, read_snmp6
 from named_senderr.hostcheck.diagnose import logs_full_buffer
 from named_senderr.hostcheck.statschannel import Stats, parse
+from tests.polling import wait_until
 
 DATA = Path(__file__).resolve().parent / "data" / "hostcheck"
 
@@ -188,3 +191,22 @@ def test_emit_writes_one_host_counters_event_per_interval(capsys, tmp_path: Path
 def test_missing_proc_root_names_the_option(capsys, tmp_path: Path) -> None:
     assert main(["hostcheck", "--proc", str(tmp_path), "--proc", str(tmp_path)]) == 1
     assert "point --proc at a proc root" in capsys.readouterr().err
+
+
+def test_live_sampling_says_what_it_samples_and_for_how_long_before_the_wait(tmp_path: Path) -> None:
+    err = tmp_path / "stderr"
+    log = tmp_path / "named.log"
+    log.write_text("")
+    command = [sys.executable, "-m", "named_senderr", "hostcheck", "--interval", "30", "--log", str(log)]
+    with open(err, "wb") as out:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=out)
+    try:
+        wait_until(lambda: b"over 30 s" in err.read_bytes(), timeout=10)
+        assert process.poll() is None  # told during the wait, not after it
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert err.read_text() == (
+        "named-senderr: hostcheck: sampling UDP counters of /proc/net/snmp and snmp6, net.core buffers, NICs under "
+        f"/sys/class/net, send-error lines appended to {log} over 30 s; then the diagnosis\n"
+    )

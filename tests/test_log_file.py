@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import io
 
 import pytest
 
 from named_senderr.errors import InputError
-from named_senderr.sources.log_file import BLOCK_SIZE, InputSource, candidate_lines
+from named_senderr.sources.log_file import BLOCK_SIZE, BOM, InputSource, candidate_lines
 from named_senderr.telemetry import Stats
 
 ERROR = b"21-Nov-2026 04:47:35.739 client @0x7f04 192.0.2.7#5353 (a.example): error sending response: would block"
@@ -99,3 +100,17 @@ def test_truncated_gzip_is_an_input_error_not_a_crash(tmp_path):
     log.write_bytes(gzip.compress(ERROR * 1000)[:-20])
     with pytest.raises(InputError, match="read failed"):
         read_all(log)
+
+
+def test_a_byte_order_mark_at_the_start_is_not_part_of_the_first_line(tmp_path):
+    log = tmp_path / "named.log"
+    log.write_bytes(BOM + ERROR + b"\n" + ERROR + b"\n")
+    lines, stats = read_all(log)
+    assert [(offset, line) for offset, line, _ in lines] == [(3, ERROR), (3 + len(ERROR) + 1, ERROR)]
+    assert stats.bytes == log.stat().st_size
+
+
+def test_a_stream_that_starts_inside_a_file_keeps_a_byte_order_mark(tmp_path):
+    """The follower reads from an offset: there the same bytes are data, not a mark."""
+    lines = list(candidate_lines(io.BytesIO(BOM + ERROR + b"\n"), Stats(), strip_bom=False))
+    assert [line for _, line, _ in lines] == [BOM + ERROR]

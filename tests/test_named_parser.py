@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from named_senderr.event import Event
-from named_senderr.parse.named import MAX_LINE_BYTES, Rejection, is_candidate
+from named_senderr.parse.named import MAX_LINE_BYTES, MAX_QNAME_CHARS, Rejection, is_candidate
 from named_senderr.sources.phrase_scan import NEEDLES
 from tests.parsing import make_parser
 
@@ -92,3 +92,19 @@ def test_journal_json_with_non_utf8_message_bytes_is_decoded():
 def test_broken_json_line_is_rejected_with_the_decoder_message():
     result = make_parser().parse('{"MESSAGE": "client 192.0.2.1#53: error sending response: unset"')
     assert result.reason == "invalid_json"
+
+
+def qname_line(length: int) -> str:
+    return f"21-Oct-2019 10:22:33.200 client @0x7f5e 192.0.2.23#40023 ({'a' * length}): error sending response: unset"
+
+
+def test_query_name_longer_than_any_dns_name_is_rejected_with_its_own_cause():
+    result = make_parser().parse(qname_line(9_900))  # a 10,000-character line
+    assert (result.reason, result.detail) == (
+        "qname_too_long",
+        "query name of 9,900 characters; a DNS name is at most 255 octets, 1,020 characters written out",
+    )
+
+
+def test_query_name_of_255_octets_each_written_as_an_escape_is_kept():
+    assert make_parser().parse(qname_line(MAX_QNAME_CHARS)).qname == "a" * 1020

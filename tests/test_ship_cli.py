@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from named_senderr.cli import main
+from named_senderr.cli.parse import sample_path
+from named_senderr.settings.ship import DEFAULT_DEAD_LETTER
 from tests.faults import FaultServer, Reply, Request, bulk_answer
+from tests.polling import wait_until
 
 SECRET = "pa55-Do-Not-Print-7f3a"
 
@@ -136,3 +141,69 @@ def test_live_progress_line_is_drawn_on_a_terminal(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert b"\r\x1b[Knamed-senderr: " in drawn and b"events read | loki+" in drawn
     assert b"sent 3,000 (0 already stored)" in drawn
+
+
+def test_an_unreachable_store_is_told_at_once_with_the_retry_budget(tmp_path: Path, free_port: int) -> None:
+    """Nothing listens on the port: the first failed attempt is on stderr within seconds, not after the budget."""
+    err = tmp_path / "stderr"
+    command = [sys.executable, "-m", "named_senderr", "ship", "--sample", "--to",
+               f"elasticsearch+http://127.0.0.1:{free_port}/x", "--dead-letter", str(tmp_path / "dead.ndjson")]  # fmt: skip
+    with open(err, "wb") as out:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=out)
+    try:
+        wait_until(lambda: b"retry budget left" in err.read_bytes(), timeout=10)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    told = err.read_text()
+    assert "cannot reach the store (cannot connect:" in told
+    assert "retrying 39 event(s): attempt 1 of 10 failed, next try in" in told
+    assert f"of the 300 s retry budget left; when it runs out, they go to {tmp_path / 'dead.ndjson'}" in told
+
+
+@pytest.mark.parametrize("command", ["ship", "tail", "listen", "serve", "fluentd-filter"])
+def test_every_delivering_command_states_the_dead_letter_default(command: str, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option: the file name is not cut at its hyphens
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert f"default: {DEFAULT_DEAD_LETTER} in the working directory" in capsys.readouterr().out
+
+
+def bulk_then_refresh(refresh: Reply) -> Callable[[Request, int], Reply]:
+    """Takes every ``_bulk`` item; answers ``_refresh`` with ``refresh``."""
+    return lambda r, n: (
+        refresh if r.path.split("?")[0].endswith("/_refresh") else bulk_answer([201] * (len(r.ndjson) // 2))
+    )
+
+
+def test_one_shot_ship_ends_with_one_refresh_of_its_index(tmp_path: Path) -> None:
+    with FaultServer(bulk_then_refresh(Reply(200, b'{"_shards":{"failed":0}}'))) as server:
+        assert ship(tmp_path, "--to", f"elasticsearch+{server.url}/named") == 0
+    paths = [(r.method, r.path.split("?")[0]) for r in server.requests]
+    assert paths[-1] == ("POST", "/named/_refresh") and paths.count(("POST", "/named/_refresh")) == 1
+
+
+def test_a_refused_refresh_is_a_warning_naming_when_documents_become_searchable(tmp_path: Path, capsys) -> None:
+    with FaultServer(bulk_then_refresh(Reply(503, b'{"error":{"type":"unavailable","reason":"busy"}}'))) as server:
+        assert ship(tmp_path, "--to", f"elasticsearch+{server.url}/named") == 0  # every event was stored
+    err = capsys.readouterr().err
+    assert "refresh after the run failed (unavailable: busy)" in err
+    assert "searchable within the index's refresh_interval (5 s in the shipped template)" in err
+
+
+def test_tail_into_a_search_store_leaves_refreshing_to_the_index(tmp_path: Path) -> None:
+    """A long run would refresh at every stop; it relies on refresh_interval instead."""
+    log = tmp_path / "named.log"
+    log.write_bytes(Path(sample_path()).read_bytes())
+    with FaultServer(bulk_then_refresh(Reply(200, b"{}"))) as server:
+        command = [sys.executable, "-m", "named_senderr", "tail", str(log), "--read-from-head", "--checkpoint",
+                   str(tmp_path / "cp.json"), "--to", f"elasticsearch+{server.url}/named",
+                   "--dead-letter", str(tmp_path / "d")]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: any(r.path.startswith("/named/_bulk") for r in server.requests))
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            process.kill()
+    assert not [r for r in server.requests if "_refresh" in r.path]

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
+from named_senderr.queue.driver import DeadLetter, Driver, RetryNotices, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.sinks.outcome import Outcome, SinkFailed
 
@@ -150,3 +150,38 @@ def test_after_a_429_the_store_is_not_asked(tmp_path):
     sink.stored = frozenset({"a"})  # would be dropped if the driver asked
     run(sink, ["a", "b"], tmp_path)
     assert sink.sent == [["a", "b"], ["a", "b"]]
+
+
+def notices_of(sink: ScriptedSink, items: list, tmp_path: Path) -> list[str]:
+    """What the operator is told while ``sink`` is retried (deadline 60 s, a notice at most every 10 s)."""
+    time, told = FakeTime(), []
+    notices = RetryNotices(told.append, time.clock)
+    policy = RetryPolicy(max_attempts=6, initial=4.0, maximum=8.0, deadline=60.0)
+    driver = Driver(sink, policy, DeadLetter(tmp_path / "dead.ndjson"), SinkCounters(), time.clock, time.sleep,
+                    rand=lambda: 1.0, notices=notices)  # fmt: skip
+    driver.deliver(items)
+    return told
+
+
+def test_a_store_that_cannot_be_reached_is_told_at_the_first_failed_attempt(tmp_path: Path) -> None:
+    cut = lambda batch: Outcome(retry=batch, error="cannot connect: refused", unanswered=True)  # noqa: E731
+    told = notices_of(ScriptedSink(cut), ["a", "b"], tmp_path)
+    assert told[0] == (
+        "scripted+http://h: cannot reach the store (cannot connect: refused); retrying 2 event(s): attempt 1 of 6 "
+        f"failed, next try in 4.0 s, 60 s of the 60 s retry budget left; when it runs out, they go to "
+        f"{tmp_path / 'dead.ndjson'}"
+    )
+
+
+def test_retry_notices_repeat_at_most_every_ten_seconds(tmp_path: Path) -> None:
+    storm = lambda batch: Outcome(retry=batch, error="429: too many requests")  # noqa: E731
+    told = notices_of(ScriptedSink(*[storm] * 5), ["a"], tmp_path)  # told at 0 s, then waits 4, 8, 8, 8
+    retrying = [line for line in told if "retrying" in line]
+    assert [line.split("attempt ")[1][:1] for line in retrying] == ["1", "3", "5"]  # at 0, 12 and 28 s
+    assert "the store answered 429: too many requests" in retrying[0]
+
+
+def test_the_first_batch_stored_after_retries_says_the_store_takes_events_again(tmp_path: Path) -> None:
+    cut = lambda batch: Outcome(retry=batch, error="cannot connect: refused", unanswered=True)  # noqa: E731
+    told = notices_of(ScriptedSink(cut), ["a"], tmp_path)
+    assert told[-1] == "scripted+http://h: the store takes events again"

@@ -166,6 +166,32 @@ def test_setup_warns_when_the_index_already_exists_without_the_ip_mapping(search
     assert "client.ip mapped as 'text'; the template applies to new indices only" in capsys.readouterr().err
 
 
+def ship_process(tmp_path: Path, url: str, *inputs: str) -> None:
+    """``ship`` as its own process, as a user runs it; returns once it has exited 0."""
+    command = [sys.executable, "-m", "named_senderr", "ship", *inputs, "--to", url, "--timezone", "UTC",
+               "--dead-letter", str(tmp_path / "dead.ndjson"), "--no-progress"]  # fmt: skip
+    subprocess.run(command, capture_output=True, timeout=120, check=True)
+
+
+def test_index_from_the_shipped_template_is_green_on_a_single_node(search_store, tmp_path: Path) -> None:
+    """The template asks for replicas only where a node can hold them: a lone node is green, not yellow."""
+    kind, base = search_store
+    url = new_index(kind, base, tmp_path)
+    ship_process(tmp_path, url, *REAL_LOGS)
+    index = url.rsplit("/", 1)[1]
+    health = httpx.get(f"{base}/_cluster/health/{index}", params={"wait_for_status": "green", "timeout": "5s"})
+    assert health.json()["status"] == "green" and health.json()["unassigned_shards"] == 0
+
+
+def test_count_is_every_event_the_moment_ship_exits(search_store, tmp_path: Path) -> None:
+    """No refresh asked by the test: a one-shot ship leaves what it wrote searchable."""
+    kind, base = search_store
+    url = new_index(kind, base, tmp_path)
+    ship_process(tmp_path, url, *REAL_LOGS)
+    reply = httpx.get(f"{base}/{url.rsplit('/', 1)[1]}/_count")
+    assert reply.json()["count"] == sum(REAL_REASONS.values())
+
+
 def test_opensearch_data_stream_takes_the_events_once(opensearch_url: str, tmp_path: Path, capsys) -> None:
     url = new_index("opensearch", opensearch_url, tmp_path, data_stream=True)
     name = url.rsplit("/", 1)[1]

@@ -338,3 +338,21 @@ def test_missing_checkpoint_directory_is_created_and_said(tmp_path):
     assert tail.take() == [0]
     assert checkpoint.is_file()
     assert tail.warnings == [f"created {checkpoint.parent} for the checkpoint tail.json"]
+
+
+def test_byte_order_mark_at_the_start_of_a_followed_file_is_not_part_of_its_first_line(tmp_path):
+    log = tmp_path / "named.log"
+    log.write_bytes(b"\xef\xbb\xbf" + line(0))
+    [first] = Harness(log).tail.poll().lines
+    assert (first.raw, first.offset) == (line(0).rstrip(b"\n"), 3)
+
+
+def test_byte_order_mark_bytes_appended_later_are_left_in_the_line(tmp_path):
+    """Only offset 0 holds a mark; the same bytes further on are the line's own (and get it rejected)."""
+    log = tmp_path / "named.log"
+    append(log, 0)
+    tail = Harness(log)
+    assert tail.take() == [0]
+    log.open("ab").write(b"\xef\xbb\xbf" + line(1))
+    [later] = tail.tail.poll().lines
+    assert later.raw == b"\xef\xbb\xbf" + line(1).rstrip(b"\n")

@@ -202,3 +202,13 @@ def test_tail_stopped_during_an_outage_without_a_queue_keeps_its_checkpoint_befo
     while "not delivered" not in said:
         said += tail.stderr.get(timeout=DEADLINE).decode()  # bounded: the process ended, its stderr is finite
     assert f"1 event(s) not delivered to {down}: the shutdown timeout ended its retries" in said
+
+
+def test_tail_keeps_the_first_line_of_a_file_that_starts_with_a_byte_order_mark(tmp_path):
+    log = tmp_path / "named.log"
+    log.write_bytes(b"\xef\xbb\xbf" + LINE.format(port=1000).encode())
+    tail = Process("tail", str(log), "--checkpoint", str(tmp_path / "tail.json"), "--format", "flat",
+                   "--read-from-head", "--poll-interval", "0.05")  # fmt: skip
+    [event] = tail.events(1)
+    assert (event["client_port"], event["offset"]) == (1000, 3)
+    assert tail.stop() == 0

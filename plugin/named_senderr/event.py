@@ -29,7 +29,8 @@ _ECS = {"version": ECS_VERSION}
 # The ECS name of each flat-record field, dotted the way stores that flatten nested JSON (VictoriaLogs) show it.
 ECS_NAMES = {
     "timestamp": "@timestamp", "reason": "event.reason", "reason_text": "error.message", "hint": "bind.hint",
-    "client_ip": "client.ip", "client_port": "client.port", "qname": "dns.question.name", "view": "bind.view",
+    "client_ip": "client.ip", "client_port": "client.port", "scope": "bind.scope", "qname": "dns.question.name",
+    "view": "bind.view",
     "signer": "bind.signer", "client_ptr": "bind.client_ptr", "message_kind": "bind.message_kind",
     "repeat_count": "bind.repeat_count", "host": "host.name", "program": "process.name", "pid": "process.pid",
     "category": "log.logger", "severity": "log.level", "file": "log.file.path", "offset": "log.offset",
@@ -88,6 +89,7 @@ def to_flat(event: Event) -> dict:
         "hint": hint(event.reason, event.message_kind),
         "client_ip": event.client_ip,
         "client_port": event.client_port,
+        "scope": event.scope,
         "qname": event.qname,
         "view": event.view,
         "signer": event.signer,

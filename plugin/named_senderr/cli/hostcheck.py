@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         lines = count_lines(args.log) if args.log else LogCounts()
         return _print(diagnose(before, after, lines), args)
     before, offset, emitted = take(procs[0], args.sys, stats()), _size(args.log), 0
+    print(sampling_notice(args, procs[0]), file=sys.stderr, flush=True)
     while True:
         time.sleep(args.interval)
         after, end = take(procs[0], args.sys, stats()), _size(args.log)
@@ -89,6 +90,22 @@ def run(args: argparse.Namespace) -> int:
         if args.count is not None and emitted >= args.count:
             return 0
         before, offset = after, end
+
+
+def sampling_notice(args: argparse.Namespace, proc: Path) -> str:
+    """What the wait before any output is for: sampled what, over how long, and what then comes."""
+    sources = [f"UDP counters of {proc}/net/snmp and snmp6", "net.core buffers", f"NICs under {args.sys}/class/net"]
+    if args.stats_url:
+        sources.append(f"BIND's statistics channel {args.stats_url}")
+    if args.log:
+        sources.append(f"send-error lines appended to {args.log}")
+    if not args.emit:
+        then = "then the diagnosis"
+    elif args.count is None:
+        then = f"one {DATASET} event on stdout per interval until interrupted"
+    else:
+        then = f"one {DATASET} event on stdout per interval, {args.count} in all"
+    return f"named-senderr: hostcheck: sampling {', '.join(sources)} over {args.interval:g} s; {then}"
 
 
 def emit_record(after, result) -> dict:

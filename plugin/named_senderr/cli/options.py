@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+DEAD_LETTER = "named-senderr-dead-letter.ndjson"  # settings.ship.DEFAULT_DEAD_LETTER, without importing the settings
+
 
 def add_privacy_options(parser: argparse.ArgumentParser) -> None:
     """Privacy and rollup (normalize/privacy.py, normalize/rollup.py): applied before any output sees an event."""
@@ -18,7 +20,13 @@ def add_delivery_options(parser: argparse.ArgumentParser) -> None:
     """Where events go and how durably: the same options for every command that delivers (engine/shipping.py)."""
     parser.add_argument("--to", action="append", default=[], metavar="URL", help="a sink URL (repeatable)")
     parser.add_argument("--config", type=Path, metavar="FILE.toml", help="settings file (see conf/named-senderr.toml)")
-    parser.add_argument("--dead-letter", type=Path, metavar="FILE", help="where refused events go (NDJSON, appended)")
+    parser.add_argument(
+        "--dead-letter",
+        type=Path,
+        metavar="FILE",
+        help="where events go that a store refused for good or, without --queue-dir, that retries gave up on "
+        f"(NDJSON, appended; default: {DEAD_LETTER} in the working directory, created when needed)",
+    )
     durable = parser.add_argument_group("disk queue and long runs")
     durable.add_argument("--queue-dir", type=Path, metavar="DIR", help="keep events on disk until every sink took them")
     durable.add_argument("--queue-max-bytes", type=int, metavar="N", help="size bound of the queue (default 256 MiB)")

@@ -64,8 +64,20 @@ def sample_path() -> str:
     return str(SAMPLE_LOG)
 
 
+def tell_if_reading_a_terminal(inputs: list[str]) -> None:
+    """Reading stdin from a terminal waits for typed lines: say so, or it looks like a hang."""
+    if (not inputs or "-" in inputs) and sys.stdin.isatty():
+        print(
+            "named-senderr: reading named log lines from the terminal (stdin); end with Ctrl-D, "
+            "or name a FILE (--sample: the bundled log)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     inputs = list(args.inputs) + ([sample_path()] if args.sample else [])
+    tell_if_reading_a_terminal(inputs)
     config = ParseConfig(
         inputs=tuple(inputs or ["-"]),
         format=args.format,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from named_senderr.cli.options import add_delivery_options, delivery_overrides
-from named_senderr.cli.parse import sample_path
+from named_senderr.cli.parse import sample_path, tell_if_reading_a_terminal
 from named_senderr.engine.shipping import ShipResult, run_ship
 from named_senderr.settings.loading import URL_FORMS, load_ship_config
 
@@ -43,6 +43,11 @@ exit status:
   4  a sink failed permanently (credentials, URL, retries exhausted); run the same command again
      to resume: events already stored are not stored twice (VictoriaLogs, which keeps every copy:
      only with --queue-dir, whose cursor resumes where the last run stopped)
+
+searchable (Elasticsearch, OpenSearch):
+  a ship that ends (no --follow) refreshes the index it wrote: a query right after it sees every
+  event; --follow, tail, listen and serve leave it to the index's refresh_interval (5 s in the
+  template that `named-senderr setup elasticsearch` installs)
 
 examples:
   named-senderr ship --sample --to stdout:
@@ -96,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         **delivery_overrides(args),
     }
     config = load_ship_config(args.config, args.to, overrides)
+    if not config.follow:
+        tell_if_reading_a_terminal(list(config.inputs))
     with stop_on_signals(config.queue.dir is not None) as stop:
         return deliver(config.progress, lambda warn, report: run_ship(config, warn, report, stop=stop))
 

@@ -30,7 +30,7 @@ from named_senderr.event import Event
 from named_senderr.queue.batcher import Batcher
 from named_senderr.queue.consumer import SinkConsumer, encode_event, replay_key
 from named_senderr.queue.disk import HEADER, DiskQueue, QueueWriteError
-from named_senderr.queue.driver import DeadLetter, Driver, SinkCounters
+from named_senderr.queue.driver import DeadLetter, Driver, RetryNotices, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.queue.workers import SinkWorkers
 from named_senderr.queue.writer import QueueWriter
@@ -71,6 +71,7 @@ class SinkLanes:
         *,
         stop: threading.Event | None = None,
         shutdown_timeout: float = 10.0,
+        warn: Callable[[str], None] = lambda message: None,
     ) -> None:
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -80,9 +81,12 @@ class SinkLanes:
         self.lanes: list[_Lane] = []
         for sink in sinks:
             lane_counters = counters.setdefault(sink.name, SinkCounters())
+            notices = RetryNotices(warn, clock)  # one per sink, shared by its workers
 
-            def driver(sink: Sink = sink, lane_counters: SinkCounters = lane_counters) -> Driver:
-                return Driver(sink, policy, dead_letter, lane_counters, clock, wait, halted=self.halt.is_set)
+            def driver(sink: Sink = sink, lane_counters: SinkCounters = lane_counters,
+                       notices: RetryNotices = notices) -> Driver:  # fmt: skip
+                return Driver(sink, policy, dead_letter, lane_counters, clock, wait, halted=self.halt.is_set,
+                              notices=notices)  # fmt: skip
 
             lane = _Lane(sink, Batcher(batch, clock), None, lane_counters)  # type: ignore[arg-type]
             lane.workers = SinkWorkers(sink, driver, lane_counters, done=self._settled_in(lane), halt=self.halt)
@@ -199,7 +203,8 @@ class QueueLanes:
         self.consumers: list[SinkConsumer] = []
         for sink in sinks:
             sink_counters = counters.setdefault(sink.name, SinkCounters())
-            driver = Driver(sink, policy, dead_letter, sink_counters, clock, wait, keep=True, halted=self.halt.is_set)
+            driver = Driver(sink, policy, dead_letter, sink_counters, clock, wait, keep=True, halted=self.halt.is_set,
+                            notices=RetryNotices(warn, clock))  # fmt: skip
             consumer = SinkConsumer(sink, self.queue, driver, sink_counters, batch, self.closing.is_set, self.halt,
                                     warn, patient=patient, pause=policy.maximum)  # fmt: skip
             self.consumers.append(consumer.start())

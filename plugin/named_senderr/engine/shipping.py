@@ -33,7 +33,7 @@ from named_senderr.queue.driver import DeadLetter, SinkCounters
 from named_senderr.queue.retry import RetryPolicy
 from named_senderr.queue.writer import queue_samples
 from named_senderr.settings.ship import ShipConfig
-from named_senderr.sinks.outcome import Sink
+from named_senderr.sinks.outcome import Searchable, Sink
 from named_senderr.sinks.registry import open_sink
 from named_senderr.sinks.stream import StreamDelivery
 from named_senderr.sources.file_tail import TailConfig
@@ -157,7 +157,7 @@ def run_pipeline(
                 delivery, queue = lanes, lanes.queue
             else:
                 delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep, stop=stop,
-                                     shutdown_timeout=config.queue.shutdown_timeout)  # fmt: skip
+                                     shutdown_timeout=config.queue.shutdown_timeout, warn=warn)  # fmt: skip
         if config.metrics:
 
             def collect() -> Iterator[Sample]:  # read at each scrape
@@ -181,6 +181,8 @@ def run_pipeline(
             if queue is not None and result.queue is not None:
                 result.queue.torn_bytes, result.queue.damaged_bytes = queue.torn_bytes, queue.damaged_bytes
             dead_letter.close()
+        if not endless and sinks is not None:
+            make_searchable(sinks, result.sinks, warn)
     result.dead_lettered = dead_letter.count
     return result
 
@@ -193,6 +195,19 @@ def open_sinks(config: ShipConfig, stack: ExitStack) -> list[Sink]:
         sinks.append(open_sink(sink_config, ingest_time))
         stack.callback(sinks[-1].close)
     return sinks
+
+
+def make_searchable(sinks: list[Sink], counters: dict[str, SinkCounters], warn: Warn) -> None:
+    """At the end of a one-shot run, refresh what each search store took: a query right after it sees it all.
+
+    Long runs leave it to the index's ``refresh_interval``: a refresh per batch would cost the cluster.
+    """
+    for sink in sinks:
+        took = counters.get(sink.name)
+        if not isinstance(sink, Searchable) or took is None or not took.sent or took.failed:
+            continue
+        if warning := sink.make_searchable():
+            warn(warning)
 
 
 def prints_directly(config: ShipConfig) -> bool:

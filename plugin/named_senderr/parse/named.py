@@ -20,6 +20,8 @@ from named_senderr.normalize.timestamp import TimestampNormalizer
 from named_senderr.parse.grok import LinePattern, load_line_patterns
 
 MAX_LINE_BYTES = 64 * 1024
+# A DNS name is at most 255 octets; written out, each octet takes at most 4 characters (\DDD).
+MAX_QNAME_CHARS = 255 * 4
 CLIENT_PHRASES = ("error sending response", "send failed")
 UDP_PHRASE = reasons.UDP_PHRASE
 # A line is a candidate when it holds "error sending" or "send exceeded" (not the
@@ -112,6 +114,14 @@ class NamedLineParser:
             port = int(g["client_port"])  # type: ignore[arg-type]
             if port > 65535:
                 return Rejection("invalid_port", f"port {port} is above 65535", original)
+        qname = g["qname"]
+        if qname is not None and len(qname) > MAX_QNAME_CHARS:
+            return Rejection(
+                "qname_too_long",
+                f"query name of {len(qname):,} characters; a DNS name is at most 255 octets, "
+                f"{MAX_QNAME_CHARS:,} characters written out",
+                original,
+            )
         time_text = g.get("log_time") or g["named_time"]
         timestamp = self.timestamps.to_rfc3339(time_text) if time_text else None
         reason_text = g["reason_text"]
@@ -131,7 +141,7 @@ class NamedLineParser:
             client_port=port,
             scope=g["scope"],
             client_ptr=g["client_ptr"],
-            qname=g["qname"],
+            qname=qname,
             view=g["view"],
             signer=g["signer"],
             netmgr_ptr=g["netmgr_ptr"],

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from named_senderr.queue.retry import RetryPolicy
-from named_senderr.sinks.outcome import Sink, SinkFailed
+from named_senderr.sinks.outcome import Outcome, Sink, SinkFailed
 
 
 def _unobserved(seconds: float) -> None:
@@ -81,6 +81,45 @@ class DeadLetter:
                 self._file.close()
 
 
+class RetryNotices:
+    """Says at once, on stderr or the log, that a sink retries and why: a dead store must never look like a hang.
+
+    One per sink, shared by its workers: the first failed attempt of a streak is told at once, later
+    ones at most every ``every`` seconds (a 429 storm over many batches stays a few lines), and the
+    first batch stored after that says the store took events again.
+    """
+
+    def __init__(self, warn: Callable[[str], None], clock: Callable[[], float] = time.monotonic, every: float = 10.0):
+        self.warn = warn
+        self.clock = clock
+        self.every = every
+        self._last: float | None = None  # when the streak was last told; None: no streak
+        self._lock = threading.Lock()
+
+    def retrying(self, driver: Driver, attempt: int, delay: float, elapsed: float, outcome: Outcome) -> None:
+        with self._lock:
+            now = self.clock()
+            if self._last is not None and now - self._last < self.every:
+                return
+            self._last = now
+        policy = driver.policy
+        what = (
+            f"cannot reach the store ({outcome.error})" if outcome.unanswered else f"the store answered {outcome.error}"
+        )
+        then = "the queue keeps them" if driver.keep else f"they go to {driver.dead_letter.path}"
+        self.warn(
+            f"{driver.sink.name}: {what}; retrying {len(outcome.retry):,} event(s): attempt {attempt} of "
+            f"{policy.max_attempts} failed, next try in {delay:.1f} s, {max(0.0, policy.deadline - elapsed):.0f} s "
+            f"of the {policy.deadline:.0f} s retry budget left; when it runs out, {then}"
+        )
+
+    def stored(self, sink: str) -> None:
+        with self._lock:
+            told, self._last = self._last is not None, None
+        if told:
+            self.warn(f"{sink}: the store takes events again")
+
+
 class RetriesExhausted(SinkFailed):
     """A batch still failed (429/5xx, no answer) when the retry policy gave up: worth trying later."""
 
@@ -107,6 +146,7 @@ class Driver:
         rand: Callable[[], float] = random.random,
         keep: bool = False,
         halted: Callable[[], bool] = lambda: False,
+        notices: RetryNotices | None = None,
     ) -> None:
         self.sink = sink
         self.policy = policy
@@ -117,6 +157,7 @@ class Driver:
         self.rand = rand
         self.keep = keep
         self.halted = halted
+        self.notices = notices or RetryNotices(lambda message: None)
 
     def deliver(self, items: list[Any]) -> None:
         """Raises SinkFailed when the sink cannot go on; the batch in hand is dead-lettered first."""
@@ -148,6 +189,8 @@ class Driver:
                 return []
             batch = outcome.retry
             if not batch:
+                if attempts:
+                    self.notices.stored(self.sink.name)
                 return []
             attempts += 1
             delay = self.policy.delay(attempts, outcome.retry_after, self.rand)
@@ -158,6 +201,7 @@ class Driver:
                     self.abandon(batch, reason)
                 raise RetriesExhausted(f"{self.sink.name}: {reason}")
             self.counters.add(retried=len(batch))
+            self.notices.retrying(self, attempts, delay, elapsed, outcome)
             self.sleep(delay)
             if self.halted():
                 raise Halted(f"{self.sink.name}: stopped while retrying: {outcome.error}")
@@ -166,6 +210,7 @@ class Driver:
                 self.counters.add(duplicates=len(batch) - len(unsent))
                 batch = unsent
                 if not batch:
+                    self.notices.stored(self.sink.name)
                     return []
 
     def _dead(self, refused: list[tuple[Any, str]]) -> None:

@@ -21,7 +21,9 @@ DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
 DEFAULT_TAG = "named_senderr.send_error"  # what a forward:// sink tags its events with
 DEFAULT_LABELS = ("job", "host", "reason", "message_kind")
 # Flat-record fields with few values: one Loki stream per combination stays cheap.
-BOUNDED_LABELS = frozenset({"job", "host", "reason", "message_kind", "category", "severity", "program", "zone_class"})
+BOUNDED_LABELS = frozenset(
+    {"job", "host", "reason", "message_kind", "category", "severity", "program", "zone_class", "scope"}
+)
 # Fields with a value per client, query or line: as labels they would explode the stream count.
 UNBOUNDED_LABELS = frozenset(
     {"client_ip", "client_port", "qname", "view", "offset", "file", "pid", "client_ptr", "signer", "timestamp"}

@@ -32,6 +32,7 @@ class BulkSink:
         self.workers = config.workers
         self._client = client or HttpClient(config, {"Accept": "application/json"})
         self._path = f"/{config.index}/_bulk"
+        self._refresh = f"/{config.index}/_refresh"
         self._ingest_time = ingest_time
         self._cwd = os.getcwd()  # relative input paths resolve against it in the ids
 
@@ -53,6 +54,15 @@ class BulkSink:
 
     def drop_stored(self, items: list[bytes]) -> list[bytes]:
         return items  # `create` with a deterministic _id answers 409 for what is already stored
+
+    def make_searchable(self) -> str | None:
+        reply = self._client.request("POST", self._refresh)
+        if reply.status == 200 and not reply.fatal:
+            return None
+        return (
+            f"{self.name}: refresh after the run failed ({reply.fatal or reply.error or error_reason(reply)}); "
+            "the documents become searchable within the index's refresh_interval (5 s in the shipped template)"
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -7,7 +7,7 @@ item; the driver (queue/driver.py) alone decides when to try again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from named_senderr.errors import NamedSenderrError
 from named_senderr.event import Event
@@ -86,3 +86,11 @@ class Sink(Protocol):
         """``items`` without those the store already holds: for a batch that may have been sent before a crash."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Searchable(Protocol):
+    """A store that shows new documents only after a refresh (Elasticsearch, OpenSearch: ``refresh_interval``)."""
+
+    def make_searchable(self) -> str | None:
+        """Refresh what this run wrote, so a query right after a one-shot run sees it; a warning if it could not."""

@@ -350,7 +350,7 @@ class FileTail:
                 lines.append(TailLine(tracked.path, base, data[:MAX_LINE_BYTES], True, base))
             tracked.offset, tracked.skipping = base + len(data), True
             return len(data) == READ_LIMIT
-        for offset, raw, oversize in candidate_lines(io.BytesIO(data[:end]), self.stats):
+        for offset, raw, oversize in candidate_lines(io.BytesIO(data[:end]), self.stats, strip_bom=base == 0):
             start = base + offset
             after = start if oversize else min(start + len(raw) + 1, base + end)
             lines.append(TailLine(tracked.path, start, raw, oversize, after))

@@ -23,6 +23,7 @@ from named_senderr.telemetry import Stats
 
 BLOCK_SIZE = MAX_LINE_BYTES
 _GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +60,30 @@ class InputSource:
 
 
 def candidate_lines(
-    stream: BinaryIO, stats: Stats, on_block: Callable[[], None] | None = None, find: Finder | None = None
+    stream: BinaryIO,
+    stats: Stats,
+    on_block: Callable[[], None] | None = None,
+    find: Finder | None = None,
+    strip_bom: bool = True,
 ) -> Iterator[tuple[int, bytes, bool]]:
     """Yield ``(offset, line, oversize)`` for each line that may hold a send error.
 
     ``offset`` is the byte offset of the line in the (decompressed) stream;
     ``line`` has no newline. A line longer than MAX_LINE_BYTES is counted in
     ``stats``; when its head holds a phrase it is yielded, cut to the limit,
-    with ``oversize`` set, so that it is rejected rather than parsed.
+    with ``oversize`` set, so that it is rejected rather than parsed. With
+    ``strip_bom`` (the stream starts at the file's first byte) a UTF-8 byte-order
+    mark there is skipped; the offsets still count it.
     """
-    read = stream.read
+    # A terminal gives what was typed at once and ends at one Ctrl-D; read() would wait for a full block.
+    read = stream.read1 if stream.isatty() else stream.read  # type: ignore[attr-defined]
     find = find or _default_finder()
     pending = b""  # the unfinished last line of the previous block
     pending_offset = 0
     oversize = False
     offset = 0  # stream offset of the current block
     json_lines: bool | None = None
+    at_start = strip_bom
     while True:
         try:
             block = read(BLOCK_SIZE)
@@ -82,6 +91,13 @@ def candidate_lines(
             raise InputError(f"read failed at byte {offset}: {exc}") from exc
         if not block:
             break
+        if at_start:  # a UTF-8 byte-order mark (Windows editors, some exports) is not part of the first line
+            at_start = False
+            if block.startswith(BOM):
+                stats.bytes += len(BOM)
+                block, offset = block[len(BOM) :], offset + len(BOM)
+                if not block:
+                    continue
         if on_block is not None:
             on_block()
         if json_lines is None:
