@@ -108,3 +108,18 @@ def test_query_name_longer_than_any_dns_name_is_rejected_with_its_own_cause():
 
 def test_query_name_of_255_octets_each_written_as_an_escape_is_kept():
     assert make_parser().parse(qname_line(MAX_QNAME_CHARS)).qname == "a" * 1020
+
+
+def test_a_line_reads_the_same_whatever_line_came_before_it() -> None:
+    """A channel line with a category also looks like a host-less syslog line: the order of patterns decides."""
+    channel = (
+        "2025-03-04T05:06:07.890Z security: debug 3: client @0x7f0e1c02a9b8 203.0.113.77#41000 (x.example): "
+        "send failed: unset"
+    )
+    syslog = "Oct 21 10:22:33 ns1 named[1234]: client @0x7f1a2c0b3d40 192.0.2.1#53 (x.example): send failed: unset"
+    fresh = make_parser().parse(channel)
+    parser = make_parser()
+    parser.parse(syslog)
+    after = parser.parse(channel)
+    assert isinstance(fresh, Event) and isinstance(after, Event)
+    assert (after.category, after.program) == (fresh.category, fresh.program) == ("security", None)

@@ -1,8 +1,9 @@
 """Recognize named send-error lines and turn them into Events.
 
 The hot path: a line without one of the fixed phrases costs one substring test;
-a candidate is matched by the anchored top-level patterns, the one that
-matched last tried first (a log file keeps one format). A candidate that
+a candidate is matched by the anchored top-level patterns, always in the
+order patterns/ declares them, so that a line reads the same whatever came
+before it (a channel line can also look like a host-less syslog line). A candidate that
 matches none is diagnosed and returned as a Rejection with a precise reason.
 """
 
@@ -92,12 +93,9 @@ class NamedLineParser:
         return self._match(text, text)
 
     def _match(self, text: str, original: str) -> Event | Rejection:
-        patterns = self.patterns
-        for index, pattern in enumerate(patterns):
+        for pattern in self.patterns:
             m = pattern.match(text)
             if m is not None:
-                if index:  # remember the format that matched: try it first next time
-                    patterns.insert(0, patterns.pop(index))
                 return self._event(m.groupdict(), original)
         return diagnose(original)
 
