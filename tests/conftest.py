@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Real-server fixtures (``elasticsearch_url``, ``opensearch_url``, ``victorialogs_url``) start one server per test
+Real-server fixtures (``elasticsearch_url``, ``opensearch_url``, ``victorialogs_url``, ``kafka_bootstrap``) start one server per test
 session from the cache filled by ``python -m tests.servers prepare`` (or fill it on first use). Tests
 that use them get the ``servers`` marker automatically, so ``pytest -m "not servers"`` skips them.
 Without Java/Go, or when preparation fails, they are skipped — except under ``CI=true``, where a
@@ -28,6 +28,7 @@ SERVER_FIXTURES = {
     "elasticsearch_url": "elasticsearch",
     "opensearch_url": "opensearch",
     "victorialogs_url": "victorialogs",
+    "kafka_bootstrap": "kafka",
 }
 
 
@@ -88,6 +89,15 @@ def victorialogs_url() -> Iterator[str]:
     It also serves the Loki push API at ``/insert/loki/api/v1/push``: the Loki sink's real server here.
     """
     yield from _run_server("victorialogs")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address (``127.0.0.1:PORT``) of a fresh one-node KRaft Kafka 4.x; no topic is auto-created.
+
+    Reserve a topic per test with ``tests.servers.kafka.new_topic(kafka_bootstrap, partitions)``.
+    """
+    yield from _run_server("kafka")
 
 
 @pytest.fixture
