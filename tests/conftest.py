@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Real-server fixtures (``elasticsearch_url``, ``opensearch_url``, ``victorialogs_url``) start one server per test
+Real-server fixtures (``elasticsearch_url``, ``opensearch_url``, ``victorialogs_url``, ``kafka_bootstrap``) start one server per test
 session from the cache filled by ``python -m tests.servers prepare`` (or fill it on first use). Tests
 that use them get the ``servers`` marker automatically, so ``pytest -m "not servers"`` skips them.
 Without Java/Go, or when preparation fails, they are skipped — except under ``CI=true``, where a
@@ -28,6 +28,8 @@ SERVER_FIXTURES = {
     "elasticsearch_url": "elasticsearch",
     "opensearch_url": "opensearch",
     "victorialogs_url": "victorialogs",
+    "kafka_bootstrap": "kafka",
+    "kafka_server": "kafka",
 }
 
 
@@ -50,8 +52,8 @@ def _server_unavailable(name: str, reason: str) -> None:
     pytest.skip(message)
 
 
-def _run_server(name: str) -> Iterator[str]:
-    """Prepare and start ``name`` for the session, yield its base URL, stop it at session end.
+def _start_server(name: str) -> Iterator[servers.Server]:
+    """Prepare and start ``name`` for the session, yield it, stop it at session end.
 
     pytest caches a session fixture's skip/failure, so a broken server costs one attempt, not one per test.
     """
@@ -64,9 +66,15 @@ def _run_server(name: str) -> Iterator[str]:
     if reason:
         _server_unavailable(name, reason)  # outside `except`: no chained traceback noise
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
+
+
+def _run_server(name: str) -> Iterator[str]:
+    """Like ``_start_server``, yielding the server's base URL."""
+    for server in _start_server(name):
+        yield server.url
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +96,21 @@ def victorialogs_url() -> Iterator[str]:
     It also serves the Loki push API at ``/insert/loki/api/v1/push``: the Loki sink's real server here.
     """
     yield from _run_server("victorialogs")
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> Iterator[servers.Server]:
+    """A fresh one-node KRaft Kafka 4.x for the session; ``endpoints["sasl"]`` is its SASL/PLAIN listener."""
+    yield from _start_server("kafka")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_server: servers.Server) -> str:
+    """Bootstrap address (``127.0.0.1:PORT``, PLAINTEXT) of the session's Kafka; no topic is auto-created.
+
+    Reserve a topic per test with ``tests.servers.kafka.new_topic(kafka_bootstrap, partitions)``.
+    """
+    return kafka_server.url
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
-"""Real Elasticsearch, OpenSearch and VictoriaLogs servers for integration tests.
+"""Real Elasticsearch, OpenSearch, VictoriaLogs and Kafka servers for integration tests.
 
-The servers are downloaded (ES/OS integ-test zips from Maven Central) or built (VictoriaLogs from its
-Go module through the Go proxy) once into a cache outside the repository, then started per test session
+The servers are downloaded (ES/OS integ-test zips and Kafka's jars from Maven Central) or built (VictoriaLogs
+from its Go module through the Go proxy) once into a cache outside the repository, then started per test session
 on a free loopback port with a throw-away data directory. ``python -m tests.servers`` drives the same
 code from the command line (``prepare`` for CI, ``run`` for manual poking).
 """
@@ -35,7 +35,7 @@ __all__ = [
     "start",
 ]
 
-SERVER_NAMES = ("elasticsearch", "opensearch", "victorialogs")
+SERVER_NAMES = ("elasticsearch", "opensearch", "victorialogs", "kafka")
 STARTUP_TIMEOUT = float(os.environ.get("NAMED_SENDERR_SERVER_TIMEOUT", "180"))
 
 
@@ -112,6 +112,19 @@ class Server:
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
     relaunch: Callable[[], subprocess.Popen[bytes]] | None = None  # the same command, port and data dir
     health_url: str = ""
+    probe: Callable[[float], bool] | None = None  # health check for servers that do not speak HTTP
+    endpoints: dict[str, str] = field(default_factory=dict)  # more addresses it listens on, by name
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        """One health check: ``probe`` when the server has one, else a 2xx from ``health_url``."""
+        if self.probe is not None:
+            return self.probe(timeout)
+        return http_ok(self.health_url, timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (a crash, not a shutdown); data dir and port stay for ``resume()``."""
+        signal_group(self.process, signal.SIGKILL)
+        self.process.wait(30)
 
     def halt(self, timeout: float = 30.0) -> None:
         """Stop the process but keep its data dir and port, for an outage that ``resume()`` ends."""
@@ -132,7 +145,7 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerError(f"{self.name} exited with {self.process.returncode} on restart\n{tail(self.log)}")
-            if http_ok(self.health_url, timeout=5.0):
+            if self.healthy(timeout=5.0):
                 return
             time.sleep(0.5)
         raise ServerError(f"{self.name} not healthy again after {timeout:.0f}s\n{tail(self.log)}")
@@ -178,8 +191,12 @@ def launch(
     data_dir: Path,
     env: dict[str, str] | None = None,
     timeout: float = STARTUP_TIMEOUT,
+    probe: Callable[[float], bool] | None = None,
+    url: str = "",
 ) -> Server:
-    """Start ``cmd`` with output in ``data_dir/server.log`` and poll ``health_path`` until it is healthy.
+    """Start ``cmd`` with output in ``data_dir/server.log`` and poll ``health_path`` (or ``probe``) until healthy.
+
+    ``url`` is what callers connect to; it defaults to ``http://127.0.0.1:PORT``.
 
     Startup failures (process exit or timeout) stop the process and raise with the log tail, so a
     broken server shows its own error in the pytest output instead of a bare connection refused.
@@ -199,18 +216,22 @@ def launch(
             )
 
     process = spawn()
-    url = f"http://127.0.0.1:{port}"
-    server = Server(name, version, url, process, data_dir, log, relaunch=spawn, health_url=url + health_path)
+    base = f"http://127.0.0.1:{port}"
+    server = Server(
+        name, version, url or base, process, data_dir, log, relaunch=spawn, health_url=base + health_path, probe=probe
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             server.stop()
             raise ServerError(f"{name} {version} exited with {process.returncode} during startup ({log})\n{tail(log)}")
-        if http_ok(url + health_path, timeout=min(10.0, max(1.0, deadline - time.monotonic()))):
+        if server.healthy(timeout=min(10.0, max(1.0, deadline - time.monotonic()))):
             return server
         time.sleep(0.5)
     server.stop()
-    raise ServerError(f"{name} {version} not healthy at {url}{health_path} after {timeout:.0f}s ({log})\n{tail(log)}")
+    raise ServerError(
+        f"{name} {version} not healthy at {server.url}{health_path} after {timeout:.0f}s ({log})\n{tail(log)}"
+    )
 
 
 def new_data_dir(name: str) -> Path:
@@ -220,10 +241,12 @@ def new_data_dir(name: str) -> Path:
 
 def prepare(name: str) -> Path:
     """Download or build ``name`` into the cache if needed; return its install directory."""
-    from . import java, victorialogs
+    from . import java, kafka, victorialogs
 
     if name == "victorialogs":
         return victorialogs.prepare()
+    if name == "kafka":
+        return kafka.prepare()
     if name in ("elasticsearch", "opensearch"):
         return java.prepare(java.DISTRIBUTIONS[name])
     raise ValueError(f"unknown server {name!r}; expected one of {SERVER_NAMES}")
@@ -231,10 +254,13 @@ def prepare(name: str) -> Path:
 
 def start(name: str, *, keep_data: bool = False) -> Server:
     """Prepare (if needed) and start ``name`` on a free port; the caller must ``stop()`` it."""
-    from . import java, victorialogs
+    from . import java, kafka, victorialogs
 
     if name == "victorialogs":
         server = victorialogs.start(prepare(name))
+    elif name == "kafka":
+        java.java_home()  # no JDK: fail before downloading anything
+        server = kafka.start(prepare(name))
     elif name in ("elasticsearch", "opensearch"):
         java.java_home()  # no JDK: fail before downloading anything
         server = java.start(java.DISTRIBUTIONS[name], prepare(name))

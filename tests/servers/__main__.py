@@ -10,6 +10,11 @@ import time
 
 from . import SERVER_NAMES, ServerError, cache_dir, prepare, start
 
+FIRST_TIME = {
+    "victorialogs": " (builds from its Go module: about 1.5 min the first time)",
+    "kafka": " (copies its jars with Maven: about 30 s the first time)",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.servers", description=__doc__)
@@ -26,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             names = SERVER_NAMES if args.name == "all" else (args.name,)
             print(f"cache: {cache_dir()}", flush=True)
             for name in names:
-                slow = " (builds from its Go module: about 1.5 min the first time)" if name == "victorialogs" else ""
+                slow = FIRST_TIME.get(name, "")
                 print(f"{name}: preparing{slow}…", flush=True)
                 t0 = time.monotonic()
                 home = prepare(name)
