@@ -22,8 +22,9 @@ class NdjsonWriter:
         self._stream = stream
         self._pending: list[bytes] = []
 
-    def write(self, record: dict) -> None:
-        self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    def write_all(self, records: list[dict]) -> None:
+        dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        self._pending += [dumps(record, option=option) for record in records]
         if len(self._pending) >= _BATCH:
             self.flush()
 

@@ -269,7 +269,7 @@ class ExecFilterSource:
         self.counts.bad["internal_error"] += 1
         self.complain.log.exception("internal error on %s; it was dropped, please report this", what)
 
-    def _line(self, obj: Any) -> RecordLine | None:
+    def _line(self, obj: Any) -> Line | None:
         """The candidate line of a decoded object that the fast path did not take; None (counted) if none."""
         if isinstance(obj, BadRecord):
             self._bad(obj)
@@ -286,8 +286,11 @@ class ExecFilterSource:
             return None
         return self._candidate(obj, value)
 
-    def _candidate(self, record: dict, value: str | bytes) -> RecordLine:
-        """A line with a send-error phrase, as the bytes Fluentd sent (latin-1 kept every byte for the test)."""
+    def _candidate(self, record: dict, value: str | bytes) -> Line:
+        """A line with a send-error phrase, as the bytes Fluentd sent (latin-1 kept every byte for the test).
+
+        The record rides along only when a rejection is passed back in its place (``rejected_tag``).
+        """
         raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         if not raw.isascii():
             try:
@@ -295,7 +298,9 @@ class ExecFilterSource:
             except UnicodeDecodeError:
                 self.stats.undecodable_lines += 1  # parsed with the bad bytes escaped
         host = _record_host(record) if len(record) > 1 else None  # in_tail's records hold the line alone
-        return RecordLine(raw, None, None, host, False, record=record)
+        if self.rejected_tag is not None:
+            return RecordLine(raw, host=host, record=record)
+        return Line(raw) if host is None else Line(raw, host=host)
 
     def _pack(self, record: dict, source: dict) -> bytes | None:
         try:
