@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 
 import msgpack
 
@@ -28,7 +29,7 @@ class MsgpackOut:
         self.broken: OSError | None = None  # the reader went away (EPIPE): nothing more is written
         self.events = 0  # event records written (``write_all``)
 
-    def write_all(self, records: list[dict]) -> None:
+    def write_all(self, records: Iterable[dict]) -> None:
         """A batch's event records (the delivery's side: the runner writes from one thread at a time)."""
         pack = self._packer.pack
         packed = [pack(record) for record in records]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
@@ -22,7 +23,7 @@ class NdjsonWriter:
         self._stream = stream
         self._pending: list[bytes] = []
 
-    def write_all(self, records: list[dict]) -> None:
+    def write_all(self, records: Iterable[dict]) -> None:
         dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
         self._pending += [dumps(record, option=option) for record in records]
         if len(self._pending) >= _BATCH:

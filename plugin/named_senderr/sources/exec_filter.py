@@ -1,10 +1,10 @@
 """Fluentd ``out_exec_filter`` child: the records Fluentd writes to its stdin, as an engine source.
 
 Fluentd writes a whole buffer chunk at a time (concatenated msgpack maps, no
-framing) and reads the child's stdout with a streaming parser. Each read is
-one batch: the log line of every record that holds a send-error candidate
-goes to the engine (parse, privacy, rollup, the same for every source), and
-the batch's output is written and flushed before the next read. Records that
+framing) and reads the child's stdout with a streaming parser. The log line
+of every record that holds a send-error candidate goes to the engine (parse,
+privacy, rollup, the same for every source) in batches of at most
+BATCH_LINES, and a read's output is written and flushed before the next read. Records that
 are not send errors are dropped or, with ``--non-matching pass``, written back
 unchanged in their place; rejected candidates are passed back only when asked,
 under their own tag. A child that dies stalls Fluentd's pipeline ("no healthy
@@ -40,6 +40,7 @@ HOST_KEYS = ("host", "hostname", "_HOSTNAME")
 REJECT_FIELD = "named_senderr_error"
 TAG_FIELD = "named_senderr_tag"  # Fluentd's <extract> tag_key takes a record's tag from it
 READ_SIZE = 256 * 1024
+BATCH_LINES = 256  # candidate lines per engine batch: a read's events go out in parts small enough to stay in cache
 WAKE = 0.1  # seconds between looks at the stop flag while stdin is quiet
 LOG_FIRST = 20  # complaints of one kind logged one by one; then every LOG_EVERY-th
 LOG_EVERY = 1000
@@ -201,14 +202,16 @@ class ExecFilterSource:
         counts = self.counts
         counts.batches += 1
         counts.bytes_in += len(data)
-        first_key, passing = self.keys[0], self.pass_non_matching
+        first_key, passing, lines = self.keys[0], self.pass_non_matching, self._lines
         for obj in self.decoder.feed(data):
             if type(obj) is dict:  # the fast path: most lines are not send errors; one substring test each
                 value = obj.get(first_key)
                 if type(value) is bytes or type(value) is str:
                     counts.records += 1
                     if is_candidate(value.decode("latin-1") if isinstance(value, bytes) else value):  # in_tail: bin
-                        self._lines.append(self._candidate(obj, value))
+                        lines.append(self._candidate(obj, value))
+                        if len(lines) >= BATCH_LINES and not self._send(emit):
+                            return False
                     elif not passing:
                         counts.dropped += 1
                     elif not self._pass_back(obj, emit):
@@ -220,7 +223,9 @@ class ExecFilterSource:
                 self._internal_error("a record")
                 continue
             if line is not None:
-                self._lines.append(line)
+                lines.append(line)
+                if len(lines) >= BATCH_LINES and not self._send(emit):
+                    return False
             elif type(obj) is dict:  # not a send error, or no line in it
                 if not passing:
                     counts.dropped += 1
@@ -256,8 +261,8 @@ class ExecFilterSource:
             self._internal_error(f"a batch of {len(batch.lines)} candidate lines")
             return True
         if not self.out.broken:
-            self._bad(BadRecord("unprocessed", f"stopping: {len(batch.lines)} candidate lines of the last read "
-                                               "were not processed"))  # fmt: skip
+            self._bad(BadRecord("unprocessed", f"stopping: {len(batch.lines)} candidate lines and any later records "
+                                               "of the last read were not processed"))  # fmt: skip
         return False
 
     def _hand_over(self) -> None:
