@@ -24,10 +24,11 @@ class NdjsonWriter:
         self._pending: list[bytes] = []
 
     def write_all(self, records: Iterable[dict]) -> None:
-        dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        self._pending += [dumps(record, option=option) for record in records]
-        if len(self._pending) >= _BATCH:
-            self.flush()
+        pending, dumps, option = self._pending, orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        for record in records:
+            pending.append(dumps(record, option=option))
+            if len(pending) >= _BATCH:  # written in parts: a large batch's lines are never all held at once
+                self.flush()
 
     def flush(self) -> None:
         if self._pending:
