@@ -23,6 +23,7 @@ import pytest
 from named_senderr.event import Event
 from named_senderr.normalize.timestamp import TimestampNormalizer
 from named_senderr.parse.named import NamedLineParser
+from named_senderr.sources.exec_filter import BATCH_LINES
 from tests.polling import wait_until
 
 SAMPLE = Path(__file__).resolve().parent.parent / "plugin" / "named_senderr" / "samples" / "named.log"
@@ -300,6 +301,22 @@ def test_non_matching_records_pass_through_unchanged(start):
     assert records[1]["client_port"] == 6
     assert records[2] == {"no_message": True}
     assert child.finish() == 0
+
+
+def test_a_read_of_more_candidates_than_one_engine_batch_comes_back_whole_and_in_input_order(start):
+    """A read is cut into engine batches of BATCH_LINES lines; the records passed back keep their place."""
+    child = start("--non-matching", "pass")
+    records, expected = [], []
+    for port in range(1, 3 * BATCH_LINES):
+        if port % 100 == 0:
+            records.append({"message": QUERY, "n": port})
+            expected.append(("passed", port))
+        records.append({"message": LINE.format(port=port), **({"host": "ns1"} if port % 3 == 0 else {})})
+        expected.append(("event", port))
+    child.write(b"".join(pack(record) for record in records))  # one chunk, read in as few reads as the pipe allows
+    assert child.finish() == 0
+    assert [("passed", r["n"]) if "n" in r else ("event", r["client_port"]) for r in child.records] == expected
+    assert all((r.get("host") == "ns1") == (r["client_port"] % 3 == 0) for r in child.records if "client_port" in r)
 
 
 def test_non_matching_records_are_dropped_by_default(start):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 
 import msgpack
 
@@ -26,14 +27,15 @@ class MsgpackOut:
         self._parts: list[bytes] = []
         self._packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
         self.broken: OSError | None = None  # the reader went away (EPIPE): nothing more is written
-        self.events = 0  # event records written (``write``)
+        self.events = 0  # event records written (``write_all``)
 
-    def write(self, record: dict) -> None:
-        """An event record (the delivery's side: the runner writes from one thread at a time)."""
-        packed = self._packer.pack(record)
+    def write_all(self, records: Iterable[dict]) -> None:
+        """A batch's event records (the delivery's side: the runner writes from one thread at a time)."""
+        pack = self._packer.pack
+        packed = [pack(record) for record in records]
         with self._lock:
-            self._parts.append(packed)
-            self.events += 1
+            self._parts += packed
+            self.events += len(packed)
 
     def add(self, packed: bytes) -> None:
         """A record the source packed itself (passed back unchanged)."""

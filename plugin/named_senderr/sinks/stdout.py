@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
@@ -22,10 +23,12 @@ class NdjsonWriter:
         self._stream = stream
         self._pending: list[bytes] = []
 
-    def write(self, record: dict) -> None:
-        self._pending.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-        if len(self._pending) >= _BATCH:
-            self.flush()
+    def write_all(self, records: Iterable[dict]) -> None:
+        pending, dumps, option = self._pending, orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        for record in records:
+            pending.append(dumps(record, option=option))
+            if len(pending) >= _BATCH:  # written in parts: a large batch's lines are never all held at once
+                self.flush()
 
     def flush(self) -> None:
         if self._pending:

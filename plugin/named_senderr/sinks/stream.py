@@ -7,7 +7,7 @@ caller's thread, and a batch is durable once its write is flushed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import BinaryIO, Protocol
 
 from named_senderr.event import Event
@@ -17,7 +17,7 @@ from named_senderr.sinks.stdout import NdjsonWriter
 class RecordWriter(Protocol):
     """Records encoded onto a stream: NDJSON (``NdjsonWriter``), or msgpack for Fluentd (sinks/msgpack_stream.py)."""
 
-    def write(self, record: dict) -> None: ...
+    def write_all(self, records: Iterable[dict]) -> None: ...
 
     def flush(self) -> object: ...
 
@@ -50,9 +50,8 @@ class StreamDelivery:
         self, events: list[Event], seq: int, wait: bool = True, routes: Sequence[frozenset[int]] | None = None
     ) -> bool:
         """``routes`` are only ever None or all this one stream's (a pipeline of one sink)."""
-        write, render = self._writer.write, self._render
-        for event in events:
-            write(render(event))
+        render = self._render
+        self._writer.write_all(render(event) for event in events)  # each record encoded while it is fresh
         if self._flush_every:
             self._writer.flush()
             self._durable = max(self._durable, seq)

@@ -1,10 +1,10 @@
 """Fluentd ``out_exec_filter`` child: the records Fluentd writes to its stdin, as an engine source.
 
 Fluentd writes a whole buffer chunk at a time (concatenated msgpack maps, no
-framing) and reads the child's stdout with a streaming parser. Each read is
-one batch: the log line of every record that holds a send-error candidate
-goes to the engine (parse, privacy, rollup, the same for every source), and
-the batch's output is written and flushed before the next read. Records that
+framing) and reads the child's stdout with a streaming parser. The log line
+of every record that holds a send-error candidate goes to the engine (parse,
+privacy, rollup, the same for every source) in batches of at most
+BATCH_LINES, and a read's output is written and flushed before the next read. Records that
 are not send errors are dropped or, with ``--non-matching pass``, written back
 unchanged in their place; rejected candidates are passed back only when asked,
 under their own tag. A child that dies stalls Fluentd's pipeline ("no healthy
@@ -40,6 +40,7 @@ HOST_KEYS = ("host", "hostname", "_HOSTNAME")
 REJECT_FIELD = "named_senderr_error"
 TAG_FIELD = "named_senderr_tag"  # Fluentd's <extract> tag_key takes a record's tag from it
 READ_SIZE = 256 * 1024
+BATCH_LINES = 256  # candidate lines per engine batch: a read's events go out in parts small enough to stay in cache
 WAKE = 0.1  # seconds between looks at the stop flag while stdin is quiet
 LOG_FIRST = 20  # complaints of one kind logged one by one; then every LOG_EVERY-th
 LOG_EVERY = 1000
@@ -201,14 +202,16 @@ class ExecFilterSource:
         counts = self.counts
         counts.batches += 1
         counts.bytes_in += len(data)
-        first_key, passing = self.keys[0], self.pass_non_matching
+        first_key, passing, lines = self.keys[0], self.pass_non_matching, self._lines
         for obj in self.decoder.feed(data):
             if type(obj) is dict:  # the fast path: most lines are not send errors; one substring test each
                 value = obj.get(first_key)
                 if type(value) is bytes or type(value) is str:
                     counts.records += 1
                     if is_candidate(value.decode("latin-1") if isinstance(value, bytes) else value):  # in_tail: bin
-                        self._lines.append(self._candidate(obj, value))
+                        lines.append(self._candidate(obj, value))
+                        if len(lines) >= BATCH_LINES and not self._send(emit):
+                            return False
                     elif not passing:
                         counts.dropped += 1
                     elif not self._pass_back(obj, emit):
@@ -220,7 +223,9 @@ class ExecFilterSource:
                 self._internal_error("a record")
                 continue
             if line is not None:
-                self._lines.append(line)
+                lines.append(line)
+                if len(lines) >= BATCH_LINES and not self._send(emit):
+                    return False
             elif type(obj) is dict:  # not a send error, or no line in it
                 if not passing:
                     counts.dropped += 1
@@ -256,8 +261,8 @@ class ExecFilterSource:
             self._internal_error(f"a batch of {len(batch.lines)} candidate lines")
             return True
         if not self.out.broken:
-            self._bad(BadRecord("unprocessed", f"stopping: {len(batch.lines)} candidate lines of the last read "
-                                               "were not processed"))  # fmt: skip
+            self._bad(BadRecord("unprocessed", f"stopping: {len(batch.lines)} candidate lines and any later records "
+                                               "of the last read were not processed"))  # fmt: skip
         return False
 
     def _hand_over(self) -> None:
@@ -269,7 +274,7 @@ class ExecFilterSource:
         self.counts.bad["internal_error"] += 1
         self.complain.log.exception("internal error on %s; it was dropped, please report this", what)
 
-    def _line(self, obj: Any) -> RecordLine | None:
+    def _line(self, obj: Any) -> Line | None:
         """The candidate line of a decoded object that the fast path did not take; None (counted) if none."""
         if isinstance(obj, BadRecord):
             self._bad(obj)
@@ -286,8 +291,11 @@ class ExecFilterSource:
             return None
         return self._candidate(obj, value)
 
-    def _candidate(self, record: dict, value: str | bytes) -> RecordLine:
-        """A line with a send-error phrase, as the bytes Fluentd sent (latin-1 kept every byte for the test)."""
+    def _candidate(self, record: dict, value: str | bytes) -> Line:
+        """A line with a send-error phrase, as the bytes Fluentd sent (latin-1 kept every byte for the test).
+
+        The record rides along only when a rejection is passed back in its place (``rejected_tag``).
+        """
         raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         if not raw.isascii():
             try:
@@ -295,7 +303,9 @@ class ExecFilterSource:
             except UnicodeDecodeError:
                 self.stats.undecodable_lines += 1  # parsed with the bad bytes escaped
         host = _record_host(record) if len(record) > 1 else None  # in_tail's records hold the line alone
-        return RecordLine(raw, None, None, host, False, record=record)
+        if self.rejected_tag is not None:
+            return RecordLine(raw, host=host, record=record)
+        return Line(raw) if host is None else Line(raw, host=host)
 
     def _pack(self, record: dict, source: dict) -> bytes | None:
         try:
