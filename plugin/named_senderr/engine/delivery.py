@@ -102,15 +102,18 @@ class SinkLanes:
         for index, lane in enumerate(self.lanes):
             if lane.counters.failed:
                 return False
-            encode, add = lane.sink.encode, lane.batcher.add
+            encode = lane.sink.encode
             mine = events if routes is None else [e for e, route in zip(events, routes, strict=True) if index in route]
-            for event in mine:
-                if lane.open_seq is None:
-                    lane.open_seq = seq
-                done = add(*encode(event))
-                if done is not None:
-                    self._submit(lane, done, lane.open_seq)
-                    lane.open_seq = seq if len(lane.batcher) else None
+            if not mine:
+                continue
+            if lane.open_seq is None:
+                lane.open_seq = seq
+            closed = lane.batcher.add_all([encode(event) for event in mine])
+            for done in closed:
+                self._submit(lane, done, lane.open_seq)
+                lane.open_seq = seq  # what is left open, or opens next, came in this source batch
+            if closed and not len(lane.batcher):
+                lane.open_seq = None
         with self._lock:
             self._last_seq = max(self._last_seq, seq)
         return True

@@ -7,7 +7,7 @@ exceeds ``max_bytes`` unless one item alone does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from named_senderr.settings.ship import BatchConfig
@@ -27,16 +27,32 @@ class Batcher:
 
     def add(self, item: Any, size: int) -> list[Any] | None:
         """Append ``item``; the batch it closes, if any (the item then starts the next one)."""
-        done = None
-        if self._items and self._bytes + size > self.max_bytes:
-            done = self.take()
-        if not self._items:
-            self._started = self.clock()
-        self._items.append(item)
-        self._bytes += size
-        if done is None and (len(self._items) >= self.max_events or self._bytes >= self.max_bytes or self.expired()):
-            done = self.take()
-        return done
+        closed = self.add_all(((item, size),))
+        return closed[0] if closed else None
+
+    def add_all(self, sized: Iterable[tuple[Any, int]]) -> list[list[Any]]:
+        """Append each ``(item, size)`` in turn; the batches they closed, at most one per item.
+
+        One loop over a source batch's items instead of a call each, and the clock read once:
+        the items arrive at one moment.
+        """
+        closed = []
+        items, total, started = self._items, self._bytes, self._started
+        max_events, max_bytes, max_wait, now = self.max_events, self.max_bytes, self.max_wait, self.clock()
+        for item, size in sized:
+            done = False
+            if items and total + size > max_bytes:
+                closed.append(items)
+                items, total, done = [], 0, True
+            if not items:
+                started = now
+            items.append(item)
+            total += size
+            if not done and (len(items) >= max_events or total >= max_bytes or now - started >= max_wait):
+                closed.append(items)
+                items, total = [], 0
+        self._items, self._bytes, self._started = items, total, started
+        return closed
 
     def expired(self) -> bool:
         """The oldest waiting item has waited ``max_wait``."""

@@ -51,7 +51,7 @@ VICTORIALOGS_INSERT_PATH = "/insert/jsonline"
 # A secret given as a value, and the setting that names where it is kept instead.
 SECRET_KEYS = {"password": "password", "secret": "password", "api_key": "api_key", "apikey": "api_key"}
 SECRET_KEYS |= {"token": "bearer_token", "bearer_token": "bearer_token"}
-_COMMON = frozenset({"url", "auth", "tls", "timeout", "workers"})
+_COMMON = frozenset({"url", "auth", "tls", "timeout", "workers", "compression"})
 KIND_KEYS = {
     "elasticsearch": _COMMON,
     "opensearch": _COMMON,

@@ -16,6 +16,7 @@ from pathlib import Path
 from named_senderr.errors import ConfigError
 from named_senderr.event import ECS_NAMES
 from named_senderr.metrics import parse_address
+from named_senderr.settings.compression import HTTP_KINDS, http_compression
 from named_senderr.settings.kafka import check_kafka
 
 DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
@@ -104,7 +105,8 @@ class SinkConfig:
     stream_fields: tuple[str, ...] = DEFAULT_LABELS  # VictoriaLogs: the flat names of its _stream_fields
     tag: str = DEFAULT_TAG  # forward: the Fluentd tag of the events
     topic: str | None = None  # kafka: from the URL's path
-    compression: str = "lz4"  # kafka: of each record batch (compression.type)
+    # kafka: of each record batch (compression.type), lz4 when empty; HTTP sinks: settings/compression.py
+    compression: str = ""
     linger_ms: int = 5  # kafka: how long the producer gathers records into a batch
     batch_size: int = 1_000_000  # kafka: the most bytes of one record batch (at most the topic's max.message.bytes)
     sasl_mechanism: str = "PLAIN"  # kafka: with username and password_env / password_file
@@ -129,7 +131,10 @@ class SinkConfig:
         formats = ("ecs", "flat", "raw") if self.kind == "kafka" else ("ecs", "flat")
         if self.format not in formats:
             raise ConfigError(f"{self.name}: format {self.format!r} is not one of {', '.join(formats)}")
+        if self.kind in HTTP_KINDS:
+            object.__setattr__(self, "compression", http_compression(self.name, self.url, self.compression))
         if self.kind == "kafka":
+            object.__setattr__(self, "compression", self.compression or "lz4")
             check_kafka(self)
 
 

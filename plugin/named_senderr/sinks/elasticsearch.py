@@ -16,7 +16,7 @@ import orjson
 from named_senderr.event import Event, to_ecs
 from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import MAX_REASON, HttpClient, Reply
-from named_senderr.sinks.ids import event_id
+from named_senderr.sinks.ids import event_id_bytes
 from named_senderr.sinks.outcome import Outcome, dead_all, retry_all, unanswered
 
 # Only what classification reads: a replay of 5,000 documents answers a few KB, not a few MB.
@@ -39,7 +39,7 @@ class BulkSink:
     def encode(self, event: Event) -> tuple[bytes, int]:
         """The action line and the ECS document, as one NDJSON item."""
         item = b'{"create":{"_id":"%s"}}\n%s\n' % (
-            event_id(event, self._cwd).encode(),
+            event_id_bytes(event, self._cwd),
             orjson.dumps(to_ecs(event, self._ingest_time)),
         )
         return item, len(item)

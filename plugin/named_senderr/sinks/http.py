@@ -1,4 +1,4 @@
-"""The pooled HTTP client the network sinks share: auth, TLS, gzip, and httpx errors mapped.
+"""The pooled HTTP client the network sinks share: auth, TLS, compression, and httpx errors mapped.
 
 Secrets (sinks/credentials.py) live only in the client's default headers and
 its Credentials. A Reply's ``body`` is for parsing; any text for a human made
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import httpx
 
 from named_senderr.errors import ConfigError
+from named_senderr.settings.compression import gzip_level
 from named_senderr.settings.ship import SinkConfig, TlsConfig
 from named_senderr.sinks.credentials import NO_CREDENTIALS, Credentials, read_credentials
 
-GZIP_LEVEL = 1  # level 1 already shrinks NDJSON ~8x; higher levels cost CPU the reader needs
 MAX_REASON = 1000  # characters of a server's words kept in a message
 SCAN_BYTES = 64 * 1024  # of a body read for a message: far more than MAX_REASON characters, so no secret is cut
 
@@ -73,6 +73,7 @@ class HttpClient:
     def __init__(self, config: SinkConfig, headers: dict[str, str] | None = None) -> None:
         self.name = config.name
         self.credentials = read_credentials(config.auth, config.name)
+        self._gzip_level = gzip_level(config.compression)
         self._client = httpx.Client(
             base_url=config.url,
             headers={**self.credentials.headers, **(headers or {})},
@@ -83,9 +84,11 @@ class HttpClient:
         )
 
     def post(self, path: str, body: bytes, content_type: str, params: dict | None = None) -> Reply:
-        """POST ``body`` gzip-compressed."""
+        """POST ``body``, gzip-compressed unless the sink's ``compression`` is none."""
+        if self._gzip_level is None:
+            return self.request("POST", path, body, {"Content-Type": content_type}, params)
         headers = {"Content-Type": content_type, "Content-Encoding": "gzip"}
-        return self.request("POST", path, zlib.compress(body, GZIP_LEVEL, wbits=31), headers, params)
+        return self.request("POST", path, zlib.compress(body, self._gzip_level, wbits=31), headers, params)
 
     def request(
         self,

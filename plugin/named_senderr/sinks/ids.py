@@ -29,17 +29,18 @@ def event_id(event: Event, cwd: str) -> str:
 
     ``cwd`` resolves a relative path, so ``./named.log`` and ``named.log`` give the same ids.
     """
+    return event_id_bytes(event, cwd).decode("ascii")
+
+
+def event_id_bytes(event: Event, cwd: str) -> bytes:
+    """``event_id`` as ASCII bytes, for a sink that writes it straight into a request body."""
+    offset = event.offset
+    position = b"%d" % offset if offset is not None else (event.timestamp or "").encode()
     digest = sha256(
-        b"\0".join(
-            (
-                (event.host or "").encode(),
-                _file_key(event.file, cwd) if event.file else b"-",
-                str(event.offset if event.offset is not None else event.timestamp or "").encode(),
-                event.original.encode("utf-8", "surrogateescape"),
-            )
-        )
+        b"%s%s\0%s"
+        % (_source_key(event.host, event.file, cwd), position, event.original.encode("utf-8", "surrogateescape"))
     ).digest()
-    return binascii.b2a_base64(digest, newline=False)[:43].translate(_URLSAFE).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False)[:43].translate(_URLSAFE)
 
 
 def identified(event: Event, form: str, ingest_time: str, ident: str) -> dict:
@@ -54,5 +55,7 @@ def identified(event: Event, form: str, ingest_time: str, ident: str) -> dict:
 
 
 @lru_cache(maxsize=256)
-def _file_key(file: str, cwd: str) -> bytes:
-    return os.path.normpath(os.path.join(cwd, file)).encode("utf-8", "surrogateescape")
+def _source_key(host: str | None, file: str | None, cwd: str) -> bytes:
+    """The start of the hashed bytes, the same for every line of one file of one host: host, NUL, path, NUL."""
+    path = os.path.normpath(os.path.join(cwd, file)).encode("utf-8", "surrogateescape") if file else b"-"
+    return b"%s\0%s\0" % ((host or "").encode(), path)
