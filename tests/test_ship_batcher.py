@@ -62,3 +62,19 @@ def test_expired_reports_an_old_waiting_batch() -> None:
 
 def test_take_on_empty_is_none() -> None:
     assert batcher().take() is None
+
+
+def test_add_all_closes_the_same_batches_as_adding_one_by_one() -> None:
+    sizes = [10, 1500, 700, 2048, 5, 5, 5, 10_000, 1, 900, 900, 900]
+    one, many = batcher(max_events=3), batcher(max_events=3)
+    singly = [done for n, size in enumerate(sizes) if (done := one.add(n, size)) is not None]
+    assert many.add_all(enumerate(sizes)) == singly and many.take() == one.take()
+
+
+def test_add_all_closes_a_batch_whose_first_item_waited_max_wait() -> None:
+    clock = Clock()
+    b = batcher(clock, max_events=100)
+    b.add("a", 10)
+    clock.now += 1.0
+    assert b.add_all([("b", 10), ("c", 10)]) == [["a", "b"]]
+    assert b.take() == ["c"]

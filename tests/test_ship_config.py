@@ -181,3 +181,31 @@ def test_the_fields_msg_field_may_name_are_those_of_the_flat_record() -> None:
 def test_victorialogs_settings_its_loki_endpoint_ignores_are_refused_with_the_reason(key: str, why: str) -> None:
     with pytest.raises(ConfigError, match=f"{key} does not apply to loki\\+ sinks: .*{re.escape(why)}"):
         sink_from_url(f"loki+http://h:9428/insert?{key}=x", {}, "--to", None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["elasticsearch+http://127.0.0.1:9200/idx", "opensearch+http://localhost:9200/idx", "loki+http://[::1]:3100",
+     "victorialogs+http://127.0.0.2:9428"],
+)  # fmt: skip
+def test_compression_defaults_to_none_on_a_loopback_host(url: str) -> None:
+    assert sink_from_url(url, {}, "--to", None).compression == "none"
+
+
+@pytest.mark.parametrize("url", ["elasticsearch+https://es.example.net:9200/idx", "loki+http://192.0.2.10:3100"])
+def test_compression_defaults_to_gzip_level_1_on_any_other_host(url: str) -> None:
+    assert sink_from_url(url, {}, "--to", None).compression == "gzip"
+
+
+def test_compression_from_the_url_overrides_the_default() -> None:
+    sink = sink_from_url("elasticsearch+http://127.0.0.1:9200/idx?compression=gzip:6", {}, "--to", None)
+    assert sink.compression == "gzip:6"
+
+
+def test_unknown_compression_is_refused_with_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"compression 'zstd' is not one of none, gzip \(level 1\) or gzip:1"):
+        sink_from_url("elasticsearch+http://127.0.0.1:9200/idx?compression=zstd", {}, "--to", None)
+
+
+def test_kafka_compression_still_defaults_to_lz4() -> None:
+    assert sink_from_url("kafka://127.0.0.1:9092/topic", {}, "--to", None).compression == "lz4"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import orjson
+import pytest
 
 from named_senderr.event import Event
 from named_senderr.settings.loading import sink_from_url
@@ -162,3 +163,35 @@ def test_dead_record_keeps_action_and_document_as_json() -> None:
     item, _ = sink.encode(event())
     record = orjson.loads(orjson.dumps(sink.dead_record(item)))
     assert record["document"]["event"]["reason"] == "would_block" and "create" in record["action"]
+
+
+# Computed with the code of main at 7138c54 (ids.py before the id's prefix was cached): run event_id on each
+# case with that checkout's package and printed the result. The fast path must hash the very same bytes.
+RECORDED_IDS = [
+    ("offset_absolute", {"file": "/var/log/named.log", "offset": 0, "host": "ns1"}, "/",
+     "NkER-A_unlOVntYd1UOpJOyAe-XTTAVb9xVuW12mFD0"),
+    ("offset_relative", {"file": "./logs/../named.log", "offset": 987654321, "host": None}, "/srv/bind",
+     "sEnZjcMj29AlmOtW72VVqivEksMLKS5KnqGz0RA_nKA"),
+    ("no_offset_time", {"file": None, "offset": None, "host": "ns2", "timestamp": "2026-11-21T04:48:37.067Z"}, "/",
+     "VKrBUegOD9sKAPH08GoSQQL9g4i1TMbMlPsN1IBx69c"),
+    ("no_offset_no_time", {"file": None, "offset": None, "host": None, "timestamp": None}, "/",
+     "uti-5Gv6IAX4H_Tuog9A9ylJKEtyknV3gZ7OnXWJJ5U"),
+    ("file_no_offset", {"file": "named.log", "offset": None, "timestamp": "2026-01-01T00:00:00.000Z"}, "/x",
+     "WipthI1_6engOygV-7mUCLn_AjANT5QEA_aOjISXbnY"),
+    ("undecodable", {"original": "21-Nov-2026 \udcff\udcfe send failed \u00e9\u4e2d", "file": "n\udce9.log",
+                     "offset": 5, "host": "h\u00e9"}, "/", "e-N4pVkUhDDA5Td5UERJMRlek5VqAM3MbsRR1VPa4C0"),
+    ("empty_host", {"host": "", "offset": 7}, "/", "-IuDiBrVihL9G8WMfIc_Eli0_xDkUXByKQwPi-xCiIA"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("changes", "cwd", "recorded"), [case[1:] for case in RECORDED_IDS],
+                         ids=[case[0] for case in RECORDED_IDS])  # fmt: skip
+def test_id_is_the_one_recorded_before_the_fast_path(changes: dict, cwd: str, recorded: str) -> None:
+    """A replay after an upgrade must find every document it stored before (409), so not one byte may change."""
+    assert event_id(event(**changes), cwd) == recorded
+
+
+def test_encoded_action_carries_the_same_id_as_event_id() -> None:
+    sink = BulkSink(sink_from_url("elasticsearch+http://h:9200/idx", {}, "t", None), "2026-11-21T05:00:00.000Z")
+    item, _ = sink.encode(event(file="/var/log/named.log", offset=0, host="ns1"))
+    assert orjson.loads(item.splitlines()[0])["create"]["_id"] == "NkER-A_unlOVntYd1UOpJOyAe-XTTAVb9xVuW12mFD0"
