@@ -143,9 +143,10 @@ def test_only_victorialogs_push_path_gets_its_message_field_setting(tmp_path: Pa
     assert [r.path for r in server.requests] == [pushed]
 
 
-def test_bodies_are_gzip_compressed(tmp_path: Path) -> None:
+def test_bodies_are_gzip_compressed_when_the_sink_asks(tmp_path: Path) -> None:
+    """On loopback (as here) the default is none (tests/test_ship_servers.py); ``compression=gzip`` overrides it."""
     with FaultServer(all_created) as server:
-        ship(f"elasticsearch+{server.url}/named", tmp_path)
+        ship(f"elasticsearch+{server.url}/named?compression=gzip", tmp_path)
     assert {r.headers["content-encoding"] for r in bulk_requests(server)} == {"gzip"}
 
 

@@ -158,6 +158,20 @@ def test_answer_lost_after_storing_is_replayed_without_duplicates(search_store, 
     assert proxy.cuts == 2 and count(base, index) == sum(REAL_REASONS.values())
 
 
+@pytest.mark.parametrize(("query", "encoding"), [("", None), ("?compression=gzip:6", "gzip")])
+def test_bulk_bodies_are_compressed_as_the_setting_says_and_all_stored(
+    search_store, tmp_path: Path, query: str, encoding: str | None
+) -> None:
+    """On loopback nothing by default (the proxy is on 127.0.0.1); gzip:6 when asked. The store takes both."""
+    kind, base = search_store
+    index = new_index(kind, base, tmp_path).rsplit("/", 1)[1]
+    with FaultServer(lambda request, n: Forward(base)) as proxy:
+        assert ship(tmp_path, f"{kind}+{proxy.url}/{index}{query}", *REAL_LOGS) == 0
+    bulks = [r for r in proxy.requests if r.path.startswith(f"/{index}/_bulk")]
+    assert bulks and {r.headers.get("content-encoding") for r in bulks} == {encoding}
+    assert count(base, index) == sum(REAL_REASONS.values())
+
+
 def test_setup_warns_when_the_index_already_exists_without_the_ip_mapping(search_store, tmp_path: Path, capsys) -> None:
     kind, base = search_store
     url = f"{kind}+{base}/named-senderr-{uuid.uuid4().hex[:8]}"
