@@ -164,7 +164,7 @@ def parse_rows(args: argparse.Namespace, errors: Path, mixed: Path, binary: str 
         Row(
             f"mixed {args.lines:,} lines → ECS NDJSON ({counts['mixed']:,} events)",
             f"{seconds(best['parse mixed'], 'wall')}, {seconds(best['parse mixed'], 'cpu')}",
-            f"LC_ALL=C grep -cF, 3 phrases: {seconds(grep, 'wall')}",
+            f"LC_ALL=C grep -cF, 3 phrases: {seconds(grep, 'wall')}, {seconds(grep, 'cpu')}",
             f"{ratio:.2f}× wall",
             "≤ 1.0× wall",
             verdict(ratio <= 1.0),
@@ -300,6 +300,7 @@ def main() -> None:
     if "filter" not in skip:
         rows.append(filter_row(args))
     print_table(rows)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}: wall figures mean little when it is above the cores")
 
 
 if __name__ == "__main__":
