@@ -39,7 +39,7 @@ def run_parse(config: ParseConfig, out: BinaryIO, warn: Warn, progress: Progress
         rejects = stack.enter_context(open(config.rejects, "wb")) if config.rejects else None
         parse = ParseLines(NamedLineParser(TimestampNormalizer(resolve_zone(config.timezone))), stats, config.host,
                            rejects)  # fmt: skip
-        source = FileSource(config.inputs, stats, warn, progress)
+        source = FileSource(config.inputs, stats, warn, progress, count_lines=config.count_lines)
         delivery = StreamDelivery(out, renderer(config.format), flush_every=False)
         Runner([source], parse, chain, delivery).run()
     return stats

@@ -9,10 +9,10 @@ expressions, anchored, through the standard library's ``re``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,20 +115,22 @@ def without_plain_groups(regex: str) -> str:
 
 def _expand_cached(directory: Path, definitions: dict[str, str], names: list[str]) -> dict[str, str]:
     # Keyed by the definitions only: importing importlib.metadata to ask for
-    # pygrok's version would cost more than the whole cache saves.
-    digest = hashlib.sha256(json.dumps(definitions).encode()).hexdigest()
-    cache_file = _cache_dir() / f"patterns-{digest[:16]}.json"
+    # pygrok's version would cost more than the whole cache saves. The file
+    # holds the definitions it was made from, so a CRC collision is a miss, not
+    # a wrong pattern (hashlib would load OpenSSL at every start-up).
+    source = json.dumps(definitions)
+    cache_file = _cache_dir() / f"patterns-v2-{zlib.crc32(source.encode()):08x}.json"
     try:
         cached = json.loads(cache_file.read_text(encoding="utf-8"))
-        if sorted(cached) == sorted(names):
-            return cached
-    except (OSError, ValueError):
+        if cached["definitions"] == definitions and sorted(cached["expanded"]) == sorted(names):
+            return cached["expanded"]
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     expanded = {name: expand(directory, name) for name in names}
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(expanded), encoding="utf-8")
+        tmp.write_text(json.dumps({"definitions": definitions, "expanded": expanded}), encoding="utf-8")
         tmp.replace(cache_file)
     except OSError:
         pass  # a read-only home only costs the expansion on every start

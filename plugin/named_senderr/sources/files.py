@@ -26,6 +26,7 @@ class FileSource:
     warn: Callable[[str], None]
     progress: ProgressFactory | None = None
     name: str = "files"
+    count_lines: bool = True  # stats.lines and undecodable_lines; ``parse`` without --stats skips them
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         for batch in self.batches(stop):
@@ -54,7 +55,7 @@ class FileSource:
         try:
             lines: list[Line] = []
             on_block = self.progress(source) if self.progress else None
-            for offset, raw, oversize in candidate_lines(stream, self.stats, on_block):
+            for offset, raw, oversize in candidate_lines(stream, self.stats, on_block, count_lines=self.count_lines):
                 lines.append(Line(raw, file, offset, None, oversize))
                 if len(lines) >= CHUNK:
                     yield Batch(lines)
