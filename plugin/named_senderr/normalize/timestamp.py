@@ -100,7 +100,10 @@ class TimestampNormalizer:
             return self._local(int(year), month, int(day), hour, minute, second)
         if m := _ISO.fullmatch(head):
             year, month_digits, day, hour, minute, second, _, offset = m.groups()
-            zone = self.zone if offset is None else _fixed_offset(offset)
+            try:
+                zone = self.zone if offset is None else _fixed_offset(offset)
+            except ValueError:
+                return None  # +7200: an offset of a day or more is no zone
             return _utc(int(year), int(month_digits), int(day), hour, minute, second, zone)
         if m := _BSD.fullmatch(head):
             month_name, day, hour, minute, second, _, year = m.groups()
