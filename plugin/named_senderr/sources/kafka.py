@@ -94,7 +94,7 @@ def _decode(format: str, value: bytes) -> dict | BadRecord:
         record = orjson.loads(value) if format == "json" else msgpack.unpackb(value, raw=False, strict_map_key=False,
                                                                               unicode_errors="surrogateescape")  # fmt: skip
     except orjson.JSONDecodeError as exc:
-        return BadRecord("invalid_json", f"not JSON: {exc}")
+        return BadRecord("invalid_json", f"not JSON (from byte {exc.pos} on)")
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         return BadRecord("not_msgpack", f"not one msgpack object: {type(exc).__name__}")
     if not isinstance(record, dict):
