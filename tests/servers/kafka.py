@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import (
     STARTUP_TIMEOUT,
@@ -28,6 +30,9 @@ from . import (
     run_logged,
 )
 from .java import DEPENDENCY_PLUGIN, java_home
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 VERSION = os.environ.get("NAMED_SENDERR_KAFKA_VERSION", "4.4.0")
 SCALA = "2.13"
@@ -210,4 +215,17 @@ def new_topic(bootstrap: str, partitions: int = 1, config: dict[str, str] | None
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})], operation_timeout=30)
     futures[name].result(timeout=60)
+    deadline = time.monotonic() + 60
+    while not has_leaders(admin, name, partitions):  # created is not yet writable: wait for the leaders
+        if time.monotonic() > deadline:
+            raise ServerError(f"topic {name} has no leader for every partition after 60 s")
+        time.sleep(0.1)
     return name
+
+
+def has_leaders(admin: AdminClient, topic: str, partitions: int) -> bool:
+    """True when the metadata shows a leader for each of the topic's ``partitions``."""
+    found = admin.list_topics(topic, timeout=10).topics.get(topic)
+    if found is None or found.error is not None or len(found.partitions) < partitions:
+        return False
+    return all(p.leader >= 0 and p.error is None for p in found.partitions.values())

@@ -38,11 +38,14 @@ SCHEMES = (
     "victorialogs+http",
     "victorialogs+https",
     "forward",
+    "kafka",
+    "kafka+ssl",
 )
 URL_FORMS = (
     "elasticsearch+https://HOST:9200/INDEX, opensearch+https://HOST:9200/INDEX, loki+http://HOST:3100, "
-    "victorialogs+http://HOST:9428, forward://HOST:24224 or stdout:"
+    "victorialogs+http://HOST:9428, forward://HOST:24224, kafka://HOST:9092[,HOST:9092]/TOPIC or stdout:"
 )
+KAFKA_FORM = "kafka://HOST:PORT[,HOST:PORT...]/TOPIC (kafka+ssl:// for TLS), e.g. kafka://127.0.0.1:9092/named-senderr"
 LOKI_PUSH_PATH = "/loki/api/v1/push"
 VICTORIALOGS_INSERT_PATH = "/insert/jsonline"
 # A secret given as a value, and the setting that names where it is kept instead.
@@ -56,6 +59,8 @@ KIND_KEYS = {
     "victorialogs": _COMMON | {"stream_fields", "job", "tenant", "format"},
     "stdout": frozenset({"url", "format"}),
     "forward": frozenset({"url", "format", "tag", "timeout"}),
+    "kafka": frozenset({"url", "auth", "tls", "timeout", "format", "compression", "linger_ms", "batch_size"})
+    | {"sasl_mechanism"},
 }
 # VictoriaLogs' own names for its ingestion settings, and the SinkConfig field each sets. Its Loki endpoint
 # renames the named field of the parsed line to _msg (VictoriaLogs v1.52.1 app/vlinsert/loki/loki_json.go:168-171).
@@ -128,17 +133,15 @@ def sink_from_url(url: str, settings: dict, where: str, base: Path | None) -> Si
         options = url[len("stdout:") :].lstrip("/").lstrip("?")
         return _sink("stdout", "stdout:", "", None, settings, _query(options, "stdout:", where), where, base)
     parts = urlsplit(url)
+    if parts.scheme in ("kafka", "kafka+ssl"):
+        return _kafka_sink(parts, settings, where, base)
     if parts.scheme not in SCHEMES or not parts.hostname:
         shown = url.split("@")[-1] if "@" in url else url
         raise ConfigError(f"{where}: {shown!r} is not a sink URL; use {URL_FORMS}")
     kind, _, transport = parts.scheme.partition("+")
     host = parts.netloc.rpartition("@")[2]
     name = f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
-    if parts.password is not None:
-        raise ConfigError(
-            f"{where}: {name}: the URL carries a password, which would show in process lists and logs; "
-            "put it in an environment variable and set password_env (or a file and set password_file)"
-        )
+    _refuse_password(parts, name, where)
     query = _query(parts.query, name, where)
     if kind == "forward":
         return _forward_sink(parts, name, settings, query, where, base)
@@ -153,6 +156,32 @@ def sink_from_url(url: str, settings: dict, where: str, base: Path | None) -> Si
     else:
         path, _, index = path.rpartition("/")
     return _sink(kind, name, f"{transport}://{host}{path}", index or None, settings, query, where, base)
+
+
+def _refuse_password(parts: SplitResult, name: str, where: str) -> None:
+    if parts.password is not None:
+        raise ConfigError(
+            f"{where}: {name}: the URL carries a password, which would show in process lists and logs; "
+            "put it in an environment variable and set password_env (or a file and set password_file)"
+        )
+
+
+def _kafka_sink(parts: SplitResult, settings: dict, where: str, base: Path | None) -> SinkConfig:
+    """``kafka://HOST:PORT[,HOST:PORT]/TOPIC``: brokers to bootstrap from, and the topic; SASL user as ``USER@``."""
+    userinfo, _, brokers = parts.netloc.rpartition("@")
+    topic = parts.path.strip("/")
+    name = f"{parts.scheme}://{brokers}/{topic}"
+    _refuse_password(parts, name, where)
+    for broker in brokers.split(","):
+        host, _, port = broker.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{where}: {name}: {broker!r} is not HOST:PORT; a Kafka sink is {KAFKA_FORM}")
+    if "/" in topic or not topic:
+        raise ConfigError(f"{where}: {name}: the path must be one topic; a Kafka sink is {KAFKA_FORM}")
+    query = _query(parts.query, name, where)
+    if userinfo:
+        query["username"] = userinfo
+    return _sink("kafka", name, f"{parts.scheme}://{brokers}", None, settings, query, where, base, topic=topic)
 
 
 def _forward_sink(parts: SplitResult, name: str, settings: dict, query: dict, where: str, base) -> SinkConfig:
@@ -176,7 +205,7 @@ def _sink_from_table(table: dict, where: str, base: Path | None) -> SinkConfig:
 
 
 def _sink(
-    kind: str, name: str, url: str, index: str | None, settings: dict, query: dict, where: str, base
+    kind: str, name: str, url: str, index: str | None, settings: dict, query: dict, where: str, base, topic=None
 ) -> SinkConfig:
     merged = dict(settings)
     for key, value in query.items():
@@ -194,8 +223,9 @@ def _sink(
             )
             raise ConfigError(unknown_key(key, f"{where}: {name}", allowed, kind))
     merged = {VICTORIALOGS_KEYS.get(key, key): value for key, value in merged.items()}
-    kwargs = build_kwargs(SinkConfig, merged, f"{where}: {name}", "", base, skip=("kind", "name", "url", "index"))
-    return make(SinkConfig, where, kind=kind, name=name, url=url, index=index, **kwargs)
+    fixed = ("kind", "name", "url", "index", "topic")
+    kwargs = build_kwargs(SinkConfig, merged, f"{where}: {name}", "", base, skip=fixed)
+    return make(SinkConfig, where, kind=kind, name=name, url=url, index=index, topic=topic, **kwargs)
 
 
 def section(cls: type, table: dict, key: str, where: str, base: Path | None = None):

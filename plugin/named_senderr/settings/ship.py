@@ -16,6 +16,7 @@ from pathlib import Path
 from named_senderr.errors import ConfigError
 from named_senderr.event import ECS_NAMES
 from named_senderr.metrics import parse_address
+from named_senderr.settings.kafka import check_kafka
 
 DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
 DEFAULT_TAG = "named_senderr.send_error"  # what a forward:// sink tags its events with
@@ -100,6 +101,11 @@ class SinkConfig:
     format: str = "ecs"
     stream_fields: tuple[str, ...] = DEFAULT_LABELS  # VictoriaLogs: the flat names of its _stream_fields
     tag: str = DEFAULT_TAG  # forward: the Fluentd tag of the events
+    topic: str | None = None  # kafka: from the URL's path
+    compression: str = "lz4"  # kafka: of each record batch (compression.type)
+    linger_ms: int = 5  # kafka: how long the producer gathers records into a batch
+    batch_size: int = 1_000_000  # kafka: the most bytes of one record batch (at most the topic's max.message.bytes)
+    sasl_mechanism: str = "PLAIN"  # kafka: with username and password_env / password_file
 
     def __post_init__(self) -> None:
         if self.timeout <= 0 or self.workers < 1:
@@ -118,8 +124,11 @@ class SinkConfig:
             _check_tenant(self.name, self.tenant)
         if self.kind == "forward" and not self.tag:
             raise ConfigError(f"{self.name}: the tag is empty; Fluentd routes by tag, e.g. tag={DEFAULT_TAG}")
-        if self.format not in ("ecs", "flat"):
-            raise ConfigError(f"{self.name}: format {self.format!r} is not one of ecs, flat")
+        formats = ("ecs", "flat", "raw") if self.kind == "kafka" else ("ecs", "flat")
+        if self.format not in formats:
+            raise ConfigError(f"{self.name}: format {self.format!r} is not one of {', '.join(formats)}")
+        if self.kind == "kafka":
+            check_kafka(self)
 
 
 @dataclass(frozen=True)

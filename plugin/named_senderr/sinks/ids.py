@@ -17,7 +17,7 @@ import os
 from functools import lru_cache
 from hashlib import sha256
 
-from named_senderr.event import Event
+from named_senderr.event import Event, to_ecs, to_flat
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
@@ -40,6 +40,17 @@ def event_id(event: Event, cwd: str) -> str:
         )
     ).digest()
     return binascii.b2a_base64(digest, newline=False)[:43].translate(_URLSAFE).decode("ascii")
+
+
+def identified(event: Event, form: str, ingest_time: str, ident: str) -> dict:
+    """The ECS or flat record carrying its id (``event.id`` / ``event_id``): for stores with no ``_id`` of their own."""
+    if form == "flat":
+        record = to_flat(event)
+        record["event_id"] = ident
+    else:
+        record = to_ecs(event, ingest_time)
+        record["event"]["id"] = ident
+    return record
 
 
 @lru_cache(maxsize=256)

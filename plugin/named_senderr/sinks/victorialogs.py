@@ -25,11 +25,11 @@ from urllib.parse import urlencode
 
 import orjson
 
-from named_senderr.event import ECS_NAMES, Event, to_ecs, to_flat
+from named_senderr.event import ECS_NAMES, Event
 from named_senderr.normalize.timestamp import to_epoch_ns
 from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
-from named_senderr.sinks.ids import event_id
+from named_senderr.sinks.ids import event_id, identified
 from named_senderr.sinks.outcome import Outcome, dead_all, whole_request
 from named_senderr.sinks.victorialogs_limits import TimeLimits, parse_flags
 
@@ -86,12 +86,7 @@ class VictoriaLogsSink:
 
     def encode(self, event: Event) -> tuple[Item, int]:
         ident = event_id(event, self._cwd)
-        if self._form == "flat":
-            record = to_flat(event)
-            record["event_id"] = ident
-        else:
-            record = to_ecs(event, self._ingest_time)
-            record["event"]["id"] = ident
+        record = identified(event, self._form, self._ingest_time, ident)
         record["job"] = self._job
         line = b"%s\n" % orjson.dumps(record)  # a right-sized copy: orjson's result keeps a buffer of several KB
         return (ident, to_epoch_ns(event.timestamp) if event.timestamp else None, line), len(line)
