@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]], **config: object) -> int:
@@ -44,11 +44,19 @@ def partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
 
 
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset of each partition (0 where it committed none)."""
+    """The group's committed offset of each partition (0 where it committed none, or none can be read yet).
+
+    Just after the broker started, its group coordinator may still be loading (NOT_COORDINATOR): that is
+    "nothing committed yet" to a poll, which asks again.
+    """
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         parts = reader.committed(partitions(bootstrap, topic), timeout=10)
         return {p.partition: max(p.offset, 0) for p in parts}
+    except KafkaException as exc:
+        if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_COORDINATOR:
+            raise
+        return {}
     finally:
         reader.close()
 

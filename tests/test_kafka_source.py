@@ -15,20 +15,21 @@ import orjson
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 
+from named_senderr.cli import main
 from named_senderr.engine.pipeline import load_pipeline
 from named_senderr.errors import ConfigError
 from named_senderr.lines import Line
 from named_senderr.protocol.msgpack_records import BadRecord
-from named_senderr.settings.kafka_source import KafkaSettings, SaslConfig
+from named_senderr.settings.kafka_source import KafkaSettings
 from named_senderr.settings.ship import TlsConfig
 from named_senderr.sources.kafka import to_line
 from tests import servers
 from tests.faults import FaultServer, Forward, Reply
 from tests.kafka_workers import by_host, committed, end_offsets, produce, start_worker, worker_config
 from tests.servers.kafka import new_topic
-from tests.test_durability import es_count, generate, poll, terminate
+from tests.test_durability import ROOT, es_count, generate, poll, terminate
 from tests.test_metrics import scrape
-from tests.test_ship_servers import new_index
+from tests.test_ship_servers import new_index, search
 
 LINE = (b"21-Nov-2026 04:48:37.123 client: warning: client @0x7f1 198.51.100.7#5353 (www.example.com): "
         b"view external: error sending response: would block")  # fmt: skip
@@ -78,8 +79,10 @@ def test_a_line_longer_than_the_parser_takes_is_handed_on_as_its_head_for_the_pa
         ({"format": "avro"}, "format 'avro' is not one of raw, json, msgpack"),
         ({"keys": ("line",)}, 'with format = "raw" the value is the line'),
         ({"start": "beginning"}, "start 'beginning' is not one of earliest, latest"),
-        ({"sasl": SaslConfig(username="u", password_env="NAMED_SENDERR_TEST_UNSET")},
+        ({"username": "u", "password_env": "NAMED_SENDERR_TEST_UNSET"},
          "password_env names NAMED_SENDERR_TEST_UNSET, which is not set"),
+        ({"username": "u"}, "SASL takes both username and password_env"),
+        ({"sasl_mechanism": "GSSAPI"}, "sasl_mechanism 'GSSAPI' is not one of PLAIN"),
     ],
 )  # fmt: skip
 def test_settings_refuse_what_a_consumer_could_not_use_and_name_the_fix(changes: dict, message: str) -> None:
@@ -92,7 +95,7 @@ def test_tls_and_sasl_become_the_client_settings_with_the_password_from_its_file
     secret = tmp_path / "kafka.password"
     secret.write_text("s3cret\n")
     settings = KafkaSettings(bootstrap="broker:9093", topics=("named",), tls=TlsConfig(ca_file=tmp_path / "ca.pem"),
-                             sasl=SaslConfig(username="worker", password_file=secret))  # fmt: skip
+                             username="worker", password_file=secret)  # fmt: skip
     config = settings.client_config()
     assert {k: config[k] for k in ("security.protocol", "ssl.ca.location", "sasl.username", "sasl.password")} == {
         "security.protocol": "SASL_SSL", "ssl.ca.location": str(tmp_path / "ca.pem"), "sasl.username": "worker",
@@ -143,8 +146,9 @@ address = "{port}"
 """)
     worker = start_worker(config, "poison")
     try:
-        poll(lambda: committed(kafka_bootstrap, "poison", raw)[0] + committed(kafka_bootstrap, "poison-msgpack",
-             packed)[0], lambda n: n == 10, timeout=60, interval=0.2)  # fmt: skip
+        done = lambda: sum(committed(kafka_bootstrap, "poison", raw).values()) + sum(  # noqa: E731
+            committed(kafka_bootstrap, "poison-msgpack", packed).values())  # fmt: skip
+        poll(done, lambda n: n == 10, timeout=60, interval=0.2)
         assert committed(kafka_bootstrap, "poison", raw) == end_offsets(kafka_bootstrap, raw) == {0: 5}
         assert committed(kafka_bootstrap, "poison-msgpack", packed) == end_offsets(kafka_bootstrap, packed) == {0: 5}
         metrics = scrape(f"http://127.0.0.1:{port}")
@@ -201,3 +205,44 @@ def test_a_store_outage_pauses_consumption_commits_nothing_unstored_then_catches
         finally:
             assert terminate(worker) == 0
     assert es_count(elasticsearch_url, index) == 12_000
+
+
+@pytest.mark.parametrize("name", ["edge.toml", "worker.toml"])
+def test_the_shipped_fleet_files_pass_the_check(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """conf/kafka/: the edge (follow -> Kafka) and the worker (Kafka -> Elasticsearch), checked as shipped."""
+    assert main(["run", "--config", str(ROOT / "conf" / "kafka" / name), "--check"]) == 0
+    wiring = {
+        "edge.toml": "sources.named (follow) -> sinks.kafka (kafka://127.0.0.1:9092/named-senderr)",
+        "worker.toml": "sources.fleet (kafka) -> sinks.es (elasticsearch+http://127.0.0.1:9200/named-senderr)",
+    }
+    assert capsys.readouterr().err.strip().endswith(wiring[name])
+
+
+def test_the_shipped_edge_and_worker_carry_a_log_into_elasticsearch_once(
+    kafka_bootstrap: str, elasticsearch_url: str, tmp_path: Path
+) -> None:
+    """conf/kafka/ as shipped, only the addresses and paths made this test's: named.log -> edge -> Kafka -> worker."""
+    log = generate(tmp_path / "named.log", 5_000, seed=21)
+    topic = new_topic(kafka_bootstrap, 2)
+    url = new_index("elasticsearch", elasticsearch_url, tmp_path)
+    local = {"edge.toml": {"kafka://127.0.0.1:9092/named-senderr": f"kafka://{kafka_bootstrap}/{topic}",
+                           "/var/log/named/*.log": str(log), "read_from_head = false": "read_from_head = true",
+                           "/var/lib/named-senderr/edge": str(tmp_path / "edge-queue")},
+             "worker.toml": {'"127.0.0.1:9092"': f'"{kafka_bootstrap}"', '["named-senderr"]': f'["{topic}"]',
+                             "elasticsearch+http://127.0.0.1:9200/named-senderr": url,
+                             "/var/lib/named-senderr/": f"{tmp_path}/", '"9108"': f'"{servers.free_port()}"'}}  # fmt: skip
+    for name, changes in local.items():
+        text = (ROOT / "conf" / "kafka" / name).read_text()
+        for shipped, here in changes.items():
+            assert shipped in text
+            text = text.replace(shipped, here)
+        (tmp_path / name).write_text(text)
+    edge, worker = start_worker(tmp_path / "edge.toml", "edge"), start_worker(tmp_path / "worker.toml", "worker")
+    index = url.rsplit("/", 1)[1]
+    try:
+        assert poll(lambda: es_count(elasticsearch_url, index), lambda n: n >= 5_000, timeout=120) == 5_000
+    finally:
+        assert terminate(edge) == 0 and terminate(worker) == 0
+    hosts = search(elasticsearch_url, index, {"size": 0, "aggs": {"h": {"terms": {"field": "host.name"}}}})
+    assert [(b["key"], b["doc_count"]) for b in hosts["aggregations"]["h"]["buckets"]] == [("ns1.example.net", 5_000)]
+    assert sum(committed(kafka_bootstrap, "named-senderr-workers", topic).values()) == 5_000

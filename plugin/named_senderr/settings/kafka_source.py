@@ -2,8 +2,8 @@
 
 Checked without the client library, so a pipeline file is refused or accepted
 the same way whether or not ``confluent-kafka`` is installed. TLS and SASL
-follow the sinks' rules: certificate checks stay on unless ``verify = false``,
-and the SASL password comes from an environment variable or a file, never
+follow the Kafka sink's keys: certificate checks stay on unless ``verify = false``,
+and the SASL password comes from ``password_env`` or ``password_file``, never
 from the file itself. ``client_config`` is what librdkafka is given.
 """
 
@@ -14,33 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from named_senderr.errors import ConfigError
+from named_senderr.settings.kafka import _TOPIC, SASL_MECHANISMS
 from named_senderr.settings.ship import TlsConfig
 from named_senderr.sinks.credentials import read_secret
 
 FORMATS = ("raw", "json", "msgpack")  # a record's value: the line itself, or a JSON / msgpack map holding it
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 DEFAULT_KEYS = ("log", "message")  # json / msgpack: the fields of the line, as Fluent Bit's and Fluentd's records
 MAX_RECORD_BYTES = 1024 * 1024  # larger records are refused (counted) without being decoded
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's own rule (clients/.../internals/Topic.java)
 _BROKER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
-
-
-@dataclass(frozen=True)
-class SaslConfig:
-    """``[sources.NAME.sasl]``: a user and a password named by ``password_env`` or ``password_file``."""
-
-    mechanism: str = "SCRAM-SHA-512"
-    username: str = ""
-    password_env: str | None = None
-    password_file: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.mechanism not in SASL_MECHANISMS:
-            raise ConfigError(f"sasl: mechanism {self.mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}")
-        if not self.username:
-            raise ConfigError('sasl: no username; add username = "..."')
-        if (self.password_env is None) == (self.password_file is None):
-            raise ConfigError("sasl: name the password with exactly one of password_env or password_file")
 
 
 @dataclass(frozen=True)
@@ -57,7 +38,10 @@ class KafkaSettings:
     max_record_bytes: int = MAX_RECORD_BYTES
     client_id: str = "named-senderr"
     tls: TlsConfig | None = None  # a [tls] table (even empty) turns TLS on
-    sasl: SaslConfig | None = None
+    username: str | None = None  # SASL, as the sink's: the password named by password_env or password_file
+    password_env: str | None = None
+    password_file: Path | None = None
+    sasl_mechanism: str = "PLAIN"
 
     def __post_init__(self) -> None:
         brokers = [b.strip() for b in self.bootstrap.split(",") if b.strip()]
@@ -80,6 +64,10 @@ class KafkaSettings:
             raise ConfigError(f"start {self.start!r} is not one of earliest, latest")
         if self.batch_records < 1 or self.max_record_bytes < 1024:
             raise ConfigError("batch_records >= 1 and max_record_bytes >= 1024 are required")
+        if self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"sasl_mechanism {self.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}")
+        if bool(self.username) != bool(self.password_env or self.password_file):
+            raise ConfigError("SASL takes both username and password_env (or password_file); give both or neither")
         self.client_config()  # the password read now, so a missing one is named before anything runs
 
     def client_config(self) -> dict[str, str | int | bool]:
@@ -92,7 +80,7 @@ class KafkaSettings:
             "enable.auto.offset.store": False,
             "auto.offset.reset": self.start,
         }
-        config["security.protocol"] = ("SASL_" if self.sasl else "") + ("SSL" if self.tls else "PLAINTEXT")
+        config["security.protocol"] = ("SASL_" if self.username else "") + ("SSL" if self.tls else "PLAINTEXT")
         if self.tls is not None:
             config["enable.ssl.certificate.verification"] = self.tls.verify
             if not self.tls.verify:
@@ -101,9 +89,8 @@ class KafkaSettings:
                               self.tls.client_cert), ("ssl.key.location", self.tls.client_key)):  # fmt: skip
                 if path is not None:
                     config[key] = str(path)
-        if self.sasl is not None:
-            password = read_secret(self.sasl.password_env, self.sasl.password_file, "password", "sasl")
-            assert password is not None  # exactly one of env and file is set
-            config |= {"sasl.mechanism": self.sasl.mechanism, "sasl.username": self.sasl.username,
+        password = read_secret(self.password_env, self.password_file, "password", "the kafka source")
+        if self.username and password is not None:
+            config |= {"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.username,
                        "sasl.password": password}  # fmt: skip
         return config
