@@ -29,6 +29,7 @@ SERVER_FIXTURES = {
     "opensearch_url": "opensearch",
     "victorialogs_url": "victorialogs",
     "kafka_bootstrap": "kafka",
+    "kafka_server": "kafka",
 }
 
 
@@ -51,8 +52,8 @@ def _server_unavailable(name: str, reason: str) -> None:
     pytest.skip(message)
 
 
-def _run_server(name: str) -> Iterator[str]:
-    """Prepare and start ``name`` for the session, yield its base URL, stop it at session end.
+def _start_server(name: str) -> Iterator[servers.Server]:
+    """Prepare and start ``name`` for the session, yield it, stop it at session end.
 
     pytest caches a session fixture's skip/failure, so a broken server costs one attempt, not one per test.
     """
@@ -65,9 +66,15 @@ def _run_server(name: str) -> Iterator[str]:
     if reason:
         _server_unavailable(name, reason)  # outside `except`: no chained traceback noise
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
+
+
+def _run_server(name: str) -> Iterator[str]:
+    """Like ``_start_server``, yielding the server's base URL."""
+    for server in _start_server(name):
+        yield server.url
 
 
 @pytest.fixture(scope="session")
@@ -92,12 +99,18 @@ def victorialogs_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap address (``127.0.0.1:PORT``) of a fresh one-node KRaft Kafka 4.x; no topic is auto-created.
+def kafka_server() -> Iterator[servers.Server]:
+    """A fresh one-node KRaft Kafka 4.x for the session; ``endpoints["sasl"]`` is its SASL/PLAIN listener."""
+    yield from _start_server("kafka")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_server: servers.Server) -> str:
+    """Bootstrap address (``127.0.0.1:PORT``, PLAINTEXT) of the session's Kafka; no topic is auto-created.
 
     Reserve a topic per test with ``tests.servers.kafka.new_topic(kafka_bootstrap, partitions)``.
     """
-    yield from _run_server("kafka")
+    return kafka_server.url
 
 
 @pytest.fixture

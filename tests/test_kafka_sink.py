@@ -25,6 +25,7 @@ from named_senderr.settings.loading import sink_from_url
 from named_senderr.sinks.kafka import classify_reports
 from tests import servers
 from tests.polling import wait_until
+from tests.servers import kafka
 from tests.servers.kafka import new_topic
 from tests.test_forward_serve_cli import SAMPLE
 
@@ -173,6 +174,29 @@ def test_a_missing_topic_stops_the_ship_naming_the_topic_and_the_fix(
     assert ship(tmp_path, f"kafka://{kafka_bootstrap}/no-such-topic", str(SAMPLE)) != 0
     error = capsys.readouterr().err
     assert "topic 'no-such-topic' does not exist" in error and "auto.create.topics.enable" in error
+
+
+def test_sasl_credentials_from_the_environment_are_taken(
+    kafka_server: servers.Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = new_topic(kafka_server.url)
+    monkeypatch.setenv("KAFKA_PASSWORD", kafka.SASL_PASSWORD)
+    url = f"kafka://{kafka.SASL_USER}@{kafka_server.endpoints['sasl']}/{topic}?password_env=KAFKA_PASSWORD"
+    assert ship(tmp_path, url, str(SAMPLE)) == 0
+    assert stored(kafka_server.url, topic) == 39
+
+
+def test_a_wrong_sasl_password_stops_the_ship_with_the_fix_and_no_secret(
+    kafka_server: servers.Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = new_topic(kafka_server.url)
+    (tmp_path / "password").write_text("not-the-password\n")
+    url = f"kafka://{kafka.SASL_USER}@{kafka_server.endpoints['sasl']}/{topic}?password_file={tmp_path / 'password'}"
+    assert ship(tmp_path, url, str(SAMPLE)) != 0
+    error = capsys.readouterr().err
+    assert "refused the credentials" in error and "password_env or password_file" in error
+    assert "not-the-password" not in error
+    assert stored(kafka_server.url, topic) == 0
 
 
 @pytest.fixture

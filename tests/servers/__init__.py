@@ -113,6 +113,7 @@ class Server:
     relaunch: Callable[[], subprocess.Popen[bytes]] | None = None  # the same command, port and data dir
     health_url: str = ""
     probe: Callable[[float], bool] | None = None  # health check for servers that do not speak HTTP
+    endpoints: dict[str, str] = field(default_factory=dict)  # more addresses it listens on, by name
 
     def healthy(self, timeout: float = 5.0) -> bool:
         """One health check: ``probe`` when the server has one, else a 2xx from ``health_url``."""

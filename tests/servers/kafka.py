@@ -3,7 +3,8 @@
 ``org.apache.kafka:kafka_2.13`` and its runtime dependencies are copied once by Maven into the cache;
 a session formats a throw-away log dir with the ``StorageTool`` (what ``kafka-storage.sh format
 --standalone`` runs) and starts ``kafka.Kafka`` as broker and controller with the machine's Java 17.
-Topics are never created on first use (``auto.create.topics.enable=false``): each test reserves its own
+Besides PLAINTEXT it listens with SASL/PLAIN (user :data:`SASL_USER`, password :data:`SASL_PASSWORD`) at
+``Server.endpoints["sasl"]``, for the sinks' credentials. Topics are never created on first use (``auto.create.topics.enable=false``): each test reserves its own
 with :func:`new_topic`, so no two tests share one and a typo in a topic name is an error, as it should be.
 """
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 VERSION = os.environ.get("NAMED_SENDERR_KAFKA_VERSION", "4.4.0")
 SCALA = "2.13"
+SASL_USER, SASL_PASSWORD = "alice", "alice-secret"  # a test broker's only account; nothing else knows it
 COMPLETE = ".complete"  # written last: a half-copied libs dir is never mistaken for an install
 
 POM = """<?xml version="1.0" encoding="UTF-8"?>
@@ -108,17 +110,22 @@ def cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def properties(data: Path, port: int, controller_port: int) -> str:
+def properties(data: Path, port: int, controller_port: int, sasl_port: int) -> str:
     """``server.properties`` for one node that is its own controller, with every replication factor at 1."""
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
+    listeners += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "listeners": listeners,
+        "advertised.listeners": listeners,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": f'{plain} user_{SASL_USER}="{SASL_PASSWORD}";',
         "log.dirs": str(data / "logs"),
         "auto.create.topics.enable": "false",
         "num.partitions": "1",
@@ -184,15 +191,15 @@ def start(home: Path, version: str = VERSION, timeout: float = STARTUP_TIMEOUT) 
     broker on the same port and log dir, as a crash and a restart would.
     """
     data = new_data_dir("kafka")
-    port, controller_port = free_port(), free_port()
+    port, controller_port, sasl_port = free_port(), free_port(), free_port()
     config = data / "server.properties"
-    config.write_text(properties(data, port, controller_port))
+    config.write_text(properties(data, port, controller_port, sasl_port))
     format_cmd = java_command(home, data, "kafka.tools.StorageTool", "format", "--standalone")
     run_logged([*format_cmd, "-t", cluster_id(), "-c", str(config)], data / "server.log", cwd=data)
     bootstrap = f"127.0.0.1:{port}"
     cmd = java_command(home, data, "kafka.Kafka", str(config))
     try:
-        return launch(
+        server = launch(
             "kafka",
             version,
             cmd,
@@ -205,6 +212,8 @@ def start(home: Path, version: str = VERSION, timeout: float = STARTUP_TIMEOUT) 
         )
     except ImportError as exc:  # confluent-kafka is in the test extra; say so rather than crash
         raise ServerError(f"the Kafka health check needs confluent-kafka ({exc}); pip install -e '.[test]'") from exc
+    server.endpoints["sasl"] = f"127.0.0.1:{sasl_port}"
+    return server
 
 
 def new_topic(bootstrap: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:

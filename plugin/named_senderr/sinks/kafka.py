@@ -43,6 +43,7 @@ RETRY = {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKE
 RETRY |= {KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_ENOUGH_REPLICAS}
 RETRY |= {KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, KafkaError.LEADER_NOT_AVAILABLE}
 RETRY |= {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError._UNKNOWN_PARTITION}
+REFUSED_CREDENTIALS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
 _PENDING = KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report within the flush timeout")
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class KafkaSink:
         self.max_message_bytes = topic_limit(settings, self.topic, self.name)
         if self.max_message_bytes:  # a batch above the topic's limit would be refused whole
             settings["batch.size"] = min(config.batch_size, self.max_message_bytes)
-        self._producer = Producer(settings)
+        self._refusals: list[KafkaError] = []  # the brokers refused the credentials (librdkafka's error_cb)
+        self._producer = Producer(settings | {"error_cb": partial(_note_refusal, self._refusals)})
 
     def encode(self, event: Event) -> tuple[Item, int]:
         ident = event_id(event, self._cwd)
@@ -122,6 +124,10 @@ class KafkaSink:
             self._producer.poll(0)  # their reports (_PURGE_QUEUE) arrive now
         for index in range(produced, len(items)):
             reports[index] = KafkaError(KafkaError._QUEUE_FULL, "the producer's queue was full")
+        if self._refusals:  # the records only time out: say why instead
+            refusal = self._refusals[-1]
+            self._refusals.clear()
+            return Outcome(fatal=topic_refused(self.topic, refusal))
         return classify_reports(items, reports, self.topic)
 
     def dead_record(self, item: Item) -> dict:
@@ -145,6 +151,12 @@ def _record(reports: list[KafkaError | None], index: int, error: KafkaError | No
     reports[index] = error
 
 
+def _note_refusal(refusals: list[KafkaError], error: KafkaError) -> None:
+    """Error callback: keep what says the credentials are wrong; the rest librdkafka retries and logs itself."""
+    if error.code() in REFUSED_CREDENTIALS:
+        refusals.append(error)
+
+
 def topic_limit(settings: dict[str, Any], topic: str, name: str) -> int | None:
     """The topic's ``max.message.bytes``, or None when the brokers cannot tell now; a missing topic stops here.
 
@@ -153,10 +165,15 @@ def topic_limit(settings: dict[str, Any], topic: str, name: str) -> int | None:
     """
     wanted = ("bootstrap.", "security.", "sasl.", "ssl.", "enable.ssl.", "logger")
     admin_settings = {key: value for key, value in settings.items() if key.startswith(wanted)}
-    admin = AdminClient(admin_settings | {"log_level": 4})  # not its notice on exit about unserved events
+    refusals: list[KafkaError] = []
+    admin_settings |= {"log_level": 4, "error_cb": partial(_note_refusal, refusals)}  # log_level: no exit notice
+    admin = AdminClient(admin_settings)
     try:
         metadata = admin.list_topics(topic, timeout=PROBE_TIMEOUT)
     except KafkaException as exc:
+        admin.poll(0)  # a refused login shows only as an error callback, the request as a transport error
+        if refusals:
+            raise SinkFailed(f"{name}: {topic_refused(topic, refusals[0])}") from None
         log.warning("%s: cannot read the topic's metadata now (%s); going on without it", name, exc.args[0])
         return None
     found = metadata.topics.get(topic)
@@ -179,6 +196,8 @@ def topic_refused(topic: str, error: KafkaError) -> str:
             f"topic {topic!r} does not exist; create it (kafka-topics.sh --create --topic {topic} "
             "--partitions N) or enable auto.create.topics.enable on the brokers"
         )
+    if error.code() in REFUSED_CREDENTIALS:
+        return f"the brokers refused the credentials ({error.str()}); check username, password_env or password_file"
     if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
         return f"not allowed to write to topic {topic!r}; grant this user WRITE (and IDEMPOTENT_WRITE)"
     return f"topic {topic!r}: {error.name()}: {error.str()}"
