@@ -207,11 +207,10 @@ class ExecFilterSource:
         for obj in self.decoder.feed(data):
             if type(obj) is dict:  # the fast path: most lines are not send errors; one substring test each
                 value = obj.get(first_key)
-                kind = type(value)
-                if kind is bytes or kind is str:
+                if isinstance(value, (bytes, str)):
                     counts.records += 1
-                    if is_candidate(value.decode("latin-1") if kind is bytes else value):  # in_tail: bin
-                        if bare and kind is bytes and len(obj) == 1 and value.isascii():  # in_tail's record
+                    if is_candidate(value.decode("latin-1") if isinstance(value, bytes) else value):  # in_tail: bin
+                        if bare and isinstance(value, bytes) and len(obj) == 1 and value.isascii():  # in_tail's record
                             lines.append(Line(value))
                         else:
                             lines.append(self._candidate(obj, value))

@@ -421,11 +421,15 @@ class ForwardSource:
                     self.stats.bad_records += 1
                     self.complain(value.reason, f"tag {raw.tag!r}: {value.detail}")
                     continue
-            text = value if type(value) is str else value.decode("utf-8", "surrogateescape")
+            if isinstance(value, str):
+                text, data = value, None
+            else:
+                text, data = value.decode("utf-8", "surrogateescape"), value
             if not is_candidate(text):  # the common case: one substring test
                 self.stats.not_send_errors += 1
                 continue
-            data = text.encode("utf-8", "surrogateescape") if text is value else value
+            if data is None:
+                data = text.encode("utf-8", "surrogateescape")
             if entry.time != last_time:  # the time for a line logged without one
                 last_time = entry.time
                 stamp = _rfc3339(received if last_time is None else last_time)
