@@ -143,3 +143,27 @@ def test_loki_leaves_the_internal_send_stream_out_of_the_counts(tmp_path: Path) 
     with FaultServer(scripted_loki(kind_tallies([str(log)], window, "UTC", HOST))) as loki:
         found = summarize([f"loki+{loki.url}?job=named-senderr"], parse_since(SOCKET_SINCE), parse_until(SOCKET_UNTIL))
     assert (found.events, found.reasons) == (1, {"unclassified": 1})
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("kind", ["elasticsearch", "victorialogs"])
+def test_store_leaves_the_internal_send_line_out_of_the_counts(kind: str, request, tmp_path: Path) -> None:
+    """Both lines are stored (the destination as an ``ip``); only the client's failure is counted."""
+    log = tmp_path / "socket-era.log"
+    log.write_text(SOCKET_ERA)
+    base = request.getfixturevalue(f"{kind}_url")
+    name = f"socket-era-{uuid.uuid4().hex[:8]}"
+    url = f"elasticsearch+{base}/named-senderr-{name}" if kind == "elasticsearch" else f"victorialogs+{base}?job={name}"
+    if kind == "elasticsearch":
+        assert main(["setup", "elasticsearch", "--to", url]) == 0
+    args = ["--timezone", "UTC", "--host", HOST, "--dead-letter", str(tmp_path / "dead.ndjson"), "--no-progress"]
+    assert main(["ship", str(log), "--to", url, *args]) == 0
+    dead = tmp_path / "dead.ndjson"
+    assert not dead.exists() or dead.read_bytes() == b""  # the store took both events, destination.ip included
+    expected = numbers(summarize([str(log)], parse_since(SOCKET_SINCE), parse_until(SOCKET_UNTIL), "UTC", HOST))
+
+    def summary_of(sources: list[str]) -> Summary:
+        return summarize(sources, parse_since(SOCKET_SINCE), parse_until(SOCKET_UNTIL))
+
+    found = poll_summary(url, expected, summary_of)
+    assert numbers(found) == expected and (found.events, found.reasons) == (1, {"unclassified": 1})
