@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from named_senderr.event import ECS_VERSION, Event, ecs_json, to_ecs, to_flat
+from named_senderr.event import _ACTIONS, ECS_VERSION, Event, ecs_json, to_ecs, to_flat
 from tests.corpus import load_cases
 from tests.parsing import make_parser
 
@@ -40,6 +40,8 @@ FLAT_KEYS = [
     "message",
     "zone",
     "zone_class",
+    "destination_ip",
+    "destination_port",
 ]
 
 
@@ -163,8 +165,8 @@ _text = st.none() | st.text(st.characters(codec="utf-8"), max_size=12)
 _number = st.none() | st.integers(0, 2**40)
 TEXT_FIELDS = ("timestamp", "client_ip", "scope", "client_ptr", "qname", "view", "signer", "netmgr_ptr", "zone",
                "zone_class", "host", "program", "category", "severity", "syslog_severity", "container", "file",
-               "ingested")  # fmt: skip
-NUMBER_FIELDS = ("client_port", "pid", "priority", "offset")
+               "ingested", "destination_ip")  # fmt: skip
+NUMBER_FIELDS = ("client_port", "pid", "priority", "offset", "destination_port")
 
 
 @settings(max_examples=300, deadline=None)
@@ -174,15 +176,37 @@ NUMBER_FIELDS = ("client_port", "pid", "priority", "offset")
     repeat_count=st.integers(1, 10**6),
     texts=st.tuples(*[st.text(st.characters(codec="utf-8"), max_size=20)] * 3),
     newline=st.booleans(),
+    kind=st.sampled_from(sorted(_ACTIONS)),
 )
 def test_encoded_ecs_line_equals_the_ecs_document_whatever_fields_are_set(
-    optional: dict, timestamp_valid: bool, repeat_count: int, texts: tuple[str, str, str], newline: bool
+    optional: dict, timestamp_valid: bool, repeat_count: int, texts: tuple[str, str, str], newline: bool, kind: str
 ) -> None:
     message, original, reason_text = texts
-    e = Event("send_failed", "would_block", reason_text, message, original, timestamp_valid=timestamp_valid,
+    e = Event(kind, "would_block", reason_text, message, original, timestamp_valid=timestamp_valid,
               repeat_count=repeat_count, **optional)  # fmt: skip
     expected = orjson.dumps(to_ecs(e, "INGEST"), option=orjson.OPT_APPEND_NEWLINE if newline else None)
     assert ecs_json(e, "INGEST", newline=newline) == expected
+
+
+INTERNAL_SEND = "02-Feb-2023 11:22:33.444 general: error: internal_send: 192.0.2.53#53: Network is down"
+
+
+def test_internal_send_line_puts_its_address_under_destination_not_client():
+    doc = to_ecs(make_parser().parse(INTERNAL_SEND), "x")
+    assert doc["destination"] == {"ip": "192.0.2.53", "port": 53} and doc["related"] == {"ip": ["192.0.2.53"]}
+    assert "client" not in doc
+    assert (doc["event"]["action"], doc["event"]["reason"]) == ("internal-send-failed", "network_down")
+
+
+def test_internal_send_hint_says_it_is_the_errno_behind_the_failure_beside_it():
+    hint_text = to_ecs(make_parser().parse(INTERNAL_SEND), "x")["bind"]["hint"]
+    assert hint_text.startswith("the errno behind the send failure") and "unexpected error" in hint_text
+    assert "interface is down" in hint_text  # and then the reason's own advice
+
+
+def test_flat_record_of_an_internal_send_line_carries_the_destination():
+    flat = to_flat(make_parser().parse(INTERNAL_SEND))
+    assert (flat["destination_ip"], flat["destination_port"], flat["client_ip"]) == ("192.0.2.53", 53, None)
 
 
 def test_encoded_ecs_line_of_a_rollup_is_its_ecs_document():

@@ -27,9 +27,25 @@ def test_line_without_a_phrase_is_not_a_candidate():
 
 def test_every_phrase_the_file_scan_searches_makes_a_line_a_candidate():
     """The file reader skips lines without a needle: a needle the parser ignored would lose nothing, a
-    marker without a needle would lose events; both lists name the same texts."""
-    assert [n.decode() for n in NEEDLES if not is_candidate(f"x {n.decode()} y")] == []
+    marker without a needle would lose events; both lists name the same texts (internal_send's with an address)."""
+    assert [n.decode() for n in NEEDLES if not is_candidate(f"x {n.decode()} 192.0.2.1#53: y")] == []
     assert not is_candidate("client 192.0.2.1#53: transfer of 'example.com/IN': AXFR ended")
+
+
+def test_internal_send_trace_without_an_address_is_no_candidate():
+    """The socket code's debug trace names no address; only the UNEXPECTED_ERROR companion line does."""
+    assert not is_candidate("general: debug 60: socket 0x81d2f00: internal_send: task 0x81cf000 got event 0x81d4a10")
+    assert is_candidate("general: error: internal_send: 192.0.2.53#53: Network is down")
+
+
+def test_internal_send_line_cut_after_its_address_is_rejected_as_truncated():
+    result = make_parser().parse("general: error: internal_send: 192.0.2.53#53")
+    assert isinstance(result, Rejection) and result.reason == "truncated"
+
+
+def test_internal_send_line_without_its_address_is_no_named_message():
+    result = make_parser().parse("internal_send: queue #3: Network is down")
+    assert isinstance(result, Rejection) and result.reason == "not_named_message"
 
 
 def test_a_transfer_step_without_its_zone_is_a_rejection_not_an_event():

@@ -23,6 +23,7 @@ _ACTIONS = {
     "error_sending_response": "error-sending-response",
     "send_failed": "send-failed",
     "udp_send_failed": "udp-send-failed",
+    "internal_send_failed": "internal-send-failed",
     "send_exceeded_maximum_size": "send-exceeded-maximum-size",
     "transfer_send_failed": "transfer-send-failed",
 }
@@ -39,6 +40,7 @@ ECS_NAMES = {
     "repeat_count": "bind.repeat_count", "host": "host.name", "program": "process.name", "pid": "process.pid",
     "category": "log.logger", "severity": "log.level", "file": "log.file.path", "offset": "log.offset",
     "message": "message", "job": "job", "zone": "bind.zone", "zone_class": "bind.zone_class",
+    "destination_ip": "destination.ip", "destination_port": "destination.port",
 }  # fmt: skip
 
 
@@ -82,6 +84,10 @@ class Event:
     last_seen: str | None = None
     rollup_window: float | None = None
     ingested: str | None = None  # when the pipeline took the line in: the time of an event whose line had none
+    # An internal_send line's address: a client, or (9.16) a server an outbound query went to. After
+    # ``ingested``, so that a disk-queue record of an earlier version still reads (queue/consumer.py).
+    destination_ip: str | None = None
+    destination_port: int | None = None
 
 
 def to_flat(event: Event) -> dict:
@@ -110,6 +116,8 @@ def to_flat(event: Event) -> dict:
         "message": event.message,
         "zone": event.zone,
         "zone_class": event.zone_class,
+        "destination_ip": event.destination_ip,
+        "destination_port": event.destination_port,
     }
     if event.rollup_window is not None:
         flat |= {"count": event.repeat_count, "first_seen": event.first_seen, "last_seen": event.last_seen}
@@ -148,7 +156,11 @@ def to_ecs(event: Event, ingest_time: str) -> dict:
     }
     if event.client_ip is not None:
         doc["client"] = {"ip": event.client_ip, "port": event.client_port, "address": event.client_ip}
-        doc["related"] = {"ip": [event.client_ip]}
+    if event.destination_ip is not None:
+        doc["destination"] = {"ip": event.destination_ip, "port": event.destination_port}
+    related = [ip for ip in (event.client_ip, event.destination_ip) if ip is not None]
+    if related:
+        doc["related"] = {"ip": related}
     if event.qname is not None:
         doc["dns"] = {"question": {"name": event.qname}}
     if event.host is not None:
@@ -228,10 +240,16 @@ def ecs_json(event: Event, ingest_time: str, newline: bool = False) -> bytes:
     if not event.timestamp_valid or event.timestamp is None:
         parts.append(b',"timestamp_valid":false')
     parts.append(b"}")
+    related = b""
     if event.client_ip is not None:
-        ip = dumps(event.client_ip)
-        parts += (b',"client":{"ip":', ip, b',"port":', dumps(event.client_port), b',"address":', ip,
-                  b'},"related":{"ip":[', ip, b"]}")  # fmt: skip
+        ip = related = dumps(event.client_ip)
+        parts += (b',"client":{"ip":', ip, b',"port":', dumps(event.client_port), b',"address":', ip, b"}")
+    if event.destination_ip is not None:
+        ip = dumps(event.destination_ip)
+        parts += (b',"destination":{"ip":', ip, b',"port":', dumps(event.destination_port), b"}")
+        related = related + b"," + ip if related else ip
+    if related:
+        parts += (b',"related":{"ip":[', related, b"]}")
     if event.qname is not None:
         parts += (b',"dns":{"question":{"name":', dumps(event.qname), b"}}")
     if event.host is not None:

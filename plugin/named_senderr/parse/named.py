@@ -30,15 +30,17 @@ UDP_PHRASE = reasons.UDP_PHRASE
 # A line is a candidate when it holds "error sending" or "send exceeded" (not the
 # whole phrase, so that a line cut short inside it is still seen and rejected),
 # "send failed", the UDP phrase, or a zone transfer's "': send:" or "sending
-# zone data"; sources/phrase_scan.py searches files for the same texts.
+# zone data", or the socket code's "internal_send: " with an address ("#": its debug
+# lines name none); sources/phrase_scan.py searches files for the same texts.
 JOURNAL_BYTE_MESSAGE = '"MESSAGE":['
 
 
-_LOOSE_CLIENT = re.compile(r"client (?:@\S+ )?(\[?[0-9A-Fa-f:.]*\]?)(?:%\S+?)?#(\d+)")
+_LOOSE_CLIENT = re.compile(r"(?:client (?:@\S+ )?|internal_send: )(\[?[0-9A-Fa-f:.]*\]?)(?:%\S+?)?#(\d+)")
 _PHRASE_SEARCH = re.compile(
     r"error sending response|send failed|send exceeded maximum size|(?<=': )send(?=: )|sending zone data"
-    r"|Sending UDP messages failed"
+    r"|Sending UDP messages failed|internal_send(?=: )"
 )
+INTERNAL_PHRASE = reasons.INTERNAL_SEND_PHRASE
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,7 @@ class Rejection:
 
 
 def is_candidate(text: str) -> bool:
-    # Every marker holds "end": one test turns most lines away before the six precise ones.
+    # Every marker holds "end": one test turns most lines away before the seven precise ones.
     if "end" in text and (
         "error sending" in text
         or "send failed" in text
@@ -59,6 +61,7 @@ def is_candidate(text: str) -> bool:
         or "send exceeded" in text
         or "sending zone data" in text
         or "': send:" in text
+        or ("internal_send: " in text and "#" in text)
     ):
         return True
     return text.startswith("{") and JOURNAL_BYTE_MESSAGE in text  # journald's non-UTF-8 MESSAGE
@@ -69,6 +72,7 @@ FIELDS = (
     "phrase", "repeat_count", "repeat_close", "client_ip", "client_port", "qname", "log_time", "named_time",
     "reason_text", "pid", "priority", "bind_message", "scope", "client_ptr", "view", "signer", "netmgr_ptr", "zone",
     "zone_class", "host", "program", "category", "severity", "facility", "syslog_severity", "asl_level", "container",
+    "internal_phrase", "destination_ip", "destination_port", "destination_scope",
 )  # fmt: skip
 _CACHE_LIMIT = 4096
 
@@ -132,16 +136,20 @@ class NamedLineParser:
         """The Event of one match's ``FIELDS``, or the Rejection of a value no pattern can rule out."""
         (phrase, repeat, repeat_close, ip, port_text, qname, log_time, named_time, reason_text, pid, priority,
          bind_message, scope, client_ptr, view, signer, netmgr_ptr, zone, zone_class, host, program, category,
-         severity, facility, syslog_severity, asl_level, container) = fields  # fmt: skip
+         severity, facility, syslog_severity, asl_level, container, internal_phrase, destination_ip, destination_text,
+         destination_scope) = fields  # fmt: skip
         if (repeat is None) != (repeat_close is None):
             return Rejection("unbalanced_repeat", "'message repeated N times: [' without its ']'", original)
-        port = None
+        port = destination_port = None
         if ip is not None:
-            if ":" in ip and not _is_ipv6(ip):
-                return Rejection("invalid_address", f"{ip!r} is not an IPv6 address", original)
-            port = int(port_text)
-            if port > 65535:
-                return Rejection("invalid_port", f"port {port} is above 65535", original)
+            port = _checked_port(ip, port_text, original)
+            if isinstance(port, Rejection):
+                return port
+        if destination_ip is not None:  # an internal_send line: the address the socket code sent to
+            destination_port = _checked_port(destination_ip, destination_text, original)
+            if isinstance(destination_port, Rejection):
+                return destination_port
+            phrase, scope = internal_phrase, destination_scope
         if qname is not None and len(qname) > MAX_QNAME_CHARS:
             return Rejection(
                 "qname_too_long",
@@ -167,6 +175,8 @@ class NamedLineParser:
             int(repeat) if repeat else 1,  # repeat_count
             host, program, int(pid) if pid else None, category, severity, int(priority) if priority else None,
             facility, syslog_severity or asl_level, container,
+            None, None, None, None, None, None,  # file, offset, first_seen, last_seen, rollup_window, ingested
+            destination_ip, destination_port,
         )  # fmt: skip
 
     def _parse_json(self, text: str) -> Event | Rejection:
@@ -186,6 +196,16 @@ class NamedLineParser:
         if isinstance(result, Event):
             _apply_journal_fields(result, record, self.timestamps)
         return result
+
+
+def _checked_port(ip: str, port_text: str, original: str) -> int | Rejection:
+    """The port of ``ip#port_text``, or the Rejection of an address or port no pattern can rule out."""
+    if ":" in ip and not _is_ipv6(ip):
+        return Rejection("invalid_address", f"{ip!r} is not an IPv6 address", original)
+    port = int(port_text)
+    if port > 65535:
+        return Rejection("invalid_port", f"port {port} is above 65535", original)
+    return port
 
 
 def _is_ipv6(text: str) -> bool:
@@ -238,9 +258,14 @@ def diagnose(line: str) -> Rejection:
             return Rejection("invalid_address", f"{address!r} is not an IP address", line)
         if port > 65535:
             return Rejection("invalid_port", f"port {port} is above 65535", line)
+    elif phrases[0] == INTERNAL_PHRASE:
+        return Rejection(
+            "not_named_message", f"{INTERNAL_PHRASE!r} without the 'ADDRESS#PORT' named puts after it", line
+        )
     elif phrases[0] != UDP_PHRASE:
         return Rejection("not_named_message", f"{phrases[0]!r} without named's 'client ADDRESS#PORT' prefix", line)
-    tail = line[found[0].end() :]  # the phrase as found: a bare 'send' may occur earlier in a name
+    # The phrase as found (a bare 'send' may occur earlier in a name); internal_send's text follows its address.
+    tail = line[client.end() if client and phrases[0] == INTERNAL_PHRASE else found[0].end() :]
     if not tail.startswith(": ") or len(tail) == 2:
         return Rejection("truncated", f"no reason text after {phrases[0]!r}", line)
     return Rejection("unrecognized_format", "a send error, but no known log format covers the whole line", line)

@@ -17,6 +17,7 @@ NEEDLES = (
     b"send exceeded",
     b"sending zone data",
     b"': send:",
+    b"internal_send: ",
 )
 
 Finder = Callable[[bytes, int, int], list[int]]
