@@ -140,15 +140,18 @@ class NamedLineParser:
          destination_scope) = fields  # fmt: skip
         if (repeat is None) != (repeat_close is None):
             return Rejection("unbalanced_repeat", "'message repeated N times: [' without its ']'", original)
-        port = destination_port = None
+        port: int | None = None
+        destination_port: int | None = None
         if ip is not None:
-            port = _checked_port(ip, port_text, original)
-            if isinstance(port, Rejection):
-                return port
+            checked = _checked_port(ip, port_text, original)
+            if isinstance(checked, Rejection):
+                return checked
+            port = checked
         if destination_ip is not None:  # an internal_send line: the address the socket code sent to
-            destination_port = _checked_port(destination_ip, destination_text, original)
-            if isinstance(destination_port, Rejection):
-                return destination_port
+            checked = _checked_port(destination_ip, destination_text, original)
+            if isinstance(checked, Rejection):
+                return checked
+            destination_port = checked
             phrase, scope = internal_phrase, destination_scope
         if qname is not None and len(qname) > MAX_QNAME_CHARS:
             return Rejection(
