@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -9,6 +12,7 @@ from pathlib import Path
 
 from named_senderr.errors import InputError
 from named_senderr.lines import Batch, Emit, Line
+from named_senderr.sources.large_reads import large_read_candidate_lines
 from named_senderr.sources.log_file import InputSource, candidate_lines
 from named_senderr.telemetry import Stats
 
@@ -55,7 +59,9 @@ class FileSource:
         try:
             lines: list[Line] = []
             on_block = self.progress(source) if self.progress else None
-            for offset, raw, oversize in candidate_lines(stream, self.stats, on_block, count_lines=self.count_lines):
+            # A plain file takes large reads; gzip, stdin and pipes keep the block reader's pace.
+            reader = large_read_candidate_lines if _is_plain_file(stream) else candidate_lines
+            for offset, raw, oversize in reader(stream, self.stats, on_block, count_lines=self.count_lines):
                 lines.append(Line(raw, file, offset, None, oversize))
                 if len(lines) >= CHUNK:
                     yield Batch(lines)
@@ -65,3 +71,7 @@ class FileSource:
         finally:
             if not source.is_stdin:
                 stream.close()
+
+
+def _is_plain_file(stream: object) -> bool:
+    return isinstance(stream, io.FileIO) and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)

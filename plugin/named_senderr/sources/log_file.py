@@ -80,7 +80,7 @@ def candidate_lines(
     """
     # A terminal gives what was typed at once and ends at one Ctrl-D; read() would wait for a full block.
     read = stream.read1 if stream.isatty() else stream.read  # type: ignore[attr-defined]
-    find = find or _default_finder()
+    find = find or default_finder()
     pending = b""  # the unfinished last line of the previous block
     pending_offset = 0
     oversize = False
@@ -112,19 +112,19 @@ def candidate_lines(
             if newline == -1:
                 was_oversize = oversize
                 pending, oversize = _grow(pending, block, oversize, stats, count_lines)
-                if oversize and not was_oversize and _has_needle(pending):
+                if oversize and not was_oversize and has_needle(pending):
                     yield pending_offset, pending, True
                 offset += len(block)
                 continue
             was_oversize = oversize
             pending, oversize = _grow(pending, block[:newline], oversize, stats, count_lines)
-            if oversize and not was_oversize and _has_needle(pending):
+            if oversize and not was_oversize and has_needle(pending):
                 yield pending_offset, pending, True
             if not oversize:
                 if count_lines:
                     stats.lines += 1
                     _count_undecodable(pending, stats)
-                if json_lines or _has_needle(pending):
+                if json_lines or has_needle(pending):
                     yield pending_offset, pending, False
             pending, oversize = b"", False
             start = newline + 1
@@ -147,7 +147,7 @@ def candidate_lines(
         if count_lines:
             stats.lines += 1
             _count_undecodable(pending, stats)
-        if json_lines or _has_needle(pending):
+        if json_lines or has_needle(pending):
             yield pending_offset, pending, False
 
 
@@ -183,14 +183,14 @@ def _all_lines(block: bytes, start: int, end: int, offset: int) -> Iterator[tupl
 _finder: Finder | None = None
 
 
-def _default_finder() -> Finder:
+def default_finder() -> Finder:
     global _finder
     if _finder is None:
         _finder = best_finder()
     return _finder
 
 
-def _has_needle(line: bytes) -> bool:
+def has_needle(line: bytes) -> bool:
     return any(needle in line for needle in NEEDLES)
 
 
@@ -200,8 +200,12 @@ def _count_undecodable(data: bytes, stats: Stats) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        for line in data.split(b"\n"):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                stats.undecodable_lines += 1
+        stats.undecodable_lines += sum(is_undecodable(line) for line in data.split(b"\n"))
+
+
+def is_undecodable(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
