@@ -12,26 +12,20 @@ peak RSS come from the kernel (os.wait4) for that one process, start-up included
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import msgpack
 
-HERE = Path(__file__).resolve().parent
+import timing
 
 
 def records_file(workdir: Path, lines: int, error_rate: float) -> Path:
     """The msgpack input, made once from a generated named log."""
-    path = workdir / f"records-{lines}-{error_rate}.msgpack"
+    log = timing.generated_log(workdir, lines, error_rate)
+    path = log.with_suffix(".msgpack")
     if path.exists():
         return path
-    log = workdir / f"named-{lines}-{error_rate}.log"
-    print(f"generating {path.name} ({lines:,} records, {error_rate:.0%} send errors) ...", file=sys.stderr)
-    generate = [sys.executable, str(HERE / "generate_log.py"), "--lines", str(lines), "--error-rate", str(error_rate)]
-    subprocess.run([*generate, "-o", str(log)], check=True)
     packer = msgpack.Packer(use_bin_type=True)
     with open(log, "rb") as lines_in, open(path, "wb") as out:
         out.writelines(packer.pack({"message": line.rstrip(b"\n")}) for line in lines_in)
@@ -40,15 +34,12 @@ def records_file(workdir: Path, lines: int, error_rate: float) -> Path:
 
 def measure(path: Path, extra: list[str]) -> tuple[float, float, int]:
     """CPU seconds, peak RSS in MB and output records of one filter run over ``path``."""
-    argv = [sys.executable, "-m", "named_senderr", "fluentd-filter", "--key", "message", *extra]
+    argv = [*timing.NAMED_SENDERR, "fluentd-filter", "--key", "message", *extra]
     with open(path, "rb") as stdin, tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile() as log:
-        process = subprocess.Popen([*argv, "--log-file", log.name], stdin=stdin, stdout=out)
-        _, status, usage = os.wait4(process.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"fluentd-filter failed: {argv}")
+        done = timing.run([*argv, "--log-file", log.name], stdin=stdin, stdout=out)
         out.seek(0)
         records = sum(1 for _ in msgpack.Unpacker(out, raw=True, strict_map_key=False))
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, records
+    return done.cpu, done.rss_mb, records
 
 
 def main() -> None:
@@ -57,7 +48,6 @@ def main() -> None:
     parser.add_argument("--errors-only-lines", type=int, default=200_000, help="records that are all send errors")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "named-senderr-bench")
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
     runs = [
         ("mixed, 1 % send errors", args.lines, 0.01, []),
         ("mixed, --format ecs", args.lines, 0.01, ["--format", "ecs"]),

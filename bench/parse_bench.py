@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+import timing
+
 NAIVE = """
 import json, sys
 from pygrok import Grok
@@ -35,6 +35,14 @@ with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
 """
 
 
+PHRASES = ("error sending response", "send failed", "Sending UDP messages failed")
+
+
+def grep_command(path: Path, count: bool = True) -> list[str]:
+    """``grep -F`` (``-c``: counting) for the send-error phrases; run it with LC_ALL=C."""
+    return ["grep", "-cF" if count else "-F", *(f"-e{phrase}" for phrase in PHRASES), str(path)]
+
+
 @dataclass
 class Result:
     name: str
@@ -43,36 +51,12 @@ class Result:
     events: int | None
 
 
-def measure(name: str, argv: list[str], count_lines: bool) -> Result:
+def measure(name: str, argv: list[str], count: bool) -> Result:
     """Run ``argv`` with stdout to a file; CPU and peak RSS of that process only."""
     with tempfile.TemporaryFile() as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"})
-        _, status, usage = os.wait4(process.pid, 0)
-        if os.waitstatus_to_exitcode(status) not in (0, 1):
-            sys.exit(f"{name} failed: {argv}")
-        events = None
-        if count_lines:
-            out.seek(0)
-            events = sum(block.count(b"\n") for block in iter(lambda: out.read(1 << 20), b""))
-    return Result(name, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, events)
-
-
-def generate(path: Path, lines: int, error_rate: float) -> None:
-    if not path.exists():
-        print(f"generating {path.name} ({lines:,} lines, {error_rate:.0%} send errors) ...", file=sys.stderr)
-        subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "generate_log.py"),
-                "--lines",
-                str(lines),
-                "--error-rate",
-                str(error_rate),
-                "-o",
-                str(path),
-            ],
-            check=True,
-        )
+        done = timing.run(argv, stdout=out, env={**os.environ, "LC_ALL": "C"}, ok=(0, 1))
+        events = timing.count_lines(out) if count else None
+    return Result(name, done.cpu, done.rss_mb, events)
 
 
 def report(title: str, path: Path, lines: int, results: list[Result]) -> None:
@@ -93,8 +77,7 @@ def run_file(path: Path, lines: int, args: argparse.Namespace, title: str) -> No
     cold = measure("first run (pattern cache filled)", [cli, "parse", str(path)], True)
     results = [measure("named-senderr parse (ecs)", [cli, "parse", str(path)], True)]
     results.append(measure("named-senderr parse --format flat", [cli, "parse", "--format", "flat", str(path)], True))
-    grep = ["grep", "-F", "-e", "error sending", "-e", "send failed", "-e", "Sending UDP messages failed", str(path)]
-    results.append(measure("grep -F (3 phrases)", grep, True))
+    results.append(measure("grep -F (3 phrases)", grep_command(path, count=False), True))
     if not args.skip_naive:
         naive = [sys.executable, "-c", NAIVE, str(path), str(patterns_dir())]
         results.append(measure("naive loop: pygrok on every line", naive, True))
@@ -109,14 +92,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "named-senderr-bench")
     parser.add_argument("--skip-naive", action="store_true", help="skip the slow naive pygrok loop")
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-
-    mixed = args.workdir / f"mixed-{args.lines}.log"
-    generate(mixed, args.lines, 0.01)
-    only = args.workdir / f"errors-{args.errors_only_lines}.log"
-    generate(only, args.errors_only_lines, 1.0)
-    quarter = args.workdir / f"mixed-{args.lines // 4}.log"
-    generate(quarter, args.lines // 4, 0.01)
+    mixed = timing.generated_log(args.workdir, args.lines, 0.01)
+    only = timing.generated_log(args.workdir, args.errors_only_lines, 1.0)
+    quarter = timing.generated_log(args.workdir, args.lines // 4, 0.01)
 
     run_file(mixed, args.lines, args, "Mixed log, 1 % send errors")
     run_file(only, args.errors_only_lines, args, "Only send errors")

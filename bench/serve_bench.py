@@ -19,11 +19,12 @@ import re
 import socket
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import msgpack
+
+import timing
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRIES = 2000
@@ -39,11 +40,6 @@ def frame(number: int) -> bytes:
     return msgpack.packb(["named", [[EVENT_TIME, {"log": line}] for line in lines], {"chunk": f"c{number}"}])
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def acknowledged(sock: socket.socket, chunk: str) -> None:
     unpacker = msgpack.Unpacker(raw=False)
     while data := sock.recv(4096):
@@ -55,14 +51,11 @@ def acknowledged(sock: socket.socket, chunk: str) -> None:
     raise SystemExit(f"serve closed the connection without acknowledging {chunk}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("serve_args", nargs="*", help="after --: more arguments for serve")
-    args = parser.parse_args()
+def measure(frames: int, serve_args: list[str]) -> tuple[int, float, float]:
+    """(events, seconds from the first frame to the last ack, serve's CPU seconds over that span)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugin")}
-    command = [sys.executable, "-m", "named_senderr", "serve", "--forward", "127.0.0.1:0", "--format", "flat"]
-    proc = subprocess.Popen([*command, *args.serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    command = [*timing.NAMED_SENDERR, "serve", "--forward", "127.0.0.1:0", "--format", "flat"]
+    proc = subprocess.Popen([*command, *serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         assert proc.stderr is not None
         line = b""
@@ -71,17 +64,26 @@ def main() -> None:
             if not line:
                 raise SystemExit("serve ended before it listened")
         port = int(re.search(rb"on \S+:(\d+)", line).group(1))  # type: ignore[union-attr]
-        frames = [frame(number) for number in range(args.frames)]
-        before, started = cpu_seconds(proc.pid), time.perf_counter()
+        packed = [frame(number) for number in range(frames)]
+        before, started = timing.proc_cpu(proc.pid), time.perf_counter()
         with socket.create_connection(("127.0.0.1", port)) as sock:
-            for number, data in enumerate(frames):
+            for number, data in enumerate(packed):
                 sock.sendall(data)
                 acknowledged(sock, f"c{number}")
-        wall, cpu = time.perf_counter() - started, cpu_seconds(proc.pid) - before
+        wall, cpu = time.perf_counter() - started, timing.proc_cpu(proc.pid) - before
     finally:
         proc.terminate()
         proc.wait(30)
-    events = args.frames * ENTRIES
+        proc.stderr.close()  # type: ignore[union-attr]
+    return frames * ENTRIES, wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("serve_args", nargs="*", help="after --: more arguments for serve")
+    args = parser.parse_args()
+    events, wall, cpu = measure(args.frames, args.serve_args)
     print(f"serve: {events:,} events in {wall:.2f} s ({events / wall:,.0f} events/s), "
           f"{cpu:.2f} CPU s ({events / cpu:,.0f} events per CPU second)")  # fmt: skip
 

@@ -30,43 +30,20 @@ from pathlib import Path
 import httpx
 import orjson
 
+import timing
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import servers  # noqa: E402
 from tests.faults import FaultServer, Reply  # noqa: E402
 
-NAMED_SENDERR = [sys.executable, "-m", "named_senderr"]
+NAMED_SENDERR = timing.NAMED_SENDERR
 LOGS_STORES = ("loki", "victorialogs")  # both shipped into a VictoriaLogs, counted by job with LogsQL
 
 
 def start(name: str) -> servers.Server:
     return servers.start("victorialogs" if name == "loki" else name)
-
-
-def timed(command: list[str]) -> tuple[float, float, float, str]:
-    """(seconds, CPU seconds, peak RSS in MB, stderr) of a child process."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = child.stderr.read().decode() if child.stderr else ""
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode not in (0,):
-        raise SystemExit(f"{' '.join(command)} exited {child.returncode}:\n{stderr}")
-    return time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stderr
-
-
-def group_cpu(leader: int) -> float:
-    """CPU seconds so far of every process in the server's process group (the JVM launchers fork)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[2]) == leader:  # pgrp
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stored(name: str, base: str, target: str) -> int:
@@ -86,31 +63,43 @@ def sink_url(name: str, base: str, target: str) -> str:
     return f"victorialogs+{base}?job={target}" if name == "victorialogs" else f"{name}+{base}/{target}"
 
 
+def warm_up(name: str, server: servers.Server, warmup: Path) -> None:
+    """The server's JIT and caches warm up on another file, unmeasured."""
+    url = sink_url(name, server.url, "bench-warmup")
+    subprocess.run([*NAMED_SENDERR, "ship", str(warmup), "--to", url, "--no-progress"], check=True, capture_output=True)
+
+
+def ship_once(name: str, server: servers.Server, command: list[str], target: str) -> tuple[timing.Run, float, int]:
+    """Run a client ``command`` (its URL last) into ``target``: the run, the server's CPU seconds, the stored count."""
+    url = sink_url(name, server.url, target)
+    if name not in LOGS_STORES:
+        subprocess.run([*NAMED_SENDERR, "setup", "elasticsearch", "--to", url], check=True, capture_output=True)
+    before = timing.group_cpu(server.process.pid)
+    done = timing.run([*command, url])
+    return done, timing.group_cpu(server.process.pid) - before, stored(name, server.url, target)
+
+
+def ship_command(log: Path) -> list[str]:
+    return [*NAMED_SENDERR, "ship", str(log), "--timezone", "UTC", "--no-progress", "--to"]
+
+
 def bench_server(name: str, log: Path, warmup: Path, events: int, naive_seconds: float) -> list[str]:
     server = start(name)
     try:
-        url = sink_url(name, server.url, "bench-warmup")
-        subprocess.run(
-            [*NAMED_SENDERR, "ship", str(warmup), "--to", url, "--no-progress"], check=True, capture_output=True
-        )
+        warm_up(name, server, warmup)
         rows = []
-        for label, target in (("named-senderr ship", "bench-ship"), ("naive, 1 request/event", "bench-naive")):
-            url = sink_url(name, server.url, target)
-            if name not in LOGS_STORES:
-                subprocess.run([*NAMED_SENDERR, "setup", "elasticsearch", "--to", url], check=True, capture_output=True)
-            if target == "bench-ship":
-                command = [*NAMED_SENDERR, "ship", str(log), "--to", url, "--timezone", "UTC", "--no-progress"]
-            else:
-                command = [sys.executable, __file__, "--naive", name, url, str(log), str(naive_seconds)]
-            server_cpu = group_cpu(server.process.pid)
-            seconds, cpu, rss, stderr = timed(command)
-            server_cpu = group_cpu(server.process.pid) - server_cpu
-            sent = int(stderr.split()[-1]) if target == "bench-naive" else events
-            count = stored(name, server.url, target)
+        naive_command = [sys.executable, __file__, "--naive", name, str(log), str(naive_seconds)]
+        for label, target, command in (
+            ("named-senderr ship", "bench-ship", ship_command(log)),
+            ("naive, 1 request/event", "bench-naive", naive_command),
+        ):
+            done, server_cpu, count = ship_once(name, server, command, target)
+            sent = int(done.stderr.split()[-1]) if target == "bench-naive" else events
             check = "ok" if count == sent else f"MISMATCH: {count} stored"
-            rate = sent / seconds
+            rate = sent / done.wall
             rows.append(
-                f"{name:<18} {label:<24} {sent:>9,} {rate:>10,.0f} {cpu:>8.1f} {rss:>7.0f} {server_cpu:>9.1f}   {check}"
+                f"{name:<18} {label:<24} {sent:>9,} {rate:>10,.0f} {done.cpu:>8.1f} {done.rss_mb:>7.0f}"
+                f" {server_cpu:>9.1f}   {check}"
             )
         return rows
     finally:
@@ -124,9 +113,8 @@ def bench_null(name: str, log: Path, events: int) -> str:
     flags = Reply(404)  # no /flags here: the VictoriaLogs sink then refuses nothing for its age
     with FaultServer(lambda request, n: flags if request.path == "/flags" else answer, record=False) as server:
         url = sink_url(name, server.url, "bench-null")
-        seconds, cpu, rss, _ = timed(
-            [*NAMED_SENDERR, "ship", str(log), "--to", url, "--timezone", "UTC", "--no-progress"]
-        )
+        done = timing.run([*ship_command(log), url])
+        seconds, cpu, rss = done.wall, done.cpu, done.rss_mb
     label = "named-senderr ship"
     return f"{'null ' + name:<18} {label:<24} {events:>9,} {events / seconds:>10,.0f} {cpu:>8.1f} {rss:>7.0f}   (nothing stored)"
 
@@ -179,10 +167,10 @@ def main() -> None:
     parser.add_argument("--servers", default="elasticsearch,opensearch,victorialogs,loki", help="comma-separated")
     parser.add_argument("--naive-seconds", type=float, default=15.0, help="time budget of the naive client")
     parser.add_argument("--null-only", action="store_true", help="only the client's ceiling (no real server)")
-    parser.add_argument("--naive", nargs=4, metavar=("KIND", "URL", "LOG", "SECONDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--naive", nargs=4, metavar=("KIND", "LOG", "SECONDS", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive:
-        kind, url, log, seconds = args.naive
+        kind, log, seconds, url = args.naive
         return naive(kind, url, log, float(seconds))
     with tempfile.TemporaryDirectory(prefix="ship-bench-") as tmp:
         log = Path(tmp) / "named.log"

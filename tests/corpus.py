@@ -20,6 +20,7 @@ REAL_NAMED = DATA / "real-named"
 REQUIRED_KEYS = ("client_ip", "client_port", "qname", "view", "reason_text", "reason", "message_kind")
 OPTIONAL_KEYS = (
     "client_ptr", "signer", "host", "program", "pid", "category", "severity", "repeat_count", "scope", "zone", "zone_class",
+    "destination_ip", "destination_port",
 )  # fmt: skip
 
 # Where the corpus contradicts itself we follow the majority and say so here.

@@ -196,3 +196,13 @@ def test_parse_counts_an_impossible_query_name_and_writes_it_to_rejects(tmp_path
     assert result.stdout == b"" and b"    qname_too_long    1" in result.stderr
     [kept] = [json.loads(x) for x in rejects.read_bytes().splitlines()]
     assert (kept["reason"], kept["line"]) == ("qname_too_long", line)
+
+
+def test_parse_prints_the_same_events_with_or_without_stats_and_counts_lines_for_stats(tmp_path):
+    """Without --stats the reader skips counting lines; what is printed on stdout must not change."""
+    log = tmp_path / "named.log"
+    log.write_bytes(((ERROR + "\n" + "noise\n" * 50 + BAD + "\n") * 2000).encode() + b"\xff" + ERROR.encode())
+    plain, counted = run("parse", str(log), "--format", "flat"), run("parse", str(log), "--format", "flat", "--stats")
+    assert plain.returncode == counted.returncode == 0
+    assert plain.stdout == counted.stdout and len(plain.stdout.splitlines()) == 2000
+    assert b"104,001 lines" in counted.stderr and b"undecodable lines   1" in counted.stderr

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from named_senderr.event import ECS_VERSION, to_ecs, to_flat
+import dataclasses
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from named_senderr.event import _ACTIONS, ECS_VERSION, Event, ecs_json, to_ecs, to_flat
+from tests.corpus import load_cases
 from tests.parsing import make_parser
 
 LINE = (
@@ -33,6 +40,8 @@ FLAT_KEYS = [
     "message",
     "zone",
     "zone_class",
+    "destination_ip",
+    "destination_port",
 ]
 
 
@@ -142,3 +151,64 @@ def test_flat_record_keeps_the_zone_index_of_a_scoped_address_as_ecs_does():
     )
     assert (to_flat(scoped)["client_ip"], to_flat(scoped)["scope"]) == ("fe80::268c", "1")
     assert to_ecs(scoped, "2021-10-21T10:22:33.123Z")["bind"]["scope"] == "1"
+
+
+def test_encoded_ecs_line_is_byte_for_byte_the_ecs_document_of_every_corpus_event():
+    parser = make_parser()
+    events = [e for case in load_cases() if isinstance(e := parser.parse_bytes(case.line_bytes), Event)]
+    assert len(events) > 100
+    for e in events:
+        assert ecs_json(e, "2026-01-01T00:00:00.000Z") == orjson.dumps(to_ecs(e, "2026-01-01T00:00:00.000Z"))
+
+
+_text = st.none() | st.text(st.characters(codec="utf-8"), max_size=12)
+_number = st.none() | st.integers(0, 2**40)
+TEXT_FIELDS = ("timestamp", "client_ip", "scope", "client_ptr", "qname", "view", "signer", "netmgr_ptr", "zone",
+               "zone_class", "host", "program", "category", "severity", "syslog_severity", "container", "file",
+               "ingested", "destination_ip")  # fmt: skip
+NUMBER_FIELDS = ("client_port", "pid", "priority", "offset", "destination_port")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    optional=st.fixed_dictionaries({key: _text for key in TEXT_FIELDS} | {key: _number for key in NUMBER_FIELDS}),
+    timestamp_valid=st.booleans(),
+    repeat_count=st.integers(1, 10**6),
+    texts=st.tuples(*[st.text(st.characters(codec="utf-8"), max_size=20)] * 3),
+    newline=st.booleans(),
+    kind=st.sampled_from(sorted(_ACTIONS)),
+)
+def test_encoded_ecs_line_equals_the_ecs_document_whatever_fields_are_set(
+    optional: dict, timestamp_valid: bool, repeat_count: int, texts: tuple[str, str, str], newline: bool, kind: str
+) -> None:
+    message, original, reason_text = texts
+    e = Event(kind, "would_block", reason_text, message, original, timestamp_valid=timestamp_valid,
+              repeat_count=repeat_count, **optional)  # fmt: skip
+    expected = orjson.dumps(to_ecs(e, "INGEST"), option=orjson.OPT_APPEND_NEWLINE if newline else None)
+    assert ecs_json(e, "INGEST", newline=newline) == expected
+
+
+INTERNAL_SEND = "02-Feb-2023 11:22:33.444 general: error: internal_send: 192.0.2.53#53: Network is down"
+
+
+def test_internal_send_line_puts_its_address_under_destination_not_client():
+    doc = to_ecs(make_parser().parse(INTERNAL_SEND), "x")
+    assert doc["destination"] == {"ip": "192.0.2.53", "port": 53} and doc["related"] == {"ip": ["192.0.2.53"]}
+    assert "client" not in doc
+    assert (doc["event"]["action"], doc["event"]["reason"]) == ("internal-send-failed", "network_down")
+
+
+def test_internal_send_hint_says_it_is_the_errno_behind_the_failure_beside_it():
+    hint_text = to_ecs(make_parser().parse(INTERNAL_SEND), "x")["bind"]["hint"]
+    assert hint_text.startswith("the errno behind the send failure") and "unexpected error" in hint_text
+    assert "interface is down" in hint_text  # and then the reason's own advice
+
+
+def test_flat_record_of_an_internal_send_line_carries_the_destination():
+    flat = to_flat(make_parser().parse(INTERNAL_SEND))
+    assert (flat["destination_ip"], flat["destination_port"], flat["client_ip"]) == ("192.0.2.53", 53, None)
+
+
+def test_encoded_ecs_line_of_a_rollup_is_its_ecs_document():
+    e = dataclasses.replace(event(), rollup_window=60.0, first_seen="a", last_seen="b", repeat_count=7)
+    assert ecs_json(e, "INGEST") == orjson.dumps(to_ecs(e, "INGEST"))

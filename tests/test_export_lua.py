@@ -85,6 +85,8 @@ def normalize(tmp_path_factory):
 def client_record(text: str, kind: str, **fields) -> dict:
     phrase = {"error_sending_response": "error sending response", "send_failed": "send failed"}.get(kind)
     record = {"phrase": phrase} if phrase else {"udp_phrase": "Sending UDP messages failed"}
+    if kind == reasons.INTERNAL_SEND_FAILED:
+        record = {"internal_phrase": "internal_send", "destination_ip": "192.0.2.53", "destination_port": "53"}
     return record | {"reason_text": text, "bind_message": "x"} | fields
 
 
@@ -134,12 +136,29 @@ def test_kept_record_without_a_logged_time_keeps_its_time_and_loses_the_helper_c
     assert not {"phrase", "udp_phrase", "repeat_close", "bind_message"} & set(result["record"])
 
 
-@pytest.mark.parametrize("kind", [reasons.ERROR_SENDING_RESPONSE, reasons.SEND_FAILED, reasons.UDP_SEND_FAILED])
+@pytest.mark.parametrize(
+    "kind",
+    [reasons.ERROR_SENDING_RESPONSE, reasons.SEND_FAILED, reasons.UDP_SEND_FAILED, reasons.INTERNAL_SEND_FAILED],
+)
 def test_reason_of_every_known_text_agrees_with_reasons_classify(normalize, kind):
     texts = [*reasons.REASON_BY_TEXT, *reasons.ERA_REASON_BY_TEXT[reasons.NETMGR], "frobnicated", "Would Block"]
+    texts += reasons.ERA_REASON_BY_TEXT[reasons.ERRNO]
     results = normalize([client_record(text, kind) for text in texts])
     assert [r["record"]["reason"] for r in results] == [reasons.classify(t, kind) for t in texts]
     assert [r["record"]["message_kind"] for r in results] == [kind] * len(texts)
+
+
+def test_internal_send_record_gets_an_integer_destination_port_and_its_scope(normalize):
+    record = client_record("Invalid argument", reasons.INTERNAL_SEND_FAILED, destination_scope="2")
+    [result] = normalize([record])
+    out = result["record"]
+    assert (out["destination_port"], out["scope"], out["message_kind"]) == (53, "2", reasons.INTERNAL_SEND_FAILED)
+    assert not {"internal_phrase", "destination_scope"} & set(out)
+
+
+def test_internal_send_record_with_an_impossible_destination_port_is_dropped(normalize):
+    [result] = normalize([client_record("Invalid argument", reasons.INTERNAL_SEND_FAILED, destination_port="70000")])
+    assert result["code"] == -1
 
 
 def test_ipv6_addresses_are_accepted_exactly_as_inet_pton_accepts_them(normalize):

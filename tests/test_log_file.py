@@ -114,3 +114,15 @@ def test_a_stream_that_starts_inside_a_file_keeps_a_byte_order_mark(tmp_path):
     """The follower reads from an offset: there the same bytes are data, not a mark."""
     lines = list(candidate_lines(io.BytesIO(BOM + ERROR + b"\n"), Stats(), strip_bom=False))
     assert [line for _, line, _ in lines] == [BOM + ERROR]
+
+
+def test_without_line_counting_the_same_lines_come_out_and_only_line_counters_stay_zero(tmp_path):
+    long_head = b"x" * 100 + b" send failed: " + b"y" * (2 * BLOCK_SIZE)
+    lines = [NOISE, ERROR, b"\xff" + ERROR, long_head, ERROR, NOISE * 900, ERROR[:-3]]
+    data = b"\n".join(lines * 40)  # many blocks; the last line has no newline
+    counted, uncounted = Stats(), Stats()
+    found = list(candidate_lines(io.BytesIO(data), counted))
+    assert list(candidate_lines(io.BytesIO(data), uncounted, count_lines=False)) == found
+    assert (counted.lines, counted.undecodable_lines) == (len(lines) * 40, 40)
+    assert (uncounted.lines, uncounted.undecodable_lines) == (0, 0)
+    assert (uncounted.bytes, uncounted.oversize_lines) == (counted.bytes, counted.oversize_lines) == (len(data), 40)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 from named_senderr.event import Event
+from named_senderr.parse.grok import (
+    expand,
+    load_line_patterns,
+    optionals_as_branches,
+    patterns_dir,
+    without_plain_groups,
+)
 from named_senderr.parse.named import MAX_LINE_BYTES, MAX_QNAME_CHARS, Rejection, is_candidate
 from named_senderr.sources.phrase_scan import NEEDLES
+from tests.corpus import load_cases
 from tests.parsing import make_parser
 
 LINE = "21-Oct-2019 10:22:33.200 client @0x7f5e 192.0.2.23#40023 (example.com): view v: error sending response: unset"
@@ -16,9 +27,25 @@ def test_line_without_a_phrase_is_not_a_candidate():
 
 def test_every_phrase_the_file_scan_searches_makes_a_line_a_candidate():
     """The file reader skips lines without a needle: a needle the parser ignored would lose nothing, a
-    marker without a needle would lose events; both lists name the same texts."""
-    assert [n.decode() for n in NEEDLES if not is_candidate(f"x {n.decode()} y")] == []
+    marker without a needle would lose events; both lists name the same texts (internal_send's with an address)."""
+    assert [n.decode() for n in NEEDLES if not is_candidate(f"x {n.decode()} 192.0.2.1#53: y")] == []
     assert not is_candidate("client 192.0.2.1#53: transfer of 'example.com/IN': AXFR ended")
+
+
+def test_internal_send_trace_without_an_address_is_no_candidate():
+    """The socket code's debug trace names no address; only the UNEXPECTED_ERROR companion line does."""
+    assert not is_candidate("general: debug 60: socket 0x81d2f00: internal_send: task 0x81cf000 got event 0x81d4a10")
+    assert is_candidate("general: error: internal_send: 192.0.2.53#53: Network is down")
+
+
+def test_internal_send_line_cut_after_its_address_is_rejected_as_truncated():
+    result = make_parser().parse("general: error: internal_send: 192.0.2.53#53")
+    assert isinstance(result, Rejection) and result.reason == "truncated"
+
+
+def test_internal_send_line_without_its_address_is_no_named_message():
+    result = make_parser().parse("internal_send: queue #3: Network is down")
+    assert isinstance(result, Rejection) and result.reason == "not_named_message"
 
 
 def test_a_transfer_step_without_its_zone_is_a_rejection_not_an_event():
@@ -123,3 +150,37 @@ def test_a_line_reads_the_same_whatever_line_came_before_it() -> None:
     after = parser.parse(channel)
     assert isinstance(fresh, Event) and isinstance(after, Event)
     assert (after.category, after.program) == (fresh.category, fresh.program) == ("security", None)
+
+
+def _mutations(lines: list[str], count: int) -> list[str]:
+    """Corpus lines with a few characters inserted, deleted or replaced: near misses of every shape."""
+    rng = random.Random(14)
+    alphabet = ' :#%@()[]\\".-/0123456789abcdefxX'
+    out = []
+    for _ in range(count):
+        text = rng.choice(lines)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(text) + 1)
+            text = text[:at] + rng.choice(("", rng.choice(alphabet))) + text[at + rng.randint(0, 1) :]
+        out.append(text)
+    return out
+
+
+def test_compiled_patterns_match_and_capture_exactly_as_the_plain_expansion() -> None:
+    """The optionals rewritten as branches (for speed) change no match and no capture, on hits and near misses."""
+    lines = [case.line for case in load_cases()]
+    lines += _mutations(lines, 20000)
+    directory = patterns_dir()
+    for pattern in load_line_patterns(directory):
+        plain = re.compile(without_plain_groups(expand(directory, pattern.name)))
+        assert plain.pattern != pattern.regex.pattern
+        for text in lines:
+            fast, reference = pattern.regex.match(text), plain.match(text)
+            assert (fast and (fast.span(), fast.groupdict())) == (
+                reference and (reference.span(), reference.groupdict())
+            )
+
+
+def test_optional_groups_become_branches_and_nothing_else_changes() -> None:
+    regex = r"(?:a(?P<x>b)?)?c(?=d)?e(?:f)??[)?]\)?(?:g)?+"
+    assert optionals_as_branches(regex) == r"(?:a(?:(?P<x>b)|)|)c(?=d)?e(?:f)??[)?]\)?(?:g)?+"

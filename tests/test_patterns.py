@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from pygrok import Grok
@@ -50,3 +51,15 @@ def test_top_level_patterns_are_anchored():
     for pattern in load_line_patterns():
         assert pattern.name.startswith(TOP_LEVEL_PREFIX)
         assert pattern.grok.startswith("^") and pattern.grok.endswith("$")
+
+
+def test_a_pattern_cache_file_made_from_other_definitions_is_not_used(tmp_path, monkeypatch):
+    """The cache file is named by a CRC of the definitions: a collision must be a miss, never a wrong pattern."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    right = [p.regex.pattern for p in load_line_patterns()]
+    (cache_file,) = (tmp_path / "named-senderr").glob("patterns-v2-*.json")
+    forged = json.loads(cache_file.read_text())
+    forged["definitions"]["NAMED_SENDERR_OTHER"] = "other"
+    forged["expanded"] = dict.fromkeys(forged["expanded"], "forged")
+    cache_file.write_text(json.dumps(forged))
+    assert [p.regex.pattern for p in load_line_patterns()] == right

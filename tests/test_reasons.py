@@ -47,8 +47,27 @@ def test_eperm_hint_of_each_era_names_a_full_conntrack_table(reason: str, kind: 
 
 
 def test_every_reason_has_a_hint_for_every_kind() -> None:
-    for kind in (ERROR_SENDING_RESPONSE, SEND_FAILED, UDP_SEND_FAILED):
+    for kind in (ERROR_SENDING_RESPONSE, SEND_FAILED, UDP_SEND_FAILED, reasons.INTERNAL_SEND_FAILED):
         assert set(reasons.reasons_for(kind).values()) | {OTHER} <= set(reasons.hints_for(kind))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("Message too long", "message_too_big"), ("Invalid argument", "invalid_file"), ("Network is down", "network_down"),
+     ("Input/output error", "io_error"), ("Socket is not connected", "not_connected"), ("Bad address", OTHER)],
+)  # fmt: skip
+def test_internal_send_reads_strerror_texts(text: str, reason: str) -> None:
+    assert classify(text, reasons.INTERNAL_SEND_FAILED) == reason
+
+
+def test_internal_send_does_not_read_netmgr_texts() -> None:
+    assert classify("no pending connections", reasons.INTERNAL_SEND_FAILED) == OTHER
+
+
+def test_every_internal_send_hint_first_says_which_line_it_explains() -> None:
+    kind = reasons.INTERNAL_SEND_FAILED
+    for reason in {*reasons.ERA_REASON_BY_TEXT[reasons.ERRNO].values(), OTHER}:
+        assert hint(reason, kind).startswith("the errno behind the send failure named logs beside this line")
 
 
 def test_kind_of_neither_era_reads_only_the_shared_table() -> None:

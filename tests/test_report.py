@@ -164,8 +164,14 @@ def kind_tallies(
 
 
 def selected(query: str, kind: str) -> bool:
-    """Whether the stream selector of ``query`` takes the streams whose ``message_kind`` label is ``kind``."""
-    return all((value == kind) == (op == "=") for op, value in re.findall(r'message_kind(!?=)"([^"]*)"', query))
+    """Whether the stream selector of ``query`` takes the streams whose ``message_kind`` label is ``kind``.
+
+    LogQL's four label matchers: ``=`` and ``!=`` compare, ``=~`` and ``!~`` match the whole value as a regex."""
+    matchers = re.findall(r'message_kind(=~|!~|!=|=)"([^"]*)"', query)
+    return all(
+        (re.fullmatch(value, kind) is not None if "~" in op else value == kind) == (op[0] == "=")
+        for op, value in matchers
+    )
 
 
 def loki_answer(result_type: str, result: list[dict]) -> Reply:

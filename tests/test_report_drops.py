@@ -118,3 +118,52 @@ def test_loki_counts_69_events_and_1_udp_second_from_documented_answers() -> Non
     with FaultServer(scripted_loki(kind_tallies([LOG], window, "UTC", HOST))) as loki:
         found = store_summary([f"loki+{loki.url}?job=named-senderr"])
     assert numbers(found) == numbers(file_summary()) and (found.events, found.udp_drop_seconds) == (69, 1)
+
+
+# The socket code's companion lines (9.2-9.8 file channel): the errno behind the client's failure, then the failure.
+SOCKET_ERA = (
+    "14-Mar-2006 10:11:12.340 general: error: socket.c:1098: unexpected error:\n"
+    "14-Mar-2006 10:11:12.340 general: error: internal_send: 198.51.100.9#1053: Message too long\n"
+    "14-Mar-2006 10:11:12.341 client: warning: client 198.51.100.9#1053: error sending response: unexpected error\n"
+)
+SOCKET_SINCE, SOCKET_UNTIL = "5m", "2006-03-14T10:13:00Z"
+
+
+def test_internal_send_line_is_not_counted_beside_the_failure_it_explains(tmp_path: Path) -> None:
+    log = tmp_path / "socket-era.log"
+    log.write_text(SOCKET_ERA)
+    summary = summarize([str(log)], None, None, "UTC", HOST)
+    assert (summary.events, summary.reasons, summary.udp_drop_seconds) == (1, {"unclassified": 1}, 0)
+
+
+def test_loki_leaves_the_internal_send_stream_out_of_the_counts(tmp_path: Path) -> None:
+    log = tmp_path / "socket-era.log"
+    log.write_text(SOCKET_ERA)
+    window = window_ending(parse_until(SOCKET_UNTIL), parse_since(SOCKET_SINCE))
+    with FaultServer(scripted_loki(kind_tallies([str(log)], window, "UTC", HOST))) as loki:
+        found = summarize([f"loki+{loki.url}?job=named-senderr"], parse_since(SOCKET_SINCE), parse_until(SOCKET_UNTIL))
+    assert (found.events, found.reasons) == (1, {"unclassified": 1})
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("kind", ["elasticsearch", "victorialogs"])
+def test_store_leaves_the_internal_send_line_out_of_the_counts(kind: str, request, tmp_path: Path) -> None:
+    """Both lines are stored (the destination as an ``ip``); only the client's failure is counted."""
+    log = tmp_path / "socket-era.log"
+    log.write_text(SOCKET_ERA)
+    base = request.getfixturevalue(f"{kind}_url")
+    name = f"socket-era-{uuid.uuid4().hex[:8]}"
+    url = f"elasticsearch+{base}/named-senderr-{name}" if kind == "elasticsearch" else f"victorialogs+{base}?job={name}"
+    if kind == "elasticsearch":
+        assert main(["setup", "elasticsearch", "--to", url]) == 0
+    args = ["--timezone", "UTC", "--host", HOST, "--dead-letter", str(tmp_path / "dead.ndjson"), "--no-progress"]
+    assert main(["ship", str(log), "--to", url, *args]) == 0
+    dead = tmp_path / "dead.ndjson"
+    assert not dead.exists() or dead.read_bytes() == b""  # the store took both events, destination.ip included
+    expected = numbers(summarize([str(log)], parse_since(SOCKET_SINCE), parse_until(SOCKET_UNTIL), "UTC", HOST))
+
+    def summary_of(sources: list[str]) -> Summary:
+        return summarize(sources, parse_since(SOCKET_SINCE), parse_until(SOCKET_UNTIL))
+
+    found = poll_summary(url, expected, summary_of)
+    assert numbers(found) == expected and (found.events, found.reasons) == (1, {"unclassified": 1})

@@ -21,6 +21,11 @@ def test_template_maps_a_zone_transfers_zone_and_class_as_keywords() -> None:
     assert bind["zone"] == {"type": "keyword"} and bind["zone_class"] == {"type": "keyword"}
 
 
+def test_template_maps_an_internal_send_destination_as_ip_and_port() -> None:
+    properties = load_json("index-template.json")["template"]["mappings"]["properties"]
+    assert properties["destination"]["properties"] == {"ip": {"type": "ip"}, "port": {"type": "long"}}
+
+
 def test_plain_setup_is_one_template_for_the_index() -> None:
     assert list(steps("elasticsearch")) == ["/_index_template/named"]
     assert steps("elasticsearch")["/_index_template/named"]["index_patterns"] == ["named"]

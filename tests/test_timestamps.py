@@ -75,6 +75,18 @@ def test_impossible_date_gives_no_timestamp():
     assert make_normalizer().to_rfc3339("99-Bad-9999 99:99:99.999") is None
 
 
+def test_utc_offset_of_a_day_or_more_gives_no_timestamp():
+    assert make_normalizer().to_rfc3339("2021-06-14T03:04:05+7200") is None
+
+
+def test_event_whose_iso_time_has_an_impossible_offset_is_kept_and_flagged():
+    from tests.parsing import make_parser
+
+    event = make_parser().parse("2021-06-14T03:04:05+7200 client 192.0.2.1#53: error sending response: unset")
+    assert event.client_ip == "192.0.2.1"
+    assert event.timestamp is None and event.timestamp_valid is False
+
+
 def test_unknown_zone_is_a_config_error_naming_the_zone():
     with pytest.raises(ConfigError, match="Mars/Olympus"):
         resolve_zone("Mars/Olympus")

@@ -4,7 +4,7 @@
 --
 -- Takes a record parsed by one of the named_senderr_* regex parsers and gives
 -- the fields the Python parser gives (message_kind, reason, hint, integer
--- client_port, pid, priority and repeat_count). Drops (-1) every record that
+-- client_port, destination_port, pid, priority and repeat_count). Drops (-1) every record that
 -- is not a send error, and every one the Python parser rejects although the
 -- regex matched it: a port above 65535, an impossible IPv6 address, an
 -- unbalanced "message repeated N times: [ ... ]". The record's time becomes
@@ -71,6 +71,21 @@ local ERA_REASONS = {
   },
   ["socket"] = {
   },
+  ["errno"] = {
+    ["Message too long"] = "message_too_big",
+    ["Invalid argument"] = "invalid_file",
+    ["Input/output error"] = "io_error",
+    ["I/O error"] = "io_error",
+    ["Network is down"] = "network_down",
+    ["Transport endpoint is not connected"] = "not_connected",
+    ["Socket is not connected"] = "not_connected",
+    ["Connection timed out"] = "timed_out",
+    ["Operation timed out"] = "timed_out",
+    ["Connection reset by peer"] = "connection_reset",
+    ["Software caused connection abort"] = "connection_reset",
+    ["Cannot allocate memory"] = "out_of_memory",
+    ["Not enough space"] = "out_of_memory",
+  },
 }
 local ERA_HINTS = {
   ["netmgr"] = {
@@ -83,10 +98,22 @@ local ERA_HINTS = {
     ["host_unreachable"] = "EHOSTUNREACH/EHOSTDOWN: routing to the client; EPERM reads as host unreachable here: a local netfilter OUTPUT drop or a full conntrack table (nf_conntrack_max; `conntrack -S` insert_failed/drop)",
     ["address_not_available"] = "EADDRNOTAVAIL or EAFNOSUPPORT (both read as address not available): source address gone (interface renumbered, link-local scope) or an address family the socket cannot reach",
   },
+  ["errno"] = {
+    ["message_too_big"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; EMSGSIZE: the answer is larger than the socket or path MTU allows: check max-udp-size/edns-udp-size, path MTU and fragmentation (named re-sends a UDP answer truncated, the client retries over TCP)",
+    ["invalid_file"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; EINVAL: source port 0, blackhole route or malformed destination",
+    ["io_error"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; EIO from the kernel on send: a failing NIC or driver, or a TUN/TAP/virtual interface whose backend is gone: check dmesg",
+    ["network_down"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; the outgoing interface is down",
+    ["not_connected"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; TCP client went away before the answer",
+    ["timed_out"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; the send did not complete in time: congested path or client",
+    ["connection_reset"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; TCP client reset the connection before the answer",
+    ["out_of_memory"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; named could not allocate memory: check its memory limits",
+    ["other"] = "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; unknown text: report it, the taxonomy may need a new entry",
+  },
 }
 local KIND_ERA = {
   ["error_sending_response"] = "socket",
   ["send_failed"] = "netmgr",
+  ["internal_send_failed"] = "errno",
   ["udp_send_failed"] = "netmgr",
 }
 local KINDS = {
@@ -95,10 +122,11 @@ local KINDS = {
   ["send exceeded maximum size"] = "send_exceeded_maximum_size",
   ["send"] = "transfer_send_failed",
   ["sending zone data"] = "transfer_send_failed",
+  ["internal_send"] = "internal_send_failed",
 }
 local UDP_PHRASE, UDP_KIND = "Sending UDP messages failed", "udp_send_failed"
 local OTHER = "other"
-local HELPER_CAPTURES = { "phrase", "udp_phrase", "repeat_close", "bind_message", "named_time", "asl_level" }
+local HELPER_CAPTURES = { "phrase", "udp_phrase", "internal_phrase", "destination_scope", "repeat_close", "bind_message", "named_time", "asl_level" }
 local MONTHS = {
   ["jan"] = 1,
   ["janv"] = 1,
@@ -190,6 +218,13 @@ local function is_ipv6(text)
   if string.find(text, "::", gap + 1, true) then return false end
   local left, right = count_groups(string.sub(text, 1, gap - 1)), count_groups(string.sub(text, gap + 2))
   return left ~= false and right ~= false and left + right <= 7
+end
+
+-- An absent address, or one with a port the Python parser accepts.
+local function valid_address(ip, port)
+  if ip == nil then return true end
+  if port == nil or port > 65535 then return false end
+  return not (string.find(ip, ":", 1, true) and not is_ipv6(ip))
 end
 
 local function leap(year)
@@ -295,21 +330,22 @@ local function drop(timestamp, record)
 end
 
 function named_senderr(tag, timestamp, record)
-  local kind = KINDS[record["phrase"]]
+  local kind = KINDS[record["phrase"] or record["internal_phrase"]]
   if kind == nil and record["udp_phrase"] == UDP_PHRASE then kind = UDP_KIND end
   local text = record["reason_text"]
   if kind == nil or text == nil then return drop(timestamp, record) end
   if (record["repeat_count"] == nil) ~= (record["repeat_close"] == nil) then return drop(timestamp, record) end
-  local ip, port = record["client_ip"], integer(record["client_port"])
-  if ip ~= nil then
-    if port == nil or port > 65535 then return drop(timestamp, record) end
-    if string.find(ip, ":", 1, true) and not is_ipv6(ip) then return drop(timestamp, record) end
+  local port, destination_port = integer(record["client_port"]), integer(record["destination_port"])
+  if not valid_address(record["client_ip"], port) or not valid_address(record["destination_ip"], destination_port) then
+    return drop(timestamp, record)
   end
   local reason = classify(text, kind)
   record["message_kind"] = kind
   record["reason"] = reason
   record["hint"] = hint(reason, kind)
   record["client_port"] = port
+  record["destination_port"] = destination_port
+  record["scope"] = record["scope"] or record["destination_scope"]
   record["repeat_count"] = integer(record["repeat_count"]) or 1
   record["message"] = record["bind_message"]
   record["log_time"] = record["log_time"] or record["named_time"]

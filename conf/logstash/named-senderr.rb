@@ -66,7 +66,22 @@ TABLES = JSON.parse(<<'TABLES').freeze
    "failure": "http2_failure",
    "max size": "message_too_big"
   },
-  "socket": {}
+  "socket": {},
+  "errno": {
+   "Message too long": "message_too_big",
+   "Invalid argument": "invalid_file",
+   "Input/output error": "io_error",
+   "I/O error": "io_error",
+   "Network is down": "network_down",
+   "Transport endpoint is not connected": "not_connected",
+   "Socket is not connected": "not_connected",
+   "Connection timed out": "timed_out",
+   "Operation timed out": "timed_out",
+   "Connection reset by peer": "connection_reset",
+   "Software caused connection abort": "connection_reset",
+   "Cannot allocate memory": "out_of_memory",
+   "Not enough space": "out_of_memory"
+  }
  },
  "era_hints": {
   "netmgr": {
@@ -78,11 +93,23 @@ TABLES = JSON.parse(<<'TABLES').freeze
    "unclassified": "outbound path bottleneck BIND did not name (EINTR, ECONNREFUSED, EAGAIN before 9.9.9, ENOBUFS): the 'internal_send: A#P: ERROR' line logged just before (category general) names the errno; correlate with UDP SndbufErrors",
    "host_unreachable": "EHOSTUNREACH/EHOSTDOWN: routing to the client; EPERM reads as host unreachable here: a local netfilter OUTPUT drop or a full conntrack table (nf_conntrack_max; `conntrack -S` insert_failed/drop)",
    "address_not_available": "EADDRNOTAVAIL or EAFNOSUPPORT (both read as address not available): source address gone (interface renumbered, link-local scope) or an address family the socket cannot reach"
+  },
+  "errno": {
+   "message_too_big": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; EMSGSIZE: the answer is larger than the socket or path MTU allows: check max-udp-size/edns-udp-size, path MTU and fragmentation (named re-sends a UDP answer truncated, the client retries over TCP)",
+   "invalid_file": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; EINVAL: source port 0, blackhole route or malformed destination",
+   "io_error": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; EIO from the kernel on send: a failing NIC or driver, or a TUN/TAP/virtual interface whose backend is gone: check dmesg",
+   "network_down": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; the outgoing interface is down",
+   "not_connected": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; TCP client went away before the answer",
+   "timed_out": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; the send did not complete in time: congested path or client",
+   "connection_reset": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; TCP client reset the connection before the answer",
+   "out_of_memory": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; named could not allocate memory: check its memory limits",
+   "other": "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, counted there once; unknown text: report it, the taxonomy may need a new entry"
   }
  },
  "kind_era": {
   "error_sending_response": "socket",
   "send_failed": "netmgr",
+  "internal_send_failed": "errno",
   "udp_send_failed": "netmgr"
  },
  "kinds": {
@@ -90,7 +117,8 @@ TABLES = JSON.parse(<<'TABLES').freeze
   "send failed": "send_failed",
   "send exceeded maximum size": "send_exceeded_maximum_size",
   "send": "transfer_send_failed",
-  "sending zone data": "transfer_send_failed"
+  "sending zone data": "transfer_send_failed",
+  "internal_send": "internal_send_failed"
  },
  "udp_phrase": "Sending UDP messages failed",
  "udp_kind": "udp_send_failed",
@@ -127,6 +155,11 @@ def ipv6?(text)
   !l.nil? && !r.nil? && l + r <= 7
 end
 
+# An absent address, or one with a port the Python parser accepts.
+def valid_address?(ip, port)
+  ip.nil? || (!port.nil? && port <= 65535 && !(ip.include?(":") && !ipv6?(ip)))
+end
+
 def integer(value)
   value.to_s.match?(/\A\d+\z/) ? value.to_i : nil
 end
@@ -134,12 +167,13 @@ end
 def filter(event)
   g = event.get(@source)
   return [] unless g.is_a?(Hash)
-  kind = TABLES["kinds"][g["phrase"]] || (g["udp_phrase"] == TABLES["udp_phrase"] ? TABLES["udp_kind"] : nil)
+  kind = TABLES["kinds"][g["phrase"] || g["internal_phrase"]] || (g["udp_phrase"] == TABLES["udp_phrase"] ? TABLES["udp_kind"] : nil)
   text = g["reason_text"]
   return [] if kind.nil? || text.nil?
   return [] if g["repeat_count"].nil? != g["repeat_close"].nil?
   ip, port = g["client_ip"], integer(g["client_port"])
-  return [] if ip && (port.nil? || port > 65535 || (ip.include?(":") && !ipv6?(ip)))
+  destination, destination_port = g["destination_ip"], integer(g["destination_port"])
+  return [] unless valid_address?(ip, port) && valid_address?(destination, destination_port)
   reason = classify(text, kind)
   event.remove(@source)
   event.set("[event][original]", event.get("message"))
@@ -152,8 +186,10 @@ def filter(event)
   event.set("[ecs][version]", TABLES["ecs_version"])
   if ip
     event.set("[client]", { "ip" => ip, "port" => port, "address" => ip })
-    event.set("[related][ip]", [ip])
   end
+  event.set("[destination]", { "ip" => destination, "port" => destination_port }) if destination
+  related = [ip, destination].compact
+  event.set("[related][ip]", related) unless related.empty?
   event.set("[dns][question][name]", g["qname"]) if g["qname"]
   event.set("[host][name]", g["host"]) if g["host"]
   pid = integer(g["pid"])
@@ -165,6 +201,7 @@ def filter(event)
   event.set("[container][name]", g["container"]) if g["container"]
   bind = { "message_kind" => kind, "hint" => hint(reason, kind), "repeat_count" => integer(g["repeat_count"]) || 1 }
   %w[view signer client_ptr netmgr_ptr scope zone zone_class].each { |key| bind[key] = g[key] if g[key] }
+  bind["scope"] = g["destination_scope"] if g["destination_scope"]
   event.set("[bind]", bind)
   event.set("[@metadata][named_senderr_time]", g["log_time"] || g["named_time"])
   [event]

@@ -3,12 +3,16 @@
 ``to_ecs`` is what goes to Elasticsearch/OpenSearch (Elastic Common Schema);
 ``to_flat`` is the flat record for stdout, Loki and Fluent peers. Both are
 plain dicts of JSON types, built field by field so the hot path stays cheap.
+``ecs_json`` is ``orjson.dumps(to_ecs(...))`` byte for byte without the dict:
+the parts every event of a message kind and reason shares are encoded once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import orjson
 
 from named_senderr.reasons import hint
 
@@ -19,6 +23,7 @@ _ACTIONS = {
     "error_sending_response": "error-sending-response",
     "send_failed": "send-failed",
     "udp_send_failed": "udp-send-failed",
+    "internal_send_failed": "internal-send-failed",
     "send_exceeded_maximum_size": "send-exceeded-maximum-size",
     "transfer_send_failed": "transfer-send-failed",
 }
@@ -35,6 +40,7 @@ ECS_NAMES = {
     "repeat_count": "bind.repeat_count", "host": "host.name", "program": "process.name", "pid": "process.pid",
     "category": "log.logger", "severity": "log.level", "file": "log.file.path", "offset": "log.offset",
     "message": "message", "job": "job", "zone": "bind.zone", "zone_class": "bind.zone_class",
+    "destination_ip": "destination.ip", "destination_port": "destination.port",
 }  # fmt: skip
 
 
@@ -78,6 +84,10 @@ class Event:
     last_seen: str | None = None
     rollup_window: float | None = None
     ingested: str | None = None  # when the pipeline took the line in: the time of an event whose line had none
+    # An internal_send line's address: a client, or (9.16) a server an outbound query went to. After
+    # ``ingested``, so that a disk-queue record of an earlier version still reads (queue/consumer.py).
+    destination_ip: str | None = None
+    destination_port: int | None = None
 
 
 def to_flat(event: Event) -> dict:
@@ -106,6 +116,8 @@ def to_flat(event: Event) -> dict:
         "message": event.message,
         "zone": event.zone,
         "zone_class": event.zone_class,
+        "destination_ip": event.destination_ip,
+        "destination_port": event.destination_port,
     }
     if event.rollup_window is not None:
         flat |= {"count": event.repeat_count, "first_seen": event.first_seen, "last_seen": event.last_seen}
@@ -144,7 +156,11 @@ def to_ecs(event: Event, ingest_time: str) -> dict:
     }
     if event.client_ip is not None:
         doc["client"] = {"ip": event.client_ip, "port": event.client_port, "address": event.client_ip}
-        doc["related"] = {"ip": [event.client_ip]}
+    if event.destination_ip is not None:
+        doc["destination"] = {"ip": event.destination_ip, "port": event.destination_port}
+    related = [ip for ip in (event.client_ip, event.destination_ip) if ip is not None]
+    if related:
+        doc["related"] = {"ip": related}
     if event.qname is not None:
         doc["dns"] = {"question": {"name": event.qname}}
     if event.host is not None:
@@ -177,3 +193,84 @@ def to_ecs(event: Event, ingest_time: str) -> dict:
         doc["event"]["start"], doc["event"]["end"] = event.first_seen, event.last_seen
         bind["rollup"] = {"count": event.repeat_count, "window_seconds": event.rollup_window}
     return doc
+
+
+_dumps = orjson.dumps
+_CACHE_LIMIT = 1024
+# (message kind, reason, reason text) -> the encoded JSON from after event.original up to bind.repeat_count's value.
+_shared: dict[tuple[str, str, str], bytes] = {}
+_BIND_KEYS = tuple((key, b',"%s":' % key.encode()) for key in ("view", "signer", "client_ptr", "netmgr_ptr", "scope",
+                                                             "zone", "zone_class"))  # fmt: skip
+
+
+def _shared_part(kind: str, reason: str, reason_text: str) -> bytes:
+    key = (kind, reason, reason_text)
+    part = _shared.get(key)
+    if part is None:
+        hint_text = hint(reason, kind)  # first, as to_ecs: an unknown reason raises the same KeyError
+        part = b"".join((
+            b',"kind":"event","category":["network"],"type":["connection","error"],"outcome":"failure","action":',
+            _dumps(_ACTIONS[kind]), b',"dataset":', _dumps(DATASET), b',"module":"bind","reason":', _dumps(reason),
+            b'},"error":{"message":', _dumps(reason_text), b'},"ecs":', _dumps(_ECS), b',"bind":{"message_kind":',
+            _dumps(kind), b',"hint":', _dumps(hint_text), b',"repeat_count":',
+        ))  # fmt: skip
+        if len(_shared) >= _CACHE_LIMIT:
+            _shared.clear()
+        _shared[key] = part
+    return part
+
+
+def ecs_json(event: Event, ingest_time: str, newline: bool = False) -> bytes:
+    """``orjson.dumps(to_ecs(event, ingest_time))``, the same bytes at a fraction of the cost (tests/test_event.py).
+
+    ``newline`` ends it in ``\\n``, as ``orjson.OPT_APPEND_NEWLINE`` does: an NDJSON line without another copy.
+    """
+    if event.rollup_window is not None:  # a rollup's few events take the reference path
+        return _dumps(to_ecs(event, ingest_time), option=orjson.OPT_APPEND_NEWLINE if newline else None)
+    dumps = _dumps
+    parts = [
+        b'{"@timestamp":', dumps(event.timestamp or event.ingested or ingest_time),
+        b',"message":', dumps(event.message), b',"event":{"original":', dumps(event.original),
+        _shared_part(event.message_kind, event.reason, event.reason_text), dumps(event.repeat_count),
+    ]  # fmt: skip
+    for key, name in _BIND_KEYS:
+        value = getattr(event, key)
+        if value is not None:
+            parts += (name, dumps(value))
+    if not event.timestamp_valid or event.timestamp is None:
+        parts.append(b',"timestamp_valid":false')
+    parts.append(b"}")
+    related = b""
+    if event.client_ip is not None:
+        ip = related = dumps(event.client_ip)
+        parts += (b',"client":{"ip":', ip, b',"port":', dumps(event.client_port), b',"address":', ip, b"}")
+    if event.destination_ip is not None:
+        ip = dumps(event.destination_ip)
+        parts += (b',"destination":{"ip":', ip, b',"port":', dumps(event.destination_port), b"}")
+        related = related + b"," + ip if related else ip
+    if related:
+        parts += (b',"related":{"ip":[', related, b"]}")
+    if event.qname is not None:
+        parts += (b',"dns":{"question":{"name":', dumps(event.qname), b"}}")
+    if event.host is not None:
+        parts += (b',"host":{"name":', dumps(event.host), b"}")
+    if event.program is not None or event.pid is not None:
+        parts += (b',"process":{"name":', dumps(event.program), b',"pid":', dumps(event.pid), b"}")
+    log: list[bytes] = []
+    level = event.severity or event.syslog_severity
+    if level is not None:
+        log += (b'"level":', dumps(level))
+    if event.category is not None:
+        log += (b',"logger":' if log else b'"logger":', dumps(event.category))
+    if event.file is not None:
+        log += (b',"file":{"path":' if log else b'"file":{"path":', dumps(event.file), b"}")
+    if event.offset is not None:
+        log += (b',"offset":' if log else b'"offset":', dumps(event.offset))
+    if event.priority is not None:
+        log += (b',"syslog":{"priority":' if log else b'"syslog":{"priority":', dumps(event.priority), b"}")
+    if log:
+        parts += (b',"log":{', *log, b"}")
+    if event.container is not None:
+        parts += (b',"container":{"name":', dumps(event.container), b"}")
+    parts.append(b"}\n" if newline else b"}")
+    return b"".join(parts)

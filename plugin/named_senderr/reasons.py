@@ -18,7 +18,8 @@ SEND_FAILED = "send_failed"
 UDP_SEND_FAILED = "udp_send_failed"
 NETMGR_KINDS = frozenset({SEND_FAILED, UDP_SEND_FAILED})
 SOCKET_KINDS = frozenset({ERROR_SENDING_RESPONSE})
-NETMGR, SOCKET = "netmgr", "socket"
+# errno: libc's strerror() texts, as the socket code's internal_send line prints them.
+NETMGR, SOCKET, ERRNO = "netmgr", "socket", "errno"
 # The phrase named logs -> the message kind it names.
 KIND_BY_PHRASE = {"error sending response": ERROR_SENDING_RESPONSE, "send failed": SEND_FAILED}
 # A UDP answer larger than the path allows (EMSGSIZE, DF set): named re-sends it truncated (9.16.19+, 9.17.16+).
@@ -32,6 +33,15 @@ KIND_BY_PHRASE |= {
     "sending zone data": TRANSFER_SEND_FAILED,
 }
 UDP_PHRASE = "Sending UDP messages failed"
+# The socket code's (lib/isc/unix/socket.c, 9.1 to 9.16) UNEXPECTED_ERROR on a send: named logs
+# "FILE:LINE: unexpected error:" and then "internal_send: A#P: <strerror>", the errno behind the
+# failure it reports on the client's (or, from 9.16, an outbound query's) own line.
+INTERNAL_SEND_FAILED = "internal_send_failed"
+INTERNAL_SEND_PHRASE = "internal_send"
+KIND_BY_PHRASE[INTERNAL_SEND_PHRASE] = INTERNAL_SEND_FAILED
+# Kinds that describe a failure another line already counts: shown beside the events, never summed
+# into them (report/summary.py says why for each).
+COMPANION_KINDS = frozenset({UDP_SEND_FAILED, INTERNAL_SEND_FAILED})
 # netmgr's text for EAGAIN: would_block in the netmgr kinds only.
 NO_PENDING_CONNECTIONS = "no pending connections"
 
@@ -120,6 +130,24 @@ ERA_REASON_BY_TEXT: dict[str, dict[str, str]] = {
         "max size": "message_too_big",
     },
     SOCKET: {},
+    # The errnos doio_send() does not handle itself, so only these reach "internal_send: A#P: TEXT"
+    # (lib/isc/unix/socket.c:1688-1745@v9.16.50; EAGAIN, EINTR, ENOBUFS, EPERM, ECONNREFUSED, EHOSTUNREACH,
+    # ENETUNREACH, EADDRNOTAVAIL, EACCES, EPIPE never do): glibc's texts, BSD's and Solaris' where they differ.
+    ERRNO: {
+        "Message too long": "message_too_big",  # EMSGSIZE
+        "Invalid argument": "invalid_file",  # EINVAL
+        "Input/output error": "io_error",  # EIO
+        "I/O error": "io_error",  # EIO, Solaris
+        "Network is down": "network_down",  # ENETDOWN
+        "Transport endpoint is not connected": "not_connected",  # ENOTCONN
+        "Socket is not connected": "not_connected",  # ENOTCONN, BSD
+        "Connection timed out": "timed_out",  # ETIMEDOUT
+        "Operation timed out": "timed_out",  # ETIMEDOUT, BSD
+        "Connection reset by peer": "connection_reset",  # ECONNRESET, handled itself from 9.9
+        "Software caused connection abort": "connection_reset",  # ECONNABORTED
+        "Cannot allocate memory": "out_of_memory",  # ENOMEM
+        "Not enough space": "out_of_memory",  # ENOMEM, Solaris
+    },
 }
 
 # Where the era changes what an operator should look at.
@@ -158,8 +186,19 @@ ERA_HINTS: dict[str, dict[str, str]] = {
 }
 
 
+# An internal_send line is not a failure of its own: its hint says which line it explains first.
+_COMPANION_HINT = (
+    "the errno behind the send failure named logs beside this line ('FILE:LINE: unexpected error:' just before it, "
+    "then the client's 'error sending response', or from 9.16 an outbound query's failure): the same failure, "
+    "counted there once; "
+)
+ERA_HINTS[ERRNO] = {r: _COMPANION_HINT + HINTS[r] for r in (*dict.fromkeys(ERA_REASON_BY_TEXT[ERRNO].values()), OTHER)}
+
+
 def era(message_kind: str) -> str | None:
-    """netmgr or socket, told by the line's shape; None for a kind both eras write."""
+    """netmgr, socket or errno, told by the line's shape; None for a kind both eras write."""
+    if message_kind == INTERNAL_SEND_FAILED:
+        return ERRNO
     if message_kind in NETMGR_KINDS:
         return NETMGR
     return SOCKET if message_kind in SOCKET_KINDS else None

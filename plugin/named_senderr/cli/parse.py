@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         client_ip=args.client_ip,
         qname=args.qname,
         rollup=parse_window(args.rollup) if args.rollup else None,
+        count_lines=args.stats,
     )
     started = time.perf_counter()
     stats = run_parse(

@@ -33,6 +33,7 @@ from named_senderr.engine.transforms import RollupConfig, TransformConfig, stage
 from named_senderr.errors import ConfigError
 from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import parse_window
+from named_senderr.settings.kafka_source import KafkaSettings
 from named_senderr.settings.loading import build_kwargs, make, read_toml, section, sink_from_url, unknown_key
 from named_senderr.settings.ship import BatchConfig, QueueConfig, RetryConfig, ShipConfig, SinkConfig
 from named_senderr.sinks.credentials import read_secret
@@ -131,6 +132,16 @@ def open_forward(settings: ForwardSettings, context: SourceContext) -> ForwardSo
     return ForwardSource(settings.server(), context.stats, log, name=context.name)
 
 
+def open_kafka(settings: KafkaSettings, context: SourceContext) -> Source:
+    """Imported here: confluent-kafka is an extra, needed only by pipelines that read Kafka."""
+    try:
+        from named_senderr.sources.kafka import KafkaSource
+    except ImportError as exc:
+        raise ConfigError(f"{context.name}: type = \"kafka\" needs confluent-kafka ({exc}); "
+                          "pip install 'named-senderr[kafka]'") from None  # fmt: skip
+    return KafkaSource(settings, context.stats, context.warn, name=context.name)
+
+
 @dataclass(frozen=True)
 class SourceContext:
     """What every source is opened with: its name (``sources.NAME``), the run's counters, where warnings go."""
@@ -162,6 +173,7 @@ SOURCES: dict[str, SourceKind] = {
                          endless=True, uses=lambda s: [f"the checkpoint {s.checkpoint}"]),
     "forward": SourceKind(ForwardSettings, open_forward, endless=True,
                           uses=lambda s: [f"port {s.port} of {s.host}"] if s.port else []),
+    "kafka": SourceKind(KafkaSettings, open_kafka, endless=True),
 }  # fmt: skip
 TRANSFORMS: dict[str, type] = {"privacy": PrivacyConfig, "rollup": RollupConfig}
 

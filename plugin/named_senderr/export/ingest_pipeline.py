@@ -29,11 +29,13 @@ _CAPTURE = re.compile(r"%\{(\w+):(\w+)\}")
 SCRIPT = """\
 Map g = ctx.remove('named_senderr');
 String text = g == null ? null : g.reason_text;
-String kind = g == null ? null : params.kinds.get(g.phrase);
+String kind = g == null ? null : params.kinds.get(g.phrase != null ? g.phrase : g.internal_phrase);
 if (kind == null && g != null && params.udp_phrase.equals(g.udp_phrase)) { kind = params.udp_kind; }
 if (kind == null || text == null || (g.repeat_count == null) != (g.repeat_close == null)) { ctx.named_senderr_drop = true; return; }
 Integer port = g.client_port == null ? null : Integer.parseInt(g.client_port);
 if (g.client_ip != null && (port == null || port > 65535)) { ctx.named_senderr_drop = true; return; }
+Integer destinationPort = g.destination_port == null ? null : Integer.parseInt(g.destination_port);
+if (g.destination_ip != null && (destinationPort == null || destinationPort > 65535)) { ctx.named_senderr_drop = true; return; }
 Map era = params.era_reasons.getOrDefault(params.kind_era.get(kind), [:]); Map eraHints = params.era_hints.getOrDefault(params.kind_era.get(kind), [:]);
 String reason = era.containsKey(text) ? era.get(text) : params.reasons.getOrDefault(text, params.other);
 Map event = ctx.event instanceof Map ? ctx.event : new HashMap();
@@ -44,6 +46,7 @@ ctx.message = g.bind_message;
 ctx.error = ['message': text];
 ctx.ecs = ['version': params.ecs_version];
 if (g.client_ip != null) { ctx.client = ['ip': g.client_ip, 'port': port, 'address': g.client_ip]; ctx.related = ['ip': [g.client_ip]]; }
+if (g.destination_ip != null) { ctx.destination = ['ip': g.destination_ip, 'port': destinationPort]; List related = g.client_ip != null ? [g.client_ip] : []; related.add(g.destination_ip); ctx.related = ['ip': related]; }
 if (g.qname != null) { ctx.dns = ['question': ['name': g.qname]]; }
 if (g.host != null) { Map host = ctx.host instanceof Map ? ctx.host : new HashMap(); host.name = g.host; ctx.host = host; }
 if (g.program != null || g.pid != null) { ctx.process = ['name': g.program, 'pid': g.pid == null ? null : Long.parseLong(g.pid)]; }
@@ -56,6 +59,7 @@ if (!log.isEmpty()) { ctx.log = log; }
 if (g.container != null) { ctx.container = ['name': g.container]; }
 Map bind = ['message_kind': kind, 'hint': eraHints.containsKey(reason) ? eraHints.get(reason) : params.hints.get(reason), 'repeat_count': g.repeat_count == null ? 1 : Integer.parseInt(g.repeat_count)];
 for (String key : ['view', 'signer', 'client_ptr', 'netmgr_ptr', 'scope', 'zone', 'zone_class']) { if (g[key] != null) { bind[key] = g[key]; } }
+if (g.destination_scope != null) { bind.scope = g.destination_scope; }
 ctx.bind = bind;
 ctx.named_senderr_time = g.log_time != null ? g.log_time : g.named_time;
 """

@@ -73,7 +73,7 @@ input {{
 
 filter {{
   # Lines without one of the phrases cannot be send errors: skip grok for them.
-  if [message] !~ /error sending|send failed|Sending UDP messages failed|send exceeded|sending zone data|': send:/ {{
+  if [message] !~ /error sending|send failed|Sending UDP messages failed|send exceeded|sending zone data|': send:|internal_send:/ {{
     drop {{ }}
   }}
   grok {{

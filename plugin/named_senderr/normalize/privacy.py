@@ -15,8 +15,6 @@ The key is read once and held only here: no message, repr or event carries it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import os
 import re
@@ -67,7 +65,7 @@ class Privacy:
 
     def _address(self, address: str) -> str:
         if self.hash_ip:
-            digest = hmac.new(self.key, address.encode(), hashlib.sha256).digest()
+            digest = keyed_digest(self.key, address.encode())
             return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
         assert self.prefixes is not None  # apply() calls this only to hash or to truncate
         return str(client_network(address, *self.prefixes).network_address)
@@ -76,9 +74,17 @@ class Privacy:
         if self.qname_mode == "drop":
             return None
         if self.qname_mode == "hash":
-            return hmac.new(self.key, qname.lower().encode(), hashlib.sha256).hexdigest()[:32]
+            return keyed_digest(self.key, qname.lower().encode()).hex()[:32]
         labels = qname.rstrip(".").split(".")
         return ".".join(labels[-self.qname_labels :])
+
+
+def keyed_digest(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data``; hashlib loads OpenSSL, imported here so that runs that never hash skip it."""
+    import hashlib
+    import hmac
+
+    return hmac.new(key, data, hashlib.sha256).digest()
 
 
 def compile_privacy(config: PrivacyConfig, env: dict[str, str] | None = None) -> Callable[[Event], Event] | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from named_senderr.errors import ConfigError
 
@@ -56,6 +55,8 @@ def resolve_zone(name: str | None) -> tzinfo:
         return local
     if name.upper() in ("UTC", "Z"):
         return UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only for a named zone: it costs every start-up
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -99,7 +100,10 @@ class TimestampNormalizer:
             return self._local(int(year), month, int(day), hour, minute, second)
         if m := _ISO.fullmatch(head):
             year, month_digits, day, hour, minute, second, _, offset = m.groups()
-            zone = self.zone if offset is None else _fixed_offset(offset)
+            try:
+                zone = self.zone if offset is None else _fixed_offset(offset)
+            except ValueError:
+                return None  # +7200: an offset of a day or more is no zone
             return _utc(int(year), int(month_digits), int(day), hour, minute, second, zone)
         if m := _BSD.fullmatch(head):
             month_name, day, hour, minute, second, _, year = m.groups()

@@ -9,10 +9,11 @@ matches none is diagnosed and returned as a Rejection with a precise reason.
 
 from __future__ import annotations
 
-import ipaddress
 import json
+import operator
 import re
-import socket
+from _socket import AF_INET6, inet_pton  # socket.py would build its enums at every start (3 ms)
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from named_senderr import reasons
@@ -28,15 +29,17 @@ UDP_PHRASE = reasons.UDP_PHRASE
 # A line is a candidate when it holds "error sending" or "send exceeded" (not the
 # whole phrase, so that a line cut short inside it is still seen and rejected),
 # "send failed", the UDP phrase, or a zone transfer's "': send:" or "sending
-# zone data"; sources/phrase_scan.py searches files for the same texts.
+# zone data", or the socket code's "internal_send: " with an address ("#": its debug
+# lines name none); sources/phrase_scan.py searches files for the same texts.
 JOURNAL_BYTE_MESSAGE = '"MESSAGE":['
 
 
-_LOOSE_CLIENT = re.compile(r"client (?:@\S+ )?(\[?[0-9A-Fa-f:.]*\]?)(?:%\S+?)?#(\d+)")
+_LOOSE_CLIENT = re.compile(r"(?:client (?:@\S+ )?|internal_send: )(\[?[0-9A-Fa-f:.]*\]?)(?:%\S+?)?#(\d+)")
 _PHRASE_SEARCH = re.compile(
     r"error sending response|send failed|send exceeded maximum size|(?<=': )send(?=: )|sending zone data"
-    r"|Sending UDP messages failed"
+    r"|Sending UDP messages failed|internal_send(?=: )"
 )
+INTERNAL_PHRASE = reasons.INTERNAL_SEND_PHRASE
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ class Rejection:
 
 
 def is_candidate(text: str) -> bool:
-    # Every marker holds "end": one test turns most lines away before the six precise ones.
+    # Every marker holds "end": one test turns most lines away before the seven precise ones.
     if "end" in text and (
         "error sending" in text
         or "send failed" in text
@@ -57,9 +60,34 @@ def is_candidate(text: str) -> bool:
         or "send exceeded" in text
         or "sending zone data" in text
         or "': send:" in text
+        or ("internal_send: " in text and "#" in text)
     ):
         return True
     return text.startswith("{") and JOURNAL_BYTE_MESSAGE in text  # journald's non-UTF-8 MESSAGE
+
+
+# The captures ``_event`` reads, in the order it unpacks them; a pattern without one reads None.
+FIELDS = (
+    "phrase", "repeat_count", "repeat_close", "client_ip", "client_port", "qname", "log_time", "named_time",
+    "reason_text", "pid", "priority", "bind_message", "scope", "client_ptr", "view", "signer", "netmgr_ptr", "zone",
+    "zone_class", "host", "program", "category", "severity", "facility", "syslog_severity", "asl_level", "container",
+    "internal_phrase", "destination_ip", "destination_port", "destination_scope",
+)  # fmt: skip
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A pattern and how to pick ``FIELDS`` out of ``match.groups() + (None,)`` in one C call."""
+
+    regex: re.Pattern[str]
+    pick: Callable[[tuple], tuple]
+
+
+def _compile(pattern: LinePattern) -> _Compiled:
+    index = pattern.regex.groupindex
+    absent = pattern.regex.groups  # the None appended after the last group
+    return _Compiled(pattern.regex, operator.itemgetter(*(index.get(name, absent + 1) - 1 for name in FIELDS)))
 
 
 class NamedLineParser:
@@ -67,12 +95,15 @@ class NamedLineParser:
 
     def __init__(self, timestamps: TimestampNormalizer, patterns: list[LinePattern] | None = None) -> None:
         self.timestamps = timestamps
-        self.patterns = [p.regex for p in (patterns or load_line_patterns())]
+        self._compiled = [_compile(p) for p in (patterns or load_line_patterns())]
+        self.patterns = [c.regex for c in self._compiled]
+        # (phrase, reason_text) -> (message kind, reason): a storm logs a handful of texts again and again.
+        self._reasons: dict[tuple[str | None, str], tuple[str, str]] = {}
 
     def parse_bytes(self, raw: bytes) -> Event | Rejection | None:
         """Parse a raw line; invalid UTF-8 is replaced in fields and escaped in ``original``."""
         try:
-            return self.parse(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             result = self.parse(raw.decode("utf-8", "replace"))
             escaped = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
@@ -81,6 +112,7 @@ class NamedLineParser:
             elif isinstance(result, Rejection):
                 result = Rejection(result.reason, result.detail, escaped)
             return result
+        return self.parse(text)
 
     def parse(self, text: str) -> Event | Rejection | None:
         text = text.rstrip("\r\n")
@@ -93,26 +125,33 @@ class NamedLineParser:
         return self._match(text, text)
 
     def _match(self, text: str, original: str) -> Event | Rejection:
-        for pattern in self.patterns:
-            m = pattern.match(text)
+        for compiled in self._compiled:
+            m = compiled.regex.match(text)
             if m is not None:
-                return self._event(m.groupdict(), original)
+                return self._event(compiled.pick((*m.groups(), None)), original)
         return diagnose(original)
 
-    def _event(self, g: dict[str, str | None], original: str) -> Event | Rejection:
-        phrase = g["phrase"]
-        kind = reasons.KIND_BY_PHRASE[phrase] if phrase else reasons.UDP_SEND_FAILED
-        if (g["repeat_count"] is None) != (g["repeat_close"] is None):
+    def _event(self, fields: tuple, original: str) -> Event | Rejection:
+        """The Event of one match's ``FIELDS``, or the Rejection of a value no pattern can rule out."""
+        (phrase, repeat, repeat_close, ip, port_text, qname, log_time, named_time, reason_text, pid, priority,
+         bind_message, scope, client_ptr, view, signer, netmgr_ptr, zone, zone_class, host, program, category,
+         severity, facility, syslog_severity, asl_level, container, internal_phrase, destination_ip, destination_text,
+         destination_scope) = fields  # fmt: skip
+        if (repeat is None) != (repeat_close is None):
             return Rejection("unbalanced_repeat", "'message repeated N times: [' without its ']'", original)
-        ip = g["client_ip"]
-        port = None
+        port: int | None = None
+        destination_port: int | None = None
         if ip is not None:
-            if ":" in ip and not _is_ipv6(ip):
-                return Rejection("invalid_address", f"{ip!r} is not an IPv6 address", original)
-            port = int(g["client_port"])  # type: ignore[arg-type]
-            if port > 65535:
-                return Rejection("invalid_port", f"port {port} is above 65535", original)
-        qname = g["qname"]
+            checked = _checked_port(ip, port_text, original)
+            if isinstance(checked, Rejection):
+                return checked
+            port = checked
+        if destination_ip is not None:  # an internal_send line: the address the socket code sent to
+            checked = _checked_port(destination_ip, destination_text, original)
+            if isinstance(checked, Rejection):
+                return checked
+            destination_port = checked
+            phrase, scope = internal_phrase, destination_scope
         if qname is not None and len(qname) > MAX_QNAME_CHARS:
             return Rejection(
                 "qname_too_long",
@@ -120,42 +159,27 @@ class NamedLineParser:
                 f"{MAX_QNAME_CHARS:,} characters written out",
                 original,
             )
-        time_text = g.get("log_time") or g["named_time"]
+        time_text = log_time or named_time
         timestamp = self.timestamps.to_rfc3339(time_text) if time_text else None
-        reason_text = g["reason_text"]
-        assert reason_text is not None
-        pid = g.get("pid")
-        priority = g.get("priority")
-        repeat = g["repeat_count"]
+        try:
+            kind, reason = self._reasons[phrase, reason_text]
+        except KeyError:
+            kind = reasons.KIND_BY_PHRASE[phrase] if phrase else reasons.UDP_SEND_FAILED
+            reason = reasons.classify(reason_text, kind)
+            if len(self._reasons) >= _CACHE_LIMIT:
+                self._reasons.clear()
+            self._reasons[phrase, reason_text] = kind, reason
+        # Positional, in Event's field order: a third of the cost of keywords on this path.
         return Event(
-            message_kind=kind,
-            reason=reasons.classify(reason_text, kind),
-            reason_text=reason_text,
-            message=g["bind_message"] or "",
-            original=original,
-            timestamp=timestamp,
-            timestamp_valid=timestamp is not None or time_text is None,
-            client_ip=ip,
-            client_port=port,
-            scope=g["scope"],
-            client_ptr=g["client_ptr"],
-            qname=qname,
-            view=g["view"],
-            signer=g["signer"],
-            netmgr_ptr=g["netmgr_ptr"],
-            zone=g["zone"],
-            zone_class=g["zone_class"],
-            repeat_count=int(repeat) if repeat else 1,
-            host=g.get("host"),
-            program=g.get("program"),
-            pid=int(pid) if pid else None,
-            category=g["category"],
-            severity=g["severity"],
-            priority=int(priority) if priority else None,
-            facility=g.get("facility"),
-            syslog_severity=g.get("syslog_severity") or g.get("asl_level"),
-            container=g.get("container"),
-        )
+            kind, reason, reason_text, bind_message or "", original, timestamp,
+            timestamp is not None or time_text is None,  # timestamp_valid
+            ip, port, scope, client_ptr, qname, view, signer, netmgr_ptr, zone, zone_class,
+            int(repeat) if repeat else 1,  # repeat_count
+            host, program, int(pid) if pid else None, category, severity, int(priority) if priority else None,
+            facility, syslog_severity or asl_level, container,
+            None, None, None, None, None, None,  # file, offset, first_seen, last_seen, rollup_window, ingested
+            destination_ip, destination_port,
+        )  # fmt: skip
 
     def _parse_json(self, text: str) -> Event | Rejection:
         """journalctl -o json (MESSAGE, maybe as a byte array) and docker json-file (log)."""
@@ -176,10 +200,20 @@ class NamedLineParser:
         return result
 
 
+def _checked_port(ip: str, port_text: str, original: str) -> int | Rejection:
+    """The port of ``ip#port_text``, or the Rejection of an address or port no pattern can rule out."""
+    if ":" in ip and not _is_ipv6(ip):
+        return Rejection("invalid_address", f"{ip!r} is not an IPv6 address", original)
+    port = int(port_text)
+    if port > 65535:
+        return Rejection("invalid_port", f"port {port} is above 65535", original)
+    return port
+
+
 def _is_ipv6(text: str) -> bool:
     """inet_pton: the C parser, 20 times faster than ipaddress for the hot path."""
     try:
-        socket.inet_pton(socket.AF_INET6, text)
+        inet_pton(AF_INET6, text)
     except OSError:
         return False
     return True
@@ -220,15 +254,22 @@ def diagnose(line: str) -> Rejection:
         address, port = client.group(1), int(client.group(2))
         if address.startswith("["):
             return Rejection("invalid_address", f"{address} is bracketed; named never brackets addresses", line)
+        import ipaddress  # only a rejected line needs it
+
         try:
             ipaddress.ip_address(address)
         except ValueError:
             return Rejection("invalid_address", f"{address!r} is not an IP address", line)
         if port > 65535:
             return Rejection("invalid_port", f"port {port} is above 65535", line)
+    elif phrases[0] == INTERNAL_PHRASE:
+        return Rejection(
+            "not_named_message", f"{INTERNAL_PHRASE!r} without the 'ADDRESS#PORT' named puts after it", line
+        )
     elif phrases[0] != UDP_PHRASE:
         return Rejection("not_named_message", f"{phrases[0]!r} without named's 'client ADDRESS#PORT' prefix", line)
-    tail = line[found[0].end() :]  # the phrase as found: a bare 'send' may occur earlier in a name
+    # The phrase as found (a bare 'send' may occur earlier in a name); internal_send's text follows its address.
+    tail = line[client.end() if client and phrases[0] == INTERNAL_PHRASE else found[0].end() :]
     if not tail.startswith(": ") or len(tail) == 2:
         return Rejection("truncated", f"no reason text after {phrases[0]!r}", line)
     return Rejection("unrecognized_format", "a send error, but no known log format covers the whole line", line)

@@ -127,9 +127,12 @@ class Frame:
         return self.option.get("chunk")
 
 
+_new_tuple = tuple.__new__  # EventTime._make without its Python frame: called once per entry
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == EVENT_TIME_EXT and len(data) == 8:
-        return EventTime._make(_EVENT_TIME.unpack(data))
+        return _new_tuple(EventTime, _EVENT_TIME.unpack(data))
     return msgpack.ExtType(code, data)
 
 
@@ -159,25 +162,32 @@ def decode_entries(raw: RawFrame, limits: Limits) -> Iterator[Entry | BadEntry]:
     )
     compressed = raw.mode == "compressed_packed_forward"
     count = fed = done = 0
+    tell, max_entries, max_bytes = unpacker.tell, limits.max_entries, limits.max_entry_bytes
     for piece in _gunzip(raw.entries, limits.max_decompressed_bytes) if compressed else _pieces(raw.entries):
         try:
             unpacker.feed(piece)
         except msgpack.BufferFull:
-            raise FrameError(too_large_entry(limits.max_entry_bytes)) from None
+            raise FrameError(too_large_entry(max_bytes)) from None
         fed += len(piece)
         try:
             for obj in unpacker:
                 count += 1
-                if count > limits.max_entries:
-                    raise FrameError(too_many_entries(count, limits.max_entries))
-                if unpacker.tell() - done > limits.max_entry_bytes:
-                    raise FrameError(too_large_entry(limits.max_entry_bytes))
-                done = unpacker.tell()
-                yield _entry(obj)
+                if count > max_entries:
+                    raise FrameError(too_many_entries(count, max_entries))
+                end = tell()
+                if end - done > max_bytes:
+                    raise FrameError(too_large_entry(max_bytes))
+                done = end
+                if type(obj) is list and len(obj) == 2:  # the common case, fast: [EventTime, record]
+                    time, record = obj
+                    if type(time) is EventTime and type(record) is dict and time[0] and time[1] < NANOS:
+                        yield Entry(time, record)
+                        continue
+                yield _entry_slowly(obj)
         except (msgpack.UnpackException, ValueError, TypeError) as exc:  # TypeError: a map keyed by an array
             raise unpack_error(exc) from None
-        if fed - done > limits.max_entry_bytes:  # msgpack builds a container as its bytes come: count from its start
-            raise FrameError(too_large_entry(limits.max_entry_bytes))
+        if fed - done > max_bytes:  # msgpack builds a container as its bytes come: count from its start
+            raise FrameError(too_large_entry(max_bytes))
     if done != fed:
         raise FrameError(f"packed entries end inside an entry (byte {done:,} of {fed:,})")
 
@@ -220,14 +230,6 @@ def _gunzip(parts: Iterable[bytes | memoryview], limit: int) -> Iterator[bytes]:
         if not (piece := inflate(b"")):
             raise FrameError("compressed entries end inside a gzip stream")
         yield piece
-
-
-def _entry(raw: Any) -> Entry | BadEntry:
-    if type(raw) is list and len(raw) == 2:
-        time, record = raw
-        if type(time) is EventTime and type(record) is dict and time.seconds and time.nanoseconds < NANOS:
-            return Entry(time, record)  # the common case, fast
-    return _entry_slowly(raw)
 
 
 def _entry_slowly(raw: Any) -> Entry | BadEntry:

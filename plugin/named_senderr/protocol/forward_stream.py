@@ -322,11 +322,27 @@ class FrameDecoder:
         self._step = FrameDecoder._trailer
 
     def _entries(self) -> None:
-        """Skip the entries (or a Message's time and record) without building them."""
+        """Skip the entries (or a Message's time and record) without building them.
+
+        ``_walk`` inlined: it runs once per entry. An entry cut by the end of what was fed is walked by
+        ``_walk`` itself, which feeds the unpacker as it asks.
+        """
         limit = self.limits.max_entry_bytes
+        skip, tell, jump = self._scanner.skip, self._scanner.tell, self._jump
         while self._left:
-            self._walk(self._scanner.skip, limit, too_large_entry(limit))
-            self._left -= 1
+            try:
+                while self._left:
+                    skip()
+                    at = tell() + jump
+                    if at - self._object > limit:
+                        raise FrameError(too_large_entry(limit))
+                    self._object = at
+                    self._left -= 1
+            except msgpack.OutOfData:  # the entry goes on past what the unpacker holds
+                self._walk(skip, limit, too_large_entry(limit))
+                self._left -= 1
+            except (msgpack.UnpackException, ValueError, TypeError) as exc:
+                raise unpack_error(exc) from None
         self._body = (self._body[0], self._at)
         self._left = self._elements - (3 if self._mode == "message" else 2)
         self._step = FrameDecoder._trailer

@@ -185,20 +185,19 @@ class MsgpackRecords:
             max_map_len=MAX_MAP_LEN,
         )
         unpacker.feed(buf[at:] if at else buf)
-        while True:
-            start = at + unpacker.tell()
-            try:
-                obj = next(unpacker)
-            except StopIteration:
-                break
-            except ValueError as exc:  # FormatError, StackError, a length over the limits
-                return self._step_over(buf, start, f"{type(exc).__name__}: {exc or 'not msgpack'}", out)
-            size = at + unpacker.tell() - start
-            if size > self.max_bytes:
-                out.append(self._oversize(start, size, f"{size} bytes"))
-            else:
-                out.append(obj)
-        if len(buf) - start > self.max_bytes:
+        tell, append, max_bytes = unpacker.tell, out.append, self.max_bytes
+        start = at  # where the object being decoded starts
+        try:
+            for obj in unpacker:
+                end = at + tell()
+                if end - start > max_bytes:
+                    append(self._oversize(start, end - start, f"{end - start} bytes"))
+                else:
+                    append(obj)
+                start = end
+        except ValueError as exc:  # FormatError, StackError, a length over the limits
+            return self._step_over(buf, start, f"{type(exc).__name__}: {exc or 'not msgpack'}", out)
+        if len(buf) - start > max_bytes:
             return self._step_over(buf, start, "", out)
         self._pending = buf[start:]
         self._offset += start

@@ -28,7 +28,7 @@ from named_senderr.settings.ship import BatchConfig
 from named_senderr.sinks.outcome import Sink, SinkFailed
 
 FIELDS = Event.__slots__  # the record is the event's field values in this order
-_INGESTED = FIELDS.index("ingested")  # the last: a record queued by an earlier version has none
+_INGESTED = FIELDS.index("ingested")  # a record queued by an earlier version ends before it
 IDLE = 0.2  # seconds a consumer waits for new records before looking at the stop flags again
 
 

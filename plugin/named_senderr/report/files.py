@@ -17,7 +17,7 @@ from named_senderr.engine.transforms import ParseLines
 from named_senderr.errors import InputError
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser
-from named_senderr.reasons import UDP_SEND_FAILED
+from named_senderr.reasons import COMPANION_KINDS, UDP_SEND_FAILED
 from named_senderr.report.summary import NONE, Outside, Tallies, Window, minute_key, minute_start, parse_time
 from named_senderr.sources.files import FileSource
 from named_senderr.telemetry import Stats
@@ -36,7 +36,7 @@ class Record:
     client_ip: str | None
     qname: str
     view: str
-    kind: str  # message_kind: ``udp_send_failed`` is tallied apart (see report/summary.py)
+    kind: str  # message_kind: the COMPANION_KINDS are not events (see report/summary.py)
 
 
 def expand(inputs: Iterable[str]) -> list[str]:
@@ -87,14 +87,17 @@ def window_of(records: list[Record], since: timedelta | None, until: datetime | 
 
 
 def tally(records: Iterable[Record], window: Window) -> Tallies:
-    """Count the records inside ``window``, and those before and after it; UDP lines apart, inside only."""
+    """Count the records inside ``window``, and those before and after it; UDP lines apart, inside only.
+
+    The other companion lines (internal_send) are left out: each explains an event counted on its own line.
+    """
     tallies = Tallies()
     before = after = 0
     first: datetime | None = None
     last: datetime | None = None
     for r in records:
-        if r.kind == UDP_SEND_FAILED:
-            if window.start <= r.moment < window.end:
+        if r.kind in COMPANION_KINDS:
+            if r.kind == UDP_SEND_FAILED and window.start <= r.moment < window.end:
                 tallies.udp_host[r.host] += 1
             continue
         if r.moment < window.start:

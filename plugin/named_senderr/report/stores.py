@@ -14,9 +14,10 @@ Each store also counts the events before and after the window, with the earliest
 latest of them, so a report of an empty window says where the data is: ES a ``global``
 aggregation in the same search, VictoriaLogs two ``stats`` queries, Loki an hourly
 ``count_over_time`` over the LOKI_LOOKBACK before the window (and after it, up to now).
-Every count leaves out ``udp_send_failed`` lines, which each store counts apart per server, in
-the window only (the UDP drop signal: report/summary.py says why): ES a ``filter`` aggregation
-beside one that holds every other tally, Loki and VictoriaLogs a query of their own.
+Every count leaves out the companion lines (``udp_send_failed``, ``internal_send_failed``:
+report/summary.py says why); each store counts the UDP ones apart per server, in the window
+only: ES a ``filter`` aggregation beside one that holds every other tally, Loki and
+VictoriaLogs a query of their own.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from urllib.parse import urlencode
 import orjson
 
 from named_senderr.errors import InputError
-from named_senderr.reasons import UDP_SEND_FAILED
+from named_senderr.reasons import COMPANION_KINDS, UDP_SEND_FAILED
 from named_senderr.report.summary import NONE, Outside, Tallies, Window, minute_key, parse_time
 from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import HttpClient, Reply
@@ -42,6 +43,8 @@ LOKI_LOOKBACK = timedelta(hours=720)  # within Loki's default max_query_length (
 
 
 ES_UDP = {"term": {"bind.message_kind": UDP_SEND_FAILED}}
+COMPANIONS = sorted(COMPANION_KINDS)  # one order: the same query text on every run
+ES_COMPANIONS = {"terms": {"bind.message_kind": COMPANIONS}}
 
 
 def es_body(window: Window) -> dict:
@@ -55,7 +58,7 @@ def es_body(window: Window) -> dict:
         "query": {"range": {"@timestamp": {"gte": _iso(window.start), "lt": _iso(window.end)}}},
         "aggs": {
             "events": {
-                "filter": {"bool": {"must_not": [ES_UDP]}},
+                "filter": {"bool": {"must_not": [ES_COMPANIONS]}},
                 "aggs": {
                     "host_reason": {"terms": hosts, "aggs": {"reason": reasons}},
                     "host_minute": {"terms": hosts, "aggs": {"minute": per_minute}},
@@ -79,7 +82,7 @@ def es_body(window: Window) -> dict:
 
 def _range(op: str, moment: datetime) -> dict:
     time = {"range": {"@timestamp": {op: _iso(moment)}}}
-    return {"filter": {"bool": {"filter": [time], "must_not": [ES_UDP]}}}
+    return {"filter": {"bool": {"filter": [time], "must_not": [ES_COMPANIONS]}}}
 
 
 def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
@@ -121,7 +124,7 @@ def tally_elasticsearch(config: SinkConfig, window: Window) -> Tallies:
 def tally_loki(config: SinkConfig, window: Window, now: datetime | None = None) -> Tallies:
     headers = {"X-Scope-OrgID": config.tenant} if config.tenant else {}
     client = HttpClient(config, headers)
-    selector = f'{{job="{config.job}", message_kind!="{UDP_SEND_FAILED}"}}'
+    selector = f'{{job="{config.job}", message_kind!~"{"|".join(COMPANIONS)}"}}'
     whole = f"[{int((window.end - window.start).total_seconds())}s]"
     tallies = Tallies()
     try:
@@ -201,7 +204,7 @@ def vl_queries(config: SinkConfig, window: Window) -> dict[str, str]:
         field_name(f, config.format) for f in ("host", "reason", "client_ip", "qname", "view")
     )
     time = f"_time:[{_iso(window.start)}, {_iso(window.end)})"
-    base = f"{selector(config)} {time} {vl_not_udp(config)}"
+    base = f"{selector(config)} {time} {vl_events_only(config)}"
     udp = f"{selector(config)} {time} {field_name('message_kind', config.format)}:={UDP_SEND_FAILED}"
     top = "count() n | sort by (n desc) limit"
     return {
@@ -217,16 +220,16 @@ def vl_queries(config: SinkConfig, window: Window) -> dict[str, str]:
 
 def vl_outside_queries(config: SinkConfig, window: Window) -> dict[str, str]:
     """How many events lie before and after the window, and the earliest and the latest of them."""
-    events = f"{selector(config)} {vl_not_udp(config)}"
+    events = f"{selector(config)} {vl_events_only(config)}"
     return {
         "before": f"{events} _time:<{_iso(window.start)} | stats count() n, min(_time) at",
         "after": f"{events} _time:>={_iso(window.end)} | stats count() n, max(_time) at",
     }
 
 
-def vl_not_udp(config: SinkConfig) -> str:
-    """The LogsQL filter that leaves the UDP lines out of a count (entries without the field stay in)."""
-    return f"-{field_name('message_kind', config.format)}:={UDP_SEND_FAILED}"
+def vl_events_only(config: SinkConfig) -> str:
+    """The LogsQL filter that leaves the companion lines out of a count (entries without the field stay in)."""
+    return f"-{field_name('message_kind', config.format)}:in({', '.join(COMPANIONS)})"
 
 
 def tally_victorialogs(config: SinkConfig, window: Window) -> Tallies:

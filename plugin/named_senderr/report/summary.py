@@ -15,7 +15,11 @@ error, udp.c:785-788 hands it to the client's callback, lib/ns/client.c:333-336@
 debug 3). So its lines are a "drops happened this second" signal: every source tallies them
 apart, per server (``udp_host``), and the Summary shows them beside the event count
 (``udp_drop_seconds``), never in it; a server without debug 3 logging shows drops there only.
-Every other message kind is an event.
+``internal_send: A#P: <strerror>`` (``internal_send_failed``, the socket code to 9.16) is the
+errno behind a failure named reports on another line (lib/isc/unix/socket.c:1745@v9.16.50,
+logged through bin/named/main.c:329-334@v9.16.50 after ``FILE:LINE: unexpected error:``; the
+client's ``error sending response`` follows from the send's result): counted there, not again.
+These two are the ``COMPANION_KINDS``; every other message kind is an event.
 """
 
 from __future__ import annotations

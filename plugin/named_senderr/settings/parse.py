@@ -24,6 +24,7 @@ class ParseConfig:
     client_ip: str | None = None  # privacy: truncate:/24,/56 or hash:KEYFILE
     qname: str | None = None  # privacy: drop, hash[:KEYFILE] or suffix:N
     rollup: float | None = None  # seconds per rollup window; None: every event
+    count_lines: bool = True  # lines and undecodable lines read; the command line counts them only for --stats
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

@@ -25,17 +25,29 @@ class MsgpackOut:
         self._fd = fd
         self._lock = threading.Lock()
         self._parts: list[bytes] = []
-        self._packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
+        self._packer = msgpack.Packer(use_bin_type=True, autoreset=False)  # strict UTF-8: its fast path
         self.broken: OSError | None = None  # the reader went away (EPIPE): nothing more is written
         self.events = 0  # event records written (``write_all``)
 
     def write_all(self, records: Iterable[dict]) -> None:
-        """A batch's event records (the delivery's side: the runner writes from one thread at a time)."""
-        pack = self._packer.pack
-        packed = [pack(record) for record in records]
+        """A batch's event records (the delivery's side: the runner writes from one thread at a time).
+
+        Packed together into one buffer; a text that is not UTF-8 (a lone surrogate that kept a raw byte) fails
+        the strict packer, and only then is the batch packed again keeping those bytes.
+        """
+        records = list(records)
+        packer = self._packer
+        try:
+            for record in records:
+                packer.pack(record)
+            packed = packer.bytes()
+        except UnicodeEncodeError:
+            packed = b"".join(map(msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape").pack, records))
+        finally:
+            packer.reset()
         with self._lock:
-            self._parts += packed
-            self.events += len(packed)
+            self._parts.append(packed)
+            self.events += len(records)
 
     def add(self, packed: bytes) -> None:
         """A record the source packed itself (passed back unchanged)."""

@@ -24,9 +24,14 @@ class NdjsonWriter:
         self._pending: list[bytes] = []
 
     def write_all(self, records: Iterable[dict]) -> None:
-        pending, dumps, option = self._pending, orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        for record in records:
-            pending.append(dumps(record, option=option))
+        dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        self.write_lines(dumps(record, option=option) for record in records)
+
+    def write_lines(self, lines: Iterable[bytes]) -> None:
+        """Lines already encoded, each ending in a newline."""
+        pending = self._pending
+        for line in lines:
+            pending.append(line)
             if len(pending) >= _BATCH:  # written in parts: a large batch's lines are never all held at once
                 self.flush()
 

@@ -25,7 +25,8 @@ class RecordWriter(Protocol):
 class StreamDelivery:
     """``flush_every``: batches are flushed at once (streaming commands) or only at the end (``parse``).
 
-    ``writer`` replaces NDJSON onto ``stream`` with another encoding.
+    ``writer`` replaces NDJSON onto ``stream`` with another encoding. ``line``, when given, encodes an event
+    straight to its NDJSON line (newline included) instead of ``render``'s record: the fast path of ``parse``.
     """
 
     def __init__(
@@ -34,12 +35,15 @@ class StreamDelivery:
         render: Callable[[Event], dict],
         flush_every: bool = True,
         writer: RecordWriter | None = None,
+        line: Callable[[Event], bytes] | None = None,
     ) -> None:
+        self._ndjson: NdjsonWriter | None = None
         if writer is None:
             assert stream is not None, "a stream or a writer"
-            writer = NdjsonWriter(stream)
+            writer = self._ndjson = NdjsonWriter(stream)
         self._writer = writer
         self._render = render
+        self._line = line
         self._flush_every = flush_every
         self._durable = 0
 
@@ -50,8 +54,12 @@ class StreamDelivery:
         self, events: list[Event], seq: int, wait: bool = True, routes: Sequence[frozenset[int]] | None = None
     ) -> bool:
         """``routes`` are only ever None or all this one stream's (a pipeline of one sink)."""
-        render = self._render
-        self._writer.write_all(render(event) for event in events)  # each record encoded while it is fresh
+        if self._line is not None and self._ndjson is not None:
+            line = self._line
+            self._ndjson.write_lines(line(event) for event in events)
+        else:
+            render = self._render
+            self._writer.write_all(render(event) for event in events)  # each record encoded while it is fresh
         if self._flush_every:
             self._writer.flush()
             self._durable = max(self._durable, seq)

@@ -203,13 +203,17 @@ class ExecFilterSource:
         counts.batches += 1
         counts.bytes_in += len(data)
         first_key, passing, lines = self.keys[0], self.pass_non_matching, self._lines
+        bare = self.rejected_tag is None  # a line need not carry its record
         for obj in self.decoder.feed(data):
             if type(obj) is dict:  # the fast path: most lines are not send errors; one substring test each
                 value = obj.get(first_key)
-                if type(value) is bytes or type(value) is str:
+                if isinstance(value, (bytes, str)):
                     counts.records += 1
                     if is_candidate(value.decode("latin-1") if isinstance(value, bytes) else value):  # in_tail: bin
-                        lines.append(self._candidate(obj, value))
+                        if bare and isinstance(value, bytes) and len(obj) == 1 and value.isascii():  # in_tail's record
+                            lines.append(Line(value))
+                        else:
+                            lines.append(self._candidate(obj, value))
                         if len(lines) >= BATCH_LINES and not self._send(emit):
                             return False
                     elif not passing:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -9,6 +12,7 @@ from pathlib import Path
 
 from named_senderr.errors import InputError
 from named_senderr.lines import Batch, Emit, Line
+from named_senderr.sources.large_reads import large_read_candidate_lines
 from named_senderr.sources.log_file import InputSource, candidate_lines
 from named_senderr.telemetry import Stats
 
@@ -26,6 +30,7 @@ class FileSource:
     warn: Callable[[str], None]
     progress: ProgressFactory | None = None
     name: str = "files"
+    count_lines: bool = True  # stats.lines and undecodable_lines; ``parse`` without --stats skips them
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         for batch in self.batches(stop):
@@ -54,7 +59,9 @@ class FileSource:
         try:
             lines: list[Line] = []
             on_block = self.progress(source) if self.progress else None
-            for offset, raw, oversize in candidate_lines(stream, self.stats, on_block):
+            # A plain file takes large reads; gzip, stdin and pipes keep the block reader's pace.
+            reader = large_read_candidate_lines if _is_plain_file(stream) else candidate_lines
+            for offset, raw, oversize in reader(stream, self.stats, on_block, count_lines=self.count_lines):
                 lines.append(Line(raw, file, offset, None, oversize))
                 if len(lines) >= CHUNK:
                     yield Batch(lines)
@@ -64,3 +71,7 @@ class FileSource:
         finally:
             if not source.is_stdin:
                 stream.close()
+
+
+def _is_plain_file(stream: object) -> bool:
+    return isinstance(stream, io.FileIO) and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)

@@ -421,15 +421,20 @@ class ForwardSource:
                     self.stats.bad_records += 1
                     self.complain(value.reason, f"tag {raw.tag!r}: {value.detail}")
                     continue
-            text = value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
+            if isinstance(value, str):
+                text, data = value, None
+            else:
+                text, data = value.decode("utf-8", "surrogateescape"), value
             if not is_candidate(text):  # the common case: one substring test
                 self.stats.not_send_errors += 1
                 continue
-            data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+            if data is None:
+                data = text.encode("utf-8", "surrogateescape")
             if entry.time != last_time:  # the time for a line logged without one
                 last_time = entry.time
                 stamp = _rfc3339(received if last_time is None else last_time)
-            lines.append(Line(data, None, None, _record_host(record), False, stamp))
+            host = _record_host(record) if len(record) > 1 else None  # a record of the line alone has no host
+            lines.append(Line(data, None, None, host, False, stamp))
         self.stats.entries += entries
         self.parsed.lines += entries
         for reason, (count, detail) in skipped.items():

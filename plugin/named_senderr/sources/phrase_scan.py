@@ -17,6 +17,7 @@ NEEDLES = (
     b"send exceeded",
     b"sending zone data",
     b"': send:",
+    b"internal_send: ",
 )
 
 Finder = Callable[[bytes, int, int], list[int]]
@@ -53,11 +54,10 @@ def make_hyperscan_finder() -> Finder | None:
         hits: list[int] = []
 
         def on_match(needle: int, _from: int, to: int, _flags: int, _context: object) -> None:
-            position = to - lengths[needle]
-            if start <= position and to <= end:
-                hits.append(position)
+            hits.append(start + to - lengths[needle])
 
-        database.scan(block, match_event_handler=on_match, scratch=scratch)
+        with memoryview(block)[start:end] as part:  # only the range asked: no copy, no hits to sort out
+            database.scan(part, match_event_handler=on_match, scratch=scratch)
         return hits
 
     return find

@@ -1,0 +1,96 @@
+"""Settings of the Kafka source (``[sources.NAME] type = "kafka"``): the brokers, the group, the record format.
+
+Checked without the client library, so a pipeline file is refused or accepted
+the same way whether or not ``confluent-kafka`` is installed. TLS and SASL
+follow the Kafka sink's keys: certificate checks stay on unless ``verify = false``,
+and the SASL password comes from ``password_env`` or ``password_file``, never
+from the file itself. ``client_config`` is what librdkafka is given.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from named_senderr.errors import ConfigError
+from named_senderr.settings.kafka import _TOPIC, SASL_MECHANISMS
+from named_senderr.settings.ship import TlsConfig
+from named_senderr.sinks.credentials import read_secret
+
+FORMATS = ("raw", "json", "msgpack")  # a record's value: the line itself, or a JSON / msgpack map holding it
+DEFAULT_KEYS = ("log", "message")  # json / msgpack: the fields of the line, as Fluent Bit's and Fluentd's records
+MAX_RECORD_BYTES = 1024 * 1024  # larger records are refused (counted) without being decoded
+_BROKER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """``type = "kafka"``: a consumer group reading ``topics``; offsets move once the events are durable."""
+
+    bootstrap: str = ""  # HOST:PORT[,HOST:PORT...]
+    topics: tuple[str, ...] = ()
+    group: str = "named-senderr"
+    format: str = "raw"
+    keys: tuple[str, ...] = DEFAULT_KEYS
+    start: str = "earliest"  # where a group with no committed offset starts: earliest or latest
+    batch_records: int = 2000  # records one batch holds at most
+    max_record_bytes: int = MAX_RECORD_BYTES
+    client_id: str = "named-senderr"
+    tls: TlsConfig | None = None  # a [tls] table (even empty) turns TLS on
+    username: str | None = None  # SASL, as the sink's: the password named by password_env or password_file
+    password_env: str | None = None
+    password_file: Path | None = None
+    sasl_mechanism: str = "PLAIN"
+
+    def __post_init__(self) -> None:
+        brokers = [b.strip() for b in self.bootstrap.split(",") if b.strip()]
+        if not brokers or not all(_BROKER.match(b) for b in brokers):
+            raise ConfigError(
+                f'bootstrap {self.bootstrap!r}: give the brokers as HOST:PORT, e.g. bootstrap = "127.0.0.1:9092"'
+            )
+        if not self.topics:
+            raise ConfigError('no topics; add topics = ["named"] (the topic the edges produce to)')
+        for topic in self.topics:
+            if not _TOPIC.match(topic) or topic in (".", ".."):
+                raise ConfigError(f"topic {topic!r}: Kafka topic names are 1-249 of letters, digits, '.', '_', '-'")
+        if not self.group.strip():
+            raise ConfigError('group is empty; workers that share a group = "..." share the partitions')
+        if self.format not in FORMATS:
+            raise ConfigError(f"format {self.format!r} is not one of {', '.join(FORMATS)}")
+        if self.format == "raw" and self.keys != DEFAULT_KEYS:
+            raise ConfigError('keys name fields of a record map; with format = "raw" the value is the line: remove it')
+        if self.start not in ("earliest", "latest"):
+            raise ConfigError(f"start {self.start!r} is not one of earliest, latest")
+        if self.batch_records < 1 or self.max_record_bytes < 1024:
+            raise ConfigError("batch_records >= 1 and max_record_bytes >= 1024 are required")
+        if self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"sasl_mechanism {self.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}")
+        if bool(self.username) != bool(self.password_env or self.password_file):
+            raise ConfigError("SASL takes both username and password_env (or password_file); give both or neither")
+        self.client_config()  # the password read now, so a missing one is named before anything runs
+
+    def client_config(self) -> dict[str, str | int | bool]:
+        """The librdkafka settings: manual commits of the offsets we store ourselves, TLS and SASL if set."""
+        config: dict[str, str | int | bool] = {
+            "bootstrap.servers": self.bootstrap,
+            "group.id": self.group,
+            "client.id": self.client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self.start,
+        }
+        config["security.protocol"] = ("SASL_" if self.username else "") + ("SSL" if self.tls else "PLAINTEXT")
+        if self.tls is not None:
+            config["enable.ssl.certificate.verification"] = self.tls.verify
+            if not self.tls.verify:
+                config["ssl.endpoint.identification.algorithm"] = "none"
+            for key, path in (("ssl.ca.location", self.tls.ca_file), ("ssl.certificate.location",
+                              self.tls.client_cert), ("ssl.key.location", self.tls.client_key)):  # fmt: skip
+                if path is not None:
+                    config[key] = str(path)
+        password = read_secret(self.password_env, self.password_file, "password", "the kafka source")
+        if self.username and password is not None:
+            config |= {"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.username,
+                       "sasl.password": password}  # fmt: skip
+        return config
