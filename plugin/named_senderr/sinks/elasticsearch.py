@@ -13,7 +13,7 @@ import os
 
 import orjson
 
-from named_senderr.event import Event, to_ecs
+from named_senderr.event import Event, ecs_json
 from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.http import MAX_REASON, HttpClient, Reply
 from named_senderr.sinks.ids import event_id_bytes
@@ -38,9 +38,9 @@ class BulkSink:
 
     def encode(self, event: Event) -> tuple[bytes, int]:
         """The action line and the ECS document, as one NDJSON item."""
-        item = b'{"create":{"_id":"%s"}}\n%s\n' % (
+        item = b'{"create":{"_id":"%s"}}\n%s' % (
             event_id_bytes(event, self._cwd),
-            orjson.dumps(to_ecs(event, self._ingest_time)),
+            ecs_json(event, self._ingest_time, True),
         )
         return item, len(item)
 
