@@ -26,6 +26,7 @@ import pytest
 
 from named_senderr.cli import main
 from named_senderr.cli.report import parse_since, parse_until, summarize
+from named_senderr.reasons import COMPANION_KINDS, KIND_BY_PHRASE, UDP_SEND_FAILED
 from named_senderr.report.files import tally_files
 from named_senderr.report.summary import window_ending
 from named_senderr.settings.ship import DEFAULT_LABELS
@@ -40,7 +41,11 @@ from tests.test_report_drops import file_summary as drops_summary
 CONF = Path(__file__).resolve().parent.parent / "conf"
 START = "2026-11-20T10:00:00Z"
 DROPS_START = "2026-11-21T04:48:00Z"  # bind-9.18.49's minute: 69 send failed lines and 1 UDP line, same drops
-UDP_KIND, NOT_UDP = 'message_kind="udp_send_failed"', 'message_kind!="udp_send_failed"'
+UDP_KIND, NOT_COMPANION = 'message_kind="udp_send_failed"', 'message_kind!~"udp_send_failed|internal_send_failed"'
+# A real row of tests/data/corpus/bind-send-errors.jsonl: the socket code's companion of a client's send
+# failure, in a minute of its own; shipped beside the fleet, it must be counted nowhere.
+INTERNAL_SEND = "14-Mar-2006 10:11:12.345 general: error: internal_send: 198.51.100.9#1053: Message too long"
+COMPANION_START, COMPANION_UNTIL = "2006-03-14T10:11:00Z", "2006-03-14T10:12:00Z"
 
 
 def load_yaml(text: str) -> object:
@@ -84,6 +89,13 @@ def expected(since: str = SINCE, until: str = UNTIL):
     return summarize(FLEET, parse_since(since), parse_until(until))
 
 
+def companion_log(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A file holding only INTERNAL_SEND, shipped like the 9.18.49 log (file channel: --timezone, --host)."""
+    path = tmp_path_factory.mktemp("companion") / "named.log"
+    path.write_text(INTERNAL_SEND + "\n")
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def es_index(elasticsearch_url: str, tmp_path_factory) -> str:
     index = f"named-senderr-dash-{uuid.uuid4().hex[:8]}"
@@ -93,6 +105,7 @@ def es_index(elasticsearch_url: str, tmp_path_factory) -> str:
     assert main(["ship", *FLEET, "--to", url, "--dead-letter", str(dead), "--no-progress"]) == 0
     drops = ["--timezone", "UTC", "--host", DROPS_HOST, "--dead-letter", str(dead), "--no-progress"]
     assert main(["ship", DROPS_LOG, "--to", url, *drops]) == 0
+    assert main(["ship", companion_log(tmp_path_factory), "--to", url, *drops]) == 0
     httpx.post(f"{elasticsearch_url}/{index}/_refresh").raise_for_status()
     return index
 
@@ -106,12 +119,14 @@ def saved_objects() -> dict[str, dict]:
 
 
 def kql(query: str) -> dict:
-    """The KQL our saved objects use: ``field : "value"`` clauses, some after ``not``, joined by ``and``."""
+    """The KQL our saved objects use: ``field : "value"`` or ``field : ("a" or "b")`` clauses, some after
+    ``not``, joined by ``and``."""
     clauses: dict[str, list] = {"filter": [], "must_not": []}
     for part in query.split(" and "):
         negated = part.startswith("not ")
         field, _, value = part.removeprefix("not ").partition(":")
-        clauses["must_not" if negated else "filter"].append({"term": {field.strip(): json.loads(value.strip())}})
+        values = [json.loads(v) for v in value.strip().removeprefix("(").removesuffix(")").split(" or ")]
+        clauses["must_not" if negated else "filter"].append({"terms": {field.strip(): values}})
     return {"bool": clauses}
 
 
@@ -229,7 +244,26 @@ def test_kibana_udp_drop_signal_is_a_series_of_its_own(elasticsearch_url: str, e
     assert minute_series(found["aggregations"]["2"]["buckets"]) == {"2026-11-21T04:48Z": {DROPS_HOST: 1}}
 
 
-def test_every_kibana_count_but_the_signal_leaves_the_udp_lines_out() -> None:
+def test_kibana_counts_leave_the_internal_send_line_out(elasticsearch_url: str, es_index: str) -> None:
+    """The line is in the index (a query for its kind finds it), yet every count over its minute says 0."""
+    window = {"range": {"@timestamp": {"gte": COMPANION_START, "lt": COMPANION_UNTIL}}}
+    shipped = {
+        "size": 0,
+        "query": {"bool": {"filter": [window, {"term": {"bind.message_kind": "internal_send_failed"}}]}},
+    }
+    assert es_search(elasticsearch_url, es_index, shipped)["hits"]["total"]["value"] == 1
+    objects = saved_objects()
+    counts = {
+        object_id: es_search(
+            elasticsearch_url, es_index, kibana_search(obj, objects["named-senderr"], COMPANION_START, COMPANION_UNTIL)
+        )["hits"]["total"]["value"]
+        for object_id, obj in objects.items()
+        if obj["type"] != "index-pattern" and object_id != "named-senderr-top-client-networks"  # painless: above
+    }
+    assert counts == dict.fromkeys(counts, 0) and len(counts) == 5
+
+
+def test_every_kibana_count_but_the_signal_leaves_the_companion_lines_out() -> None:
     queries = {
         o["id"]: json.loads(o["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
         for o in saved_objects().values()
@@ -237,7 +271,8 @@ def test_every_kibana_count_but_the_signal_leaves_the_udp_lines_out() -> None:
     }
     signal = 'event.dataset : "bind.send_error" and bind.message_kind : "udp_send_failed"'
     assert queries.pop("named-senderr-udp-drop-seconds") == signal
-    assert set(queries.values()) == {'event.dataset : "bind.send_error" and not bind.message_kind : "udp_send_failed"'}
+    companions = '("udp_send_failed" or "internal_send_failed")'
+    assert set(queries.values()) == {f'event.dataset : "bind.send_error" and not bind.message_kind : {companions}'}
 
 
 # --- Grafana / Loki: Grafana's own LogQL grammar, no Loki server (Loki is AGPL) --------------------------------
@@ -313,7 +348,7 @@ def test_every_alert_rule_parses_as_a_metric_query_with_grafanas_logql_grammar()
     assert broken(parsed) == [] and [p.kind for p in parsed] == ["MetricExpr"] * 3
 
 
-def test_every_loki_count_leaves_the_udp_lines_out_and_one_panel_and_rule_count_them_alone() -> None:
+def test_every_loki_count_leaves_the_companion_lines_out_and_one_panel_and_rule_count_the_udp_lines_alone() -> None:
     """Loki is not run: the stream selector of each expression decides, so each one is checked for it.
 
     What such selectors count is shown on the scripted Loki, one stream per message_kind label
@@ -323,4 +358,11 @@ def test_every_loki_count_leaves_the_udp_lines_out_and_one_panel_and_rule_count_
     signal = {name for name, sel in selectors.items() if UDP_KIND in sel}
     assert signal == {"UDP drop signal: seconds with drops per server (A)", "BindUdpDropsLogged"}
     counts = {name: sel for name, sel in selectors.items() if name not in signal}
-    assert {name: sel for name, sel in counts.items() if NOT_UDP not in sel} == {}
+    assert {name: sel for name, sel in counts.items() if NOT_COMPANION not in sel} == {}
+
+
+def test_loki_count_matcher_leaves_out_exactly_the_companion_kinds() -> None:
+    """Loki anchors a regex matcher on the whole value (RE2): internal_send_failed is dropped, no event kind is."""
+    regex = json.loads(NOT_COMPANION.partition("!~")[2])
+    kinds = set(KIND_BY_PHRASE.values()) | {UDP_SEND_FAILED}
+    assert {kind for kind in kinds if re.fullmatch(regex, kind)} == COMPANION_KINDS

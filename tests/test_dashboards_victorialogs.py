@@ -22,18 +22,27 @@ import pytest
 
 from named_senderr.cli import main
 from named_senderr.report.summary import parse_time
-from tests.test_dashboards import CONF, DROPS_START, START, expected
+from tests.test_dashboards import (
+    COMPANION_START,
+    COMPANION_UNTIL,
+    CONF,
+    DROPS_START,
+    START,
+    companion_log,
+    expected,
+)
 from tests.test_report import FLEET, HOSTS, PEAKS, REASONS, UNTIL
 from tests.test_report_drops import HOST as DROPS_HOST
 from tests.test_report_drops import LOG as DROPS_LOG
 from tests.test_report_drops import UNTIL as DROPS_UNTIL
 from tests.test_report_drops import file_summary as drops_summary
-from tests.test_ship_victorialogs import count
+from tests.test_ship_victorialogs import count, logsql
 
 pytestmark = pytest.mark.servers
 DASHBOARD = CONF / "grafana" / "named-senderr-victorialogs-dashboard.json"
 FROM, TO = (int(parse_time(t).timestamp()) for t in (START, UNTIL))
 DROPS = tuple(int(parse_time(t).timestamp()) for t in (DROPS_START, DROPS_UNTIL))  # bind-9.18.49's minute
+COMPANION = tuple(int(parse_time(t).timestamp()) for t in (COMPANION_START, COMPANION_UNTIL))  # internal_send's
 SIGNAL = "UDP drop signal: seconds with drops per server"
 LEGEND = re.compile(r"\{\{\s*(.+?)\s*\}\}")  # the plugin's legendReplacer (query.go:306)
 
@@ -46,7 +55,9 @@ def vl_job(victorialogs_url: str, tmp_path_factory) -> str:
     assert main(["ship", *FLEET, "--to", url, "--dead-letter", str(dead), "--no-progress"]) == 0
     drops = ["--timezone", "UTC", "--host", DROPS_HOST, "--dead-letter", str(dead), "--no-progress"]
     assert main(["ship", DROPS_LOG, "--to", url, *drops]) == 0
-    assert count(victorialogs_url, job) == sum(HOSTS.values()) + 69 + 1  # 69 send failed lines, 1 UDP line
+    assert main(["ship", companion_log(tmp_path_factory), "--to", url, *drops]) == 0
+    # 69 send failed lines, 1 UDP line, 1 internal_send line
+    assert count(victorialogs_url, job) == sum(HOSTS.values()) + 69 + 1 + 1
     return job
 
 
@@ -165,8 +176,20 @@ def test_udp_drop_signal_panel_shows_the_seconds_with_drops_apart(victorialogs_u
     assert stats_range(victorialogs_url, targets(vl_job)[SIGNAL]) == {}  # the fleet logged none
 
 
-def test_every_count_panel_leaves_the_udp_lines_out() -> None:
+def test_no_panel_counts_the_internal_send_line(victorialogs_url: str, vl_job: str) -> None:
+    """The line is stored (a query for its kind finds it), yet every panel over its minute shows nothing."""
+    window = f'_time:[{COMPANION[0]}, {COMPANION[1]}) {{job="{vl_job}"}} bind.message_kind:=internal_send_failed'
+    assert logsql(victorialogs_url, f"{window} | stats count() n") == [{"n": "1"}]
+    shown = {}
+    for title, target in targets(vl_job).items():
+        run = stats if target["queryType"] == "stats" else stats_range
+        shown[title] = run(victorialogs_url, target, *COMPANION)
+    assert shown == {title: {} for title in shown} and len(shown) == 7
+
+
+def test_every_count_panel_leaves_the_companion_lines_out() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = {p["title"]: p["targets"][0]["expr"] for p in dashboard["panels"]}
     assert exprs.pop(SIGNAL).startswith('{job="$job"} bind.message_kind:=udp_send_failed | ')
-    assert [t for t, e in exprs.items() if not e.startswith('{job="$job"} -bind.message_kind:=udp_send_failed ')] == []
+    counting = '{job="$job"} -bind.message_kind:in(udp_send_failed, internal_send_failed) '
+    assert [t for t, e in exprs.items() if not e.startswith(counting)] == []

@@ -25,6 +25,14 @@ def test_a_valid_metric_query_parses_as_a_metric_expression() -> None:
     assert parsed.ok and parsed.kind == "MetricExpr", parsed.explain()
 
 
+def test_a_negative_regex_matcher_on_the_companion_kinds_parses_and_reads_message_kind() -> None:
+    """The dashboards' and rules' count selector: ``!~`` with an alternation, not a second ``!=``."""
+    (parsed,) = logql.parse(
+        ['sum(count_over_time({job="x", message_kind!~"udp_send_failed|internal_send_failed"}[5m]))']
+    )
+    assert parsed.ok and parsed.kind == "MetricExpr" and "message_kind" in parsed.labels_read, parsed.explain()
+
+
 def test_a_log_query_parses_as_a_log_expression() -> None:
     (parsed,) = logql.parse(['{job="x"} | client_ip=~"[0-9.]+"'])
     assert parsed.ok and parsed.kind == "LogExpr", parsed.explain()

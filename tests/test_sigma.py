@@ -36,6 +36,10 @@ BEFORE_WINDOW = {"ns-at": 60}  # 160 in ten minutes, but only 100 in the rule's 
 FIRES = {"ns-storm": 150, "ns-over": 101}
 # Drops named also logged per client, at most one line a second: counted, they would lift ns-at over 100.
 UDP_SECONDS = {"ns-at": 5}
+# The socket code's companion of a client's send failure (a row of tests/data/corpus/bind-send-errors.jsonl,
+# in the form these lines use): counted, it would lift ns-at over 100 too.
+INTERNAL_SENDS = {"ns-at": 1}
+INTERNAL_SEND = "general: error: internal_send: 198.51.100.9#1053: Message too long"
 # MITRE's ATT&CK and D3FEND data are downloaded from the internet by these two validators; the test machines
 # reach only loopback. Every other validator of sigma-cli runs.
 OFFLINE = ["--exclude", "attacktag", "--exclude", "d3_fendtag"]
@@ -76,20 +80,27 @@ def send_error_lines(host: str, count: int, start: datetime, span: timedelta) ->
     return lines
 
 
-def udp_lines(host: str, seconds: int, start: datetime) -> list[tuple[datetime, str]]:
-    """One ``Sending UDP messages failed`` line in each of ``seconds`` seconds (the 9.18.31+ form)."""
+def companion_lines(host: str, seconds: int, start: datetime, message: str) -> list[tuple[datetime, str]]:
+    """One companion line (``message``) in each of ``seconds`` seconds."""
     lines = []
     for i in range(seconds):
         at = start + timedelta(seconds=i, milliseconds=250)
         stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        message = "general: error: Sending UDP messages failed: no pending connections"
         lines.append((at, f"{stamp} {host} named[900]: {message}"))
     return lines
+
+
+def udp_lines(host: str, seconds: int, start: datetime) -> list[tuple[datetime, str]]:
+    """One ``Sending UDP messages failed`` line in each of ``seconds`` seconds (the 9.18.31+ form)."""
+    return companion_lines(host, seconds, start, "general: error: Sending UDP messages failed: no pending connections")
 
 
 def write_log(path: Path, span: timedelta) -> None:
     lines = [line for host, n in IN_WINDOW.items() for line in send_error_lines(host, n, WINDOW_START, span)]
     lines += [line for host, n in UDP_SECONDS.items() for line in udp_lines(host, n, WINDOW_START)]
+    lines += [
+        line for host, n in INTERNAL_SENDS.items() for line in companion_lines(host, n, WINDOW_START, INTERNAL_SEND)
+    ]
     lines += [
         line for host, n in BEFORE_WINDOW.items() for line in send_error_lines(host, n, WINDOW_START - span, span)
     ]
@@ -184,6 +195,12 @@ def test_lucene_base_query_counts_each_host_in_the_rules_window(elasticsearch_ur
     fires = COMPARE[correlation.condition.op]
     assert counts == IN_WINDOW
     assert {h: n for h, n in counts.items() if fires(n, correlation.condition.count)} == FIRES
+
+
+def test_base_rule_leaves_out_both_companion_kinds() -> None:
+    """The base query pySigma converts names both kinds (the Lucene test above shows what they would add)."""
+    (lucene,) = LuceneBackend().convert_rule(SigmaRule.from_dict(rules()[0].to_dict()))
+    assert lucene.endswith("(NOT (bind.message_kind:(udp_send_failed OR internal_send_failed)))"), lucene
 
 
 def test_alert_rules_use_the_window_and_threshold_of_the_sigma_rule() -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from named_senderr.errors import PatternError
-from named_senderr.parse.regex_cache import compile_cached
 
 TOP_LEVEL_PREFIX = "NAMED_SENDERR_"
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -69,17 +68,14 @@ def load_line_patterns(directory: Path | None = None) -> list[LinePattern]:
     if not names:
         raise PatternError(f"{directory}: no {TOP_LEVEL_PREFIX}* pattern defined")
     expanded = _expand_cached(directory, definitions, names)
-    sources = [optionals_as_branches(without_plain_groups(expanded[name])) for name in names]
-    try:
-        regexes = compile_cached(sources, _cache_dir())
-    except re.error:  # name the pattern that does not compile
-        for name, source in zip(names, sources, strict=True):
-            try:
-                re.compile(source)
-            except re.error as exc:
-                raise PatternError(f"pattern {name} does not compile: {exc}") from exc
-        raise
-    return [LinePattern(name, definitions[name], regex) for name, regex in zip(names, regexes, strict=True)]
+    compiled = []
+    for name in names:
+        try:
+            regex = re.compile(optionals_as_branches(without_plain_groups(expanded[name])))
+        except re.error as exc:
+            raise PatternError(f"pattern {name} does not compile: {exc}") from exc
+        compiled.append(LinePattern(name, definitions[name], regex))
+    return compiled
 
 
 def expand(directory: Path, name: str) -> str:

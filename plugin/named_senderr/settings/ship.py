@@ -29,7 +29,8 @@ BOUNDED_LABELS = frozenset(
 # Fields with a value per client, query or line: as labels they would explode the stream count.
 UNBOUNDED_LABELS = frozenset(
     {"client_ip", "client_port", "qname", "view", "offset", "file", "pid", "client_ptr", "signer", "timestamp"}
-    | {"message", "reason_text", "hint", "repeat_count", "zone"}  # a zone per transfer: thousands on big servers
+    | {"message", "reason_text", "hint", "repeat_count", "zone"}
+    | {"destination_ip", "destination_port"}  # a zone per transfer: thousands on big servers
 )
 MAX_LOKI_LABELS = 15
 # What VictoriaLogs may take as its message field (``_msg_field``): every key of the flat record, the Loki line.

@@ -57,7 +57,11 @@ def make_hyperscan_finder() -> Finder | None:
             hits.append(start + to - lengths[needle])
 
         with memoryview(block)[start:end] as part:  # only the range asked: no copy, no hits to sort out
-            database.scan(part, match_event_handler=on_match, scratch=scratch)
+            database.scan(
+                part,  # type: ignore[type-var]  # the binding takes any buffer
+                match_event_handler=on_match,
+                scratch=scratch,
+            )
         return hits
 
     return find
