@@ -35,8 +35,8 @@ from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import parse_window
 from named_senderr.settings.kafka_source import KafkaSettings
 from named_senderr.settings.loading import build_kwargs, make, read_toml, section, sink_from_url, unknown_key
+from named_senderr.settings.secrets import read_secret
 from named_senderr.settings.ship import BatchConfig, QueueConfig, RetryConfig, ShipConfig, SinkConfig
-from named_senderr.sinks.credentials import read_secret
 from named_senderr.sources.file_tail import TailConfig
 from named_senderr.sources.files import SAMPLE_LOG, FileSource
 from named_senderr.sources.follow import FollowSource

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from named_senderr.errors import ConfigError
-from named_senderr.settings.kafka import _TOPIC, SASL_MECHANISMS
+from named_senderr.settings.kafka import SASL_MECHANISMS, TOPIC_NAME
+from named_senderr.settings.secrets import read_secret
 from named_senderr.settings.ship import TlsConfig
-from named_senderr.sinks.credentials import read_secret
 
 FORMATS = ("raw", "json", "msgpack")  # a record's value: the line itself, or a JSON / msgpack map holding it
 DEFAULT_KEYS = ("log", "message")  # json / msgpack: the fields of the line, as Fluent Bit's and Fluentd's records
@@ -52,7 +52,7 @@ class KafkaSettings:
         if not self.topics:
             raise ConfigError('no topics; add topics = ["named"] (the topic the edges produce to)')
         for topic in self.topics:
-            if not _TOPIC.match(topic) or topic in (".", ".."):
+            if not TOPIC_NAME.match(topic) or topic in (".", ".."):
                 raise ConfigError(f"topic {topic!r}: Kafka topic names are 1-249 of letters, digits, '.', '_', '-'")
         if not self.group.strip():
             raise ConfigError('group is empty; workers that share a group = "..." share the partitions')

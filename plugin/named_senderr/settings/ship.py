@@ -17,7 +17,7 @@ from named_senderr.errors import ConfigError
 from named_senderr.event import ECS_NAMES
 from named_senderr.metrics import parse_address
 from named_senderr.settings.compression import HTTP_KINDS, http_compression
-from named_senderr.settings.kafka import check_kafka
+from named_senderr.settings.kafka import COMPRESSIONS, MAX_BATCH_SIZE, MAX_LINGER_MS, SASL_MECHANISMS, TOPIC_NAME
 
 DEFAULT_DEAD_LETTER = Path("named-senderr-dead-letter.ndjson")
 DEFAULT_TAG = "named_senderr.send_error"  # what a forward:// sink tags its events with
@@ -136,7 +136,7 @@ class SinkConfig:
             object.__setattr__(self, "compression", http_compression(self.name, self.url, self.compression))
         if self.kind == "kafka":
             object.__setattr__(self, "compression", self.compression or "lz4")
-            check_kafka(self)
+            _check_kafka(self)
 
 
 @dataclass(frozen=True)
@@ -268,3 +268,33 @@ def _check_tenant(name: str, tenant: str | None) -> None:
             f"{name}: tenant {tenant!r} is not a VictoriaLogs tenant; give ACCOUNT or ACCOUNT:PROJECT, "
             'numbers below 4294967296 (e.g. tenant = "12:0"), sent as the AccountID and ProjectID headers'
         )
+
+
+def _check_kafka(config: SinkConfig) -> None:
+    """Refuse what a Kafka producer cannot do, naming the setting and the fix."""
+    name = config.name
+    topic = config.topic or ""
+    if not TOPIC_NAME.match(topic) or topic in (".", ".."):
+        raise ConfigError(
+            f"{name}: {topic!r} is not a Kafka topic name; end the URL with the topic, e.g. "
+            "kafka://127.0.0.1:9092/named-senderr (letters, digits, '.', '_', '-', at most 249)"
+        )
+    if config.compression not in COMPRESSIONS:
+        raise ConfigError(f"{name}: compression {config.compression!r} is not one of {', '.join(COMPRESSIONS)}")
+    if config.sasl_mechanism not in SASL_MECHANISMS:
+        raise ConfigError(
+            f"{name}: sasl_mechanism {config.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+        )
+    if not 0 <= config.linger_ms <= MAX_LINGER_MS:
+        raise ConfigError(f"{name}: linger_ms must be between 0 and {MAX_LINGER_MS}")
+    if not 1 <= config.batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"{name}: batch_size must be between 1 and {MAX_BATCH_SIZE} bytes")
+    auth = config.auth
+    if auth.api_key_env or auth.api_key_file or auth.bearer_token_env or auth.bearer_token_file:
+        raise ConfigError(
+            f"{name}: Kafka takes SASL credentials, not an API key or a bearer token; "
+            "set username and password_env (or password_file)"
+        )
+    tls = config.tls
+    if not config.url.startswith("kafka+ssl://") and (tls.ca_file or tls.client_cert or not tls.verify):
+        raise ConfigError(f"{name}: TLS settings need a TLS connection; use kafka+ssl://")

@@ -17,13 +17,11 @@ import base64
 import binascii
 import html
 import json
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import quote, quote_plus
 
-from named_senderr.errors import ConfigError
+from named_senderr.settings.secrets import read_secret
 from named_senderr.settings.ship import AuthConfig
 
 REDACTED = "[REDACTED]"
@@ -65,24 +63,6 @@ def read_credentials(auth: AuthConfig, sink: str) -> Credentials:
     if bearer is not None:
         return Credentials.of({"Authorization": f"Bearer {bearer}"}, [bearer])
     return NO_CREDENTIALS
-
-
-def read_secret(env: str | None, file: Path | None, what: str, sink: str) -> str | None:
-    """The secret named by ``env`` or ``file``; the message on failure names where, never the value."""
-    if env:
-        value = os.environ.get(env)
-        if not value:
-            raise ConfigError(f"{sink}: {what}_env names {env}, which is not set; export {env} or use {what}_file")
-        return value
-    if file:
-        try:
-            value = file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{sink}: {what}_file {file}: {exc.strerror}; make it readable by this user") from None
-        if not value:
-            raise ConfigError(f"{sink}: {what}_file {file} is empty; write the {what} into it")
-        return value
-    return None
 
 
 def _api_key_parts(api_key: str) -> list[str]:

@@ -27,8 +27,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from named_senderr.event import Event
+from named_senderr.settings.secrets import read_secret
 from named_senderr.settings.ship import SinkConfig
-from named_senderr.sinks.credentials import read_secret
 from named_senderr.sinks.ids import event_id, identified
 from named_senderr.sinks.outcome import Outcome, SinkFailed
 
