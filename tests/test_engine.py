@@ -168,3 +168,28 @@ def test_a_follower_restarted_before_its_checkpoint_moved_queues_nothing_twice(t
         thread.join(30)
     assert len(sink.items) == len(set(sink.items)) == 3_000
     assert results[0].queue.replayed == 1_000 and results[0].queue.queued == 2_000
+
+
+class RefusingDelivery(StreamDelivery):
+    """Takes events until told to refuse (a full disk at shutdown, say); what it took is durable at once."""
+
+    refuse = False
+
+    def put(self, events, seq, wait=True, routes=None) -> bool:  # type: ignore[no-untyped-def]
+        return False if self.refuse else super().put(events, seq, wait, routes)
+
+
+def test_a_batch_whose_rolled_up_events_were_refused_is_never_acknowledged(tmp_path: Path) -> None:
+    clock = [0.0]
+    with open(tmp_path / "out.ndjson", "wb") as stream:
+        delivery = RefusingDelivery(stream, lambda event: {"ip": event.client_ip})
+        runner = Runner([], parse_lines(Stats()), [Rollup(60, lambda: clock[0])], delivery)
+        acked: list[int] = []
+        runner.emit(Batch([Line(LINE % (1, 1))], lambda: acked.append(1)))
+        delivery.refuse = True
+        clock[0] = 61.0  # the window closes, and the delivery refuses the rolled-up event
+        runner.tick()
+        delivery.refuse = False
+        runner.emit(Batch([Line(LINE % (2, 2))], lambda: acked.append(2)))  # durable: but the first may not move
+        runner.tick()
+    assert acked == []

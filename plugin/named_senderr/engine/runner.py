@@ -56,6 +56,7 @@ class Runner:
     _reading: threading.Event = field(default_factory=threading.Event, init=False)  # set: stop reading
     _topology: Topology = field(init=False)
     _closing: bool = field(default=False, init=False)  # every source returned: nothing more is taken
+    _undelivered: int | None = field(default=None, init=False)  # the oldest batch whose held events were refused
 
     def __post_init__(self) -> None:
         self._topology = self.stages if isinstance(self.stages, Topology) else Topology.chain(self.stages)
@@ -134,15 +135,15 @@ class Runner:
         """What the stages let go of, to the delivery as part of the oldest batch they held."""
         seq = self._topology.oldest_held() or self._seq
         delivered = self._topology.flush(final, seq)
-        if delivered[0]:
-            self._put(delivered, seq)
+        if delivered[0] and not self._put(delivered, seq):  # refused (stopping, a full disk): never acknowledge it
+            self._undelivered = seq if self._undelivered is None else min(self._undelivered, seq)
 
     def _release(self) -> None:
         """Acknowledge, in order, every batch the delivery holds durably and no stage still holds."""
         through = self.delivery.durable_through()
-        held = self._topology.oldest_held()
-        if held is not None:
-            through = min(through, held - 1)
+        for held in (self._topology.oldest_held(), self._undelivered):
+            if held is not None:
+                through = min(through, held - 1)
         while self._acks and self._acks[0][0] <= through:
             self._acks.popleft()[1]()
 
