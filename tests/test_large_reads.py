@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 
 import pytest
 
@@ -115,3 +116,26 @@ def test_large_reads_find_the_same_lines_with_either_finder():
         for finder in (find_with_bytes, make_hyperscan_finder())
     ]
     assert results[0] == results[1]
+
+
+def test_one_finder_scans_in_many_threads_at_once() -> None:
+    """Two files read at once share the finder: each thread must get its own scratch space."""
+    find = make_hyperscan_finder()
+    if find is None:
+        pytest.skip("hyperscan is not installed")
+    block = b"x" * 4096 + b"error sending response" + b"y" * 4096
+    errors: list[BaseException] = []
+
+    def scan() -> None:
+        try:
+            for _ in range(2000):
+                assert find(block, 0, len(block)) == [4096]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scan) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []

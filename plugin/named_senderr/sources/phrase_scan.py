@@ -7,6 +7,7 @@ same hits: the tests run each against the other.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 # Supersets of the parser's candidate markers, as the file reader searches them.
@@ -47,7 +48,7 @@ def make_hyperscan_finder() -> Finder | None:
         elements=len(NEEDLES),
         flags=[0] * len(NEEDLES),
     )
-    scratch = hyperscan.Scratch(database)
+    scratches = threading.local()  # a scratch serves one scan at a time: one per thread (two files read at once)
     lengths = [len(needle) for needle in NEEDLES]
 
     def find(block: bytes, start: int, end: int) -> list[int]:
@@ -56,6 +57,9 @@ def make_hyperscan_finder() -> Finder | None:
         def on_match(needle: int, _from: int, to: int, _flags: int, _context: object) -> None:
             hits.append(start + to - lengths[needle])
 
+        scratch = getattr(scratches, "scratch", None)
+        if scratch is None:
+            scratch = scratches.scratch = hyperscan.Scratch(database)
         with memoryview(block)[start:end] as part:  # only the range asked: no copy, no hits to sort out
             database.scan(
                 part,  # type: ignore[type-var]  # the binding takes any buffer
