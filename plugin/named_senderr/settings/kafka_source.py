@@ -80,17 +80,26 @@ class KafkaSettings:
             "enable.auto.offset.store": False,
             "auto.offset.reset": self.start,
         }
-        config["security.protocol"] = ("SASL_" if self.username else "") + ("SSL" if self.tls else "PLAINTEXT")
-        if self.tls is not None:
-            config["enable.ssl.certificate.verification"] = self.tls.verify
-            if not self.tls.verify:
-                config["ssl.endpoint.identification.algorithm"] = "none"
-            for key, path in (("ssl.ca.location", self.tls.ca_file), ("ssl.certificate.location",
-                              self.tls.client_cert), ("ssl.key.location", self.tls.client_key)):  # fmt: skip
-                if path is not None:
-                    config[key] = str(path)
         password = read_secret(self.password_env, self.password_file, "password", "the kafka source")
-        if self.username and password is not None:
-            config |= {"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.username,
-                       "sasl.password": password}  # fmt: skip
-        return config
+        return config | security_settings(self.tls, self.username, password, self.sasl_mechanism)
+
+
+def security_settings(
+    tls: TlsConfig | None, username: str | None, password: str | None, mechanism: str
+) -> dict[str, str | int | bool]:
+    """librdkafka's security settings, the same for the source and the sink: SASL with a username and its
+    password, TLS when ``tls`` is given (``verify`` off turns off the host-name check too)."""
+    settings: dict[str, str | int | bool] = {}
+    if username and password is not None:
+        settings |= {"sasl.mechanisms": mechanism, "sasl.username": username, "sasl.password": password}
+    sasl = "SASL_" if "sasl.username" in settings else ""
+    settings["security.protocol"] = sasl + ("SSL" if tls else "PLAINTEXT")
+    if tls is not None:
+        for key, path in (("ssl.ca.location", tls.ca_file), ("ssl.certificate.location", tls.client_cert),
+                          ("ssl.key.location", tls.client_key)):  # fmt: skip
+            if path is not None:
+                settings[key] = str(path)
+        settings["enable.ssl.certificate.verification"] = tls.verify
+        if not tls.verify:
+            settings["ssl.endpoint.identification.algorithm"] = "none"
+    return settings

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from named_senderr.event import Event
+from named_senderr.settings.kafka_source import security_settings
 from named_senderr.settings.secrets import read_secret
 from named_senderr.settings.ship import SinkConfig
 from named_senderr.sinks.ids import event_id, identified
@@ -63,18 +64,9 @@ def producer_settings(config: SinkConfig) -> dict[str, Any]:
         "message.timeout.ms": int(config.timeout * 1000),
         "logger": log,
     }
-    tls = scheme == "kafka+ssl"
     password = read_secret(config.auth.password_env, config.auth.password_file, "password", config.name)
-    if config.auth.username and password is not None:
-        settings |= {"sasl.mechanisms": config.sasl_mechanism, "sasl.username": config.auth.username}
-        settings["sasl.password"] = password
-    sasl = "sasl.username" in settings
-    settings["security.protocol"] = ("SASL_" if sasl else "") + ("SSL" if tls else "PLAINTEXT")
-    if tls:
-        paths = {"ssl.ca.location": config.tls.ca_file, "ssl.certificate.location": config.tls.client_cert}
-        paths["ssl.key.location"] = config.tls.client_key
-        settings |= {key: str(path) for key, path in paths.items() if path}
-        settings["enable.ssl.certificate.verification"] = config.tls.verify
+    tls = config.tls if scheme == "kafka+ssl" else None
+    settings |= security_settings(tls, config.auth.username, password, config.sasl_mechanism)
     return settings
 
 
