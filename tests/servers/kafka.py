@@ -106,8 +106,15 @@ def prepare(version: str = VERSION) -> Path:
 
 
 def cluster_id() -> str:
-    """A fresh KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what ``random-uuid`` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A fresh KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what ``random-uuid`` prints).
+
+    An id that starts with ``-`` is drawn again, as Kafka's own ``Uuid.randomUuid`` does: the storage
+    tool's argument parser would read it as an option (one start in 64 failed that way).
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def properties(data: Path, port: int, controller_port: int, sasl_port: int) -> str:
