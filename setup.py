@@ -11,5 +11,6 @@ setup(
     ext_modules=[
         Extension("named_senderr._event_json", ["plugin/named_senderr/_event_json.c"], optional=True),
         Extension("named_senderr.parse._named_fast", ["plugin/named_senderr/parse/_named_fast.c"], optional=True),
+        Extension("named_senderr.sources._hit_lines", ["plugin/named_senderr/sources/_hit_lines.c"], optional=True),
     ]
 )

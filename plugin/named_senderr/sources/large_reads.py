@@ -16,6 +16,7 @@ import gzip
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+from named_senderr import native
 from named_senderr.errors import InputError
 from named_senderr.parse.named import MAX_LINE_BYTES
 from named_senderr.sources.log_file import BLOCK_SIZE, BOM, default_finder, has_needle, is_undecodable
@@ -114,19 +115,41 @@ def _window(
             if len(line) <= MAX_LINE_BYTES:
                 found[position] = base + position, line, False
             position += len(line) + 1
+    elif not found:  # the usual window: no line over the limit to merge with
+        yield from hit_lines(buf, start, end, find(buf, start, end), base, MAX_LINE_BYTES)  # type: ignore[arg-type]
+        return
     else:
-        for i in find(buf, start, end):  # type: ignore[arg-type]
-            low = i - MAX_LINE_BYTES if i - MAX_LINE_BYTES > start else start
-            line_start = buf.rfind(b"\n", low, i) + 1  # type: ignore[attr-defined]
-            if line_start == 0:
-                if low > start:
-                    continue  # no newline within reach: a line over the limit
-                line_start = start
-            if line_start not in found:
-                line_end = buf.find(b"\n", i, end)  # type: ignore[attr-defined]
-                if line_end - line_start <= MAX_LINE_BYTES:
-                    found[line_start] = base + line_start, bytes(view[line_start:line_end]), False
+        for line in hit_lines(buf, start, end, find(buf, start, end), base, MAX_LINE_BYTES):  # type: ignore[arg-type]
+            found.setdefault(line[0] - base, line)
     yield from (found[key] for key in sorted(found)) if len(found) > 1 else found.values()
+
+
+def python_hit_lines(buf: bytearray, start: int, end: int, hits: list[int], base: int, limit: int) -> list[Found]:
+    """Each whole line of ``buf[start:end]`` that holds a hit, once, in order, as ``(base + start, line, False)``.
+
+    A line longer than ``limit`` is left out (the oversize marks find it). The C ``hit_lines``
+    (sources/_hit_lines.c) gives the same list; tests/test_large_reads.py compares the two.
+    """
+    view = memoryview(buf)
+    lines: list[Found] = []
+    last = -1
+    for i in sorted(hits):  # one line's hits are next to each other, its lines in order
+        low = i - limit if i - limit > start else start
+        line_start = buf.rfind(b"\n", low, i) + 1
+        if line_start == 0:
+            if low > start:
+                continue  # no newline within reach: a line over the limit
+            line_start = start
+        if line_start != last:
+            line_end = buf.find(b"\n", i, end)
+            if line_end - line_start <= limit:
+                lines.append((base + line_start, bytes(view[line_start:line_end]), False))
+                last = line_start
+    return lines
+
+
+_native = native.load("named_senderr.sources._hit_lines")
+hit_lines = python_hit_lines if _native is None else _native.hit_lines
 
 
 def _oversize(buf: bytearray, start: int, end: int) -> Iterator[int]:
