@@ -12,5 +12,6 @@ setup(
         Extension("named_senderr._event_json", ["plugin/named_senderr/_event_json.c"], optional=True),
         Extension("named_senderr.parse._named_fast", ["plugin/named_senderr/parse/_named_fast.c"], optional=True),
         Extension("named_senderr.sources._hit_lines", ["plugin/named_senderr/sources/_hit_lines.c"], optional=True),
+        Extension("named_senderr.sinks._ids", ["plugin/named_senderr/sinks/_ids.c"], optional=True),
     ]
 )

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import binascii
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from hashlib import sha256
 
+from named_senderr import native
 from named_senderr.event import Event, to_ecs, to_flat
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -32,8 +34,11 @@ def event_id(event: Event, cwd: str) -> str:
     return event_id_bytes(event, cwd).decode("ascii")
 
 
-def event_id_bytes(event: Event, cwd: str) -> bytes:
-    """``event_id`` as ASCII bytes, for a sink that writes it straight into a request body."""
+def python_event_id_bytes(event: Event, cwd: str) -> bytes:
+    """``event_id`` as ASCII bytes, for a sink that writes it straight into a request body.
+
+    The reference: sinks/_ids.c gives the same bytes where it was built (tests/test_native_ids.py).
+    """
     offset = event.offset
     position = b"%d" % offset if offset is not None else (event.timestamp or "").encode()
     digest = sha256(
@@ -59,3 +64,10 @@ def _source_key(host: str | None, file: str | None, cwd: str) -> bytes:
     """The start of the hashed bytes, the same for every line of one file of one host: host, NUL, path, NUL."""
     path = os.path.normpath(os.path.join(cwd, file)).encode("utf-8", "surrogateescape") if file else b"-"
     return b"%s\0%s\0" % ((host or "").encode(), path)
+
+
+_native = native.load("named_senderr.sinks._ids")
+event_id_bytes: Callable[[Event, str], bytes] = python_event_id_bytes
+if _native is not None:
+    _native.configure(python_event_id_bytes, _source_key, sha256)
+    event_id_bytes = _native.event_id_bytes
