@@ -119,8 +119,8 @@ def _window(
         yield from hit_lines(buf, start, end, find(buf, start, end), base, MAX_LINE_BYTES)  # type: ignore[arg-type]
         return
     else:
-        for line in hit_lines(buf, start, end, find(buf, start, end), base, MAX_LINE_BYTES):  # type: ignore[arg-type]
-            found.setdefault(line[0] - base, line)
+        for hit in hit_lines(buf, start, end, find(buf, start, end), base, MAX_LINE_BYTES):  # type: ignore[arg-type]
+            found.setdefault(hit[0] - base, hit)
     yield from (found[key] for key in sorted(found)) if len(found) > 1 else found.values()
 
 
