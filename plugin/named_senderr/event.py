@@ -5,15 +5,19 @@
 plain dicts of JSON types, built field by field so the hot path stays cheap.
 ``ecs_json`` is ``orjson.dumps(to_ecs(...))`` byte for byte without the dict:
 the parts every event of a message kind and reason shares are encoded once.
+It is the C encoder (_event_json.c) where that was built, else the Python
+``ecs_json_reference``, which the C one mirrors and hands every rare case to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 
+from named_senderr.native import load
 from named_senderr.reasons import hint
 
 ECS_VERSION = "8.17.0"
@@ -220,7 +224,7 @@ def _shared_part(kind: str, reason: str, reason_text: str) -> bytes:
     return part
 
 
-def ecs_json(event: Event, ingest_time: str, newline: bool = False) -> bytes:
+def ecs_json_reference(event: Event, ingest_time: str, newline: bool = False) -> bytes:
     """``orjson.dumps(to_ecs(event, ingest_time))``, the same bytes at a fraction of the cost (tests/test_event.py).
 
     ``newline`` ends it in ``\\n``, as ``orjson.OPT_APPEND_NEWLINE`` does: an NDJSON line without another copy.
@@ -274,3 +278,21 @@ def ecs_json(event: Event, ingest_time: str, newline: bool = False) -> bytes:
         parts += (b',"container":{"name":', dumps(event.container), b"}")
     parts.append(b"}\n" if newline else b"}")
     return b"".join(parts)
+
+
+class EcsJson(Protocol):
+    """What callers see as ``ecs_json``: either encoder, the same call."""
+
+    def __call__(self, event: Event, ingest_time: str, newline: bool = False) -> bytes: ...
+
+
+def _chosen_ecs_json() -> EcsJson:
+    """The C encoder where it was built (named_senderr/native.py), bound to what it reads and falls back to."""
+    compiled = load("named_senderr._event_json")
+    if compiled is None:
+        return ecs_json_reference
+    compiled.bind(Event, _shared_part, ecs_json_reference)
+    return compiled.ecs_json
+
+
+ecs_json = _chosen_ecs_json()
