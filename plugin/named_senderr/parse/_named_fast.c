@@ -1,0 +1,662 @@
+/* ParseLines' loop (engine/transforms.py) over a batch of Lines, in C, on the happy path only.
+
+A line is parsed here only when it takes the common road through
+NamedLineParser.parse_bytes: not oversize, strict UTF-8, a candidate, not JSON,
+matched by a pattern, every check of _event passed, its (kind, reason) in the
+parser's cache. Every other line is handed to the Python reference
+(transforms.parse_line) for that line alone, so a rare case can never come out
+differently; this file never builds a Rejection. parse/fast.py names every Python
+object this module reads and hands them over once per parser.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <arpa/inet.h>
+#include <string.h>
+
+/* named.FIELDS, in its order: the captures _event reads. */
+enum {
+    F_PHRASE, F_REPEAT, F_REPEAT_CLOSE, F_IP, F_PORT, F_QNAME, F_LOG_TIME, F_NAMED_TIME, F_REASON_TEXT, F_PID,
+    F_PRIORITY, F_BIND_MESSAGE, F_SCOPE, F_CLIENT_PTR, F_VIEW, F_SIGNER, F_NETMGR_PTR, F_ZONE, F_ZONE_CLASS, F_HOST,
+    F_PROGRAM, F_CATEGORY, F_SEVERITY, F_FACILITY, F_SYSLOG_SEVERITY, F_ASL_LEVEL, F_CONTAINER, F_INTERNAL_PHRASE,
+    F_DESTINATION_IP, F_DESTINATION_PORT, F_DESTINATION_SCOPE, N_FIELDS
+};
+static const char *const FIELD_NAMES[N_FIELDS] = {
+    "phrase", "repeat_count", "repeat_close", "client_ip", "client_port", "qname", "log_time", "named_time",
+    "reason_text", "pid", "priority", "bind_message", "scope", "client_ptr", "view", "signer", "netmgr_ptr", "zone",
+    "zone_class", "host", "program", "category", "severity", "facility", "syslog_severity", "asl_level", "container",
+    "internal_phrase", "destination_ip", "destination_port", "destination_scope",
+};
+
+/* Event's fields, in its order. */
+enum {
+    E_MESSAGE_KIND, E_REASON, E_REASON_TEXT, E_MESSAGE, E_ORIGINAL, E_TIMESTAMP, E_TIMESTAMP_VALID, E_CLIENT_IP,
+    E_CLIENT_PORT, E_SCOPE, E_CLIENT_PTR, E_QNAME, E_VIEW, E_SIGNER, E_NETMGR_PTR, E_ZONE, E_ZONE_CLASS,
+    E_REPEAT_COUNT, E_HOST, E_PROGRAM, E_PID, E_CATEGORY, E_SEVERITY, E_PRIORITY, E_FACILITY, E_SYSLOG_SEVERITY,
+    E_CONTAINER, E_FILE, E_OFFSET, E_FIRST_SEEN, E_LAST_SEEN, E_ROLLUP_WINDOW, E_INGESTED, E_DESTINATION_IP,
+    E_DESTINATION_PORT, N_EVENT
+};
+static const char *const EVENT_NAMES[N_EVENT] = {
+    "message_kind", "reason", "reason_text", "message", "original", "timestamp", "timestamp_valid", "client_ip",
+    "client_port", "scope", "client_ptr", "qname", "view", "signer", "netmgr_ptr", "zone", "zone_class",
+    "repeat_count", "host", "program", "pid", "category", "severity", "priority", "facility", "syslog_severity",
+    "container", "file", "offset", "first_seen", "last_seen", "rollup_window", "ingested", "destination_ip",
+    "destination_port",
+};
+
+/* The Line fields the loop reads. */
+enum { L_DATA, L_FILE, L_OFFSET, L_HOST, L_OVERSIZE, L_TIME, N_LINE };
+static const char *const LINE_NAMES[N_LINE] = {"data", "file", "offset", "host", "oversize", "time"};
+
+typedef struct {
+    PyObject *match;            /* the pattern's bound match() */
+    Py_ssize_t pick[N_FIELDS];  /* index of each field in match.groups(), -1 where the pattern has no such capture */
+} Pattern;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fallback;    /* parse_line(line, default_host, ingested): the reference for one line */
+    PyObject *groups;      /* re.Match.groups */
+    PyObject *reasons;     /* parser._reasons: (phrase, reason_text) -> (kind, reason) */
+    PyObject *time_cache;  /* TimestampNormalizer._cache: head -> base or None */
+    PyObject *to_rfc3339;
+    PyTypeObject *event_type;
+    PyTypeObject *line_type;
+    PyObject *empty;       /* "" for ``bind_message or ""`` */
+    PyObject *names[N_LINE];
+    PyObject *last_time;   /* the last time text converted, and its result: a storm logs many in one ms */
+    PyObject *last_stamp;
+    int started;           /* __init__ ran (a second run would leak the first's references) */
+    Pattern *patterns;
+    Py_ssize_t npatterns;
+    Py_ssize_t max_line_bytes;
+    Py_ssize_t max_qname_chars;
+    Py_ssize_t event_offset[N_EVENT];
+    Py_ssize_t line_offset[N_LINE];
+} Loop;
+
+/* The slot offset of a slots-dataclass field: writing there is what its member descriptor does. */
+static int slot_offset(PyTypeObject *type, const char *name, Py_ssize_t *offset)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL) {
+        return -1;
+    }
+    int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX
+             && !(((PyMemberDescrObject *)descr)->d_member->flags & READONLY);
+    if (ok) {
+        *offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+    Py_DECREF(descr);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable slot", type->tp_name, name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A tuple of str must be exactly ``names``: the C enums above follow the Python side. */
+static int same_names(PyObject *given, const char *const *names, Py_ssize_t n, const char *what)
+{
+    if (!PyTuple_Check(given) || PyTuple_GET_SIZE(given) != n) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a tuple of %zd names", what, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(given, i);
+        if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, names[i]) != 0) {
+            PyErr_Format(PyExc_TypeError, "%s[%zd] is %R, _named_fast.c expects '%s'", what, i, name, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int read_patterns(Loop *self, PyObject *patterns)
+{
+    PyObject *seq = PySequence_Fast(patterns, "patterns: a sequence of (match, picks)");
+    if (seq == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    self->patterns = PyMem_Calloc(n ? n : 1, sizeof(Pattern));
+    if (self->patterns == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *match, *picks;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OO!", &match, &PyTuple_Type, &picks)) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (PyTuple_GET_SIZE(picks) != N_FIELDS) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_TypeError, "patterns[%zd]: %d picks expected", i, N_FIELDS);
+            return -1;
+        }
+        Pattern *pattern = &self->patterns[i];
+        for (Py_ssize_t f = 0; f < N_FIELDS; f++) {
+            pattern->pick[f] = PyLong_AsSsize_t(PyTuple_GET_ITEM(picks, f));
+            if (pattern->pick[f] == -1 && PyErr_Occurred()) {
+                Py_DECREF(seq);
+                return -1;
+            }
+        }
+        pattern->match = Py_NewRef(match);
+        self->npatterns = i + 1;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static int Loop_init(Loop *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"fallback", "patterns", "groups", "reasons", "time_cache", "to_rfc3339", "event",
+                               "event_fields", "line", "fields", "max_line_bytes", "max_qname_chars", NULL};
+    PyObject *fallback, *patterns, *groups, *reasons, *time_cache, *to_rfc3339, *event_fields, *fields;
+    PyTypeObject *event_type, *line_type;
+    if (self->started) {
+        PyErr_SetString(PyExc_TypeError, "a Loop is initialized once");
+        return -1;
+    }
+    self->started = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO!O!OO!OO!Onn", keywords, &fallback, &patterns, &groups,
+                                     &PyDict_Type, &reasons, &PyDict_Type, &time_cache, &to_rfc3339, &PyType_Type,
+                                     &event_type, &event_fields, &PyType_Type, &line_type, &fields,
+                                     &self->max_line_bytes, &self->max_qname_chars)) {
+        return -1;
+    }
+    if (same_names(fields, FIELD_NAMES, N_FIELDS, "fields") < 0
+        || same_names(event_fields, EVENT_NAMES, N_EVENT, "event_fields") < 0) {
+        return -1;
+    }
+    /* Every slot is written: an Event with a slot left empty would break its __eq__ and __repr__. */
+    if (event_type->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) + N_EVENT * sizeof(PyObject *))) {
+        PyErr_Format(PyExc_TypeError, "%s has slots besides its %d fields", event_type->tp_name, N_EVENT);
+        return -1;
+    }
+    for (int i = 0; i < N_EVENT; i++) {
+        if (slot_offset(event_type, EVENT_NAMES[i], &self->event_offset[i]) < 0) {
+            return -1;
+        }
+    }
+    for (int i = 0; i < N_LINE; i++) {
+        if (slot_offset(line_type, LINE_NAMES[i], &self->line_offset[i]) < 0) {
+            return -1;
+        }
+        if ((self->names[i] = PyUnicode_InternFromString(LINE_NAMES[i])) == NULL) {
+            return -1;
+        }
+    }
+    if ((self->empty = PyUnicode_New(0, 0)) == NULL || read_patterns(self, patterns) < 0) {
+        return -1;
+    }
+    self->fallback = Py_NewRef(fallback);
+    self->groups = Py_NewRef(groups);
+    self->reasons = Py_NewRef(reasons);
+    self->time_cache = Py_NewRef(time_cache);
+    self->to_rfc3339 = Py_NewRef(to_rfc3339);
+    self->event_type = (PyTypeObject *)Py_NewRef(event_type);
+    self->line_type = (PyTypeObject *)Py_NewRef(line_type);
+    return 0;
+}
+
+static int Loop_traverse(Loop *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->groups);
+    Py_VISIT(self->reasons);
+    Py_VISIT(self->time_cache);
+    Py_VISIT(self->to_rfc3339);
+    Py_VISIT(self->event_type);
+    Py_VISIT(self->line_type);
+    Py_VISIT(self->last_time);
+    Py_VISIT(self->last_stamp);
+    for (Py_ssize_t i = 0; i < self->npatterns; i++) {
+        Py_VISIT(self->patterns[i].match);
+    }
+    return 0;
+}
+
+static int Loop_clear(Loop *self)
+{
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->groups);
+    Py_CLEAR(self->reasons);
+    Py_CLEAR(self->time_cache);
+    Py_CLEAR(self->to_rfc3339);
+    Py_CLEAR(self->event_type);
+    Py_CLEAR(self->line_type);
+    Py_CLEAR(self->empty);
+    Py_CLEAR(self->last_time);
+    Py_CLEAR(self->last_stamp);
+    for (int i = 0; i < N_LINE; i++) {
+        Py_CLEAR(self->names[i]);
+    }
+    for (Py_ssize_t i = 0; i < self->npatterns; i++) {
+        Py_CLEAR(self->patterns[i].match);
+    }
+    return 0;
+}
+
+static void Loop_dealloc(Loop *self)
+{
+    PyObject_GC_UnTrack(self);
+    Loop_clear(self);
+    PyMem_Free(self->patterns);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A line's field, a new reference: read from its slot when it is exactly a Line, else by attribute. */
+static PyObject *line_field(Loop *self, PyObject *line, int field)
+{
+    if (Py_IS_TYPE(line, self->line_type)) {
+        PyObject *value = *(PyObject **)((char *)line + self->line_offset[field]);
+        if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, LINE_NAMES[field]);
+        }
+        return Py_XNewRef(value);
+    }
+    return PyObject_GetAttr(line, self->names[field]);
+}
+
+/* Python's truth of ``value``: 1, 0, or -1 with an error. */
+static int truthy(PyObject *value)
+{
+    if (value == Py_None) {
+        return 0;
+    }
+    if (PyUnicode_CheckExact(value)) {
+        return PyUnicode_GET_LENGTH(value) > 0;
+    }
+    return PyObject_IsTrue(value);
+}
+
+#define HAS(literal) (memmem(s, n, literal, sizeof(literal) - 1) != NULL)
+
+/* named.is_candidate on the line's bytes: every phrase is ASCII, which UTF-8 (and its replacement of invalid
+   bytes) keeps byte for byte, so the answer is the text's. */
+static int is_candidate(const char *s, size_t n)
+{
+    if (HAS("end")
+        && (HAS("error sending") || HAS("send failed") || HAS("Sending UDP messages failed") || HAS("send exceeded")
+            || HAS("sending zone data") || HAS("': send:") || (HAS("internal_send: ") && memchr(s, '#', n) != NULL))) {
+        return 1;
+    }
+    return n > 0 && s[0] == '{' && HAS("\"MESSAGE\":[");
+}
+
+/* int(text), or NULL with an error (the reference then raises or rejects it itself). */
+static PyObject *to_int(PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "not a str");
+        return NULL;
+    }
+    return PyLong_FromUnicodeObject(text, 10);
+}
+
+/* named._checked_port: the port, or NULL (with an error or not) where the reference must decide. */
+static PyObject *checked_port(PyObject *ip, PyObject *port_text)
+{
+    if (!PyUnicode_Check(ip)) {
+        return NULL;
+    }
+    Py_ssize_t colon = PyUnicode_FindChar(ip, ':', 0, PyUnicode_GET_LENGTH(ip), 1);
+    if (colon == -2) {
+        return NULL;
+    }
+    if (colon >= 0) {
+        unsigned char packed[16];
+        Py_ssize_t size;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(ip, &size);
+        /* A NUL makes socket.inet_pton raise ValueError: the reference's own way to end. */
+        if (utf8 == NULL || (Py_ssize_t)strlen(utf8) != size || inet_pton(AF_INET6, utf8, packed) != 1) {
+            return NULL;
+        }
+    }
+    PyObject *port = to_int(port_text);
+    if (port == NULL) {
+        return NULL;
+    }
+    int overflow;
+    long value = PyLong_AsLongAndOverflow(port, &overflow);
+    if (overflow || value > 65535 || (value == -1 && PyErr_Occurred())) {
+        Py_DECREF(port);
+        return NULL;
+    }
+    return port;
+}
+
+static int same_ascii(PyObject *a, PyObject *b)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    return PyUnicode_IS_ASCII(a) && PyUnicode_IS_ASCII(b) && n == PyUnicode_GET_LENGTH(b)
+           && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), n) == 0;
+}
+
+/* TimestampNormalizer.to_rfc3339(text): named's print-time from its cache as to_rfc3339 builds it, anything else
+   (and a miss, which fills the cache) by calling it. A new reference to a str or None, NULL on an error. */
+static PyObject *timestamp(Loop *self, PyObject *text)
+{
+    if (self->last_time != NULL && same_ascii(text, self->last_time)) {
+        return Py_NewRef(self->last_stamp);
+    }
+    PyObject *stamp = NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const Py_UCS1 *chars = PyUnicode_IS_ASCII(text) ? PyUnicode_1BYTE_DATA(text) : NULL;
+    if (chars != NULL && n >= 7 && chars[n - 4] == '.' && chars[n - 7] == ':') {
+        PyObject *head = PyUnicode_Substring(text, 0, n - 4);
+        if (head == NULL) {
+            return NULL;
+        }
+        PyObject *base = PyDict_GetItemWithError(self->time_cache, head); /* borrowed */
+        Py_DECREF(head);
+        if (base == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (base == Py_None) {
+            stamp = Py_NewRef(Py_None);
+        } else if (base != NULL && PyUnicode_CheckExact(base) && PyUnicode_IS_ASCII(base)) {
+            /* f"{base}.{fraction}Z" with the fraction's three digits */
+            Py_ssize_t size = PyUnicode_GET_LENGTH(base);
+            if ((stamp = PyUnicode_New(size + 5, 127)) == NULL) {
+                return NULL;
+            }
+            Py_UCS1 *out = PyUnicode_1BYTE_DATA(stamp);
+            memcpy(out, PyUnicode_1BYTE_DATA(base), size);
+            out[size] = '.';
+            memcpy(out + size + 1, chars + n - 3, 3);
+            out[size + 4] = 'Z';
+        }
+    }
+    if (stamp == NULL && (stamp = PyObject_CallOneArg(self->to_rfc3339, text)) == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(self->last_time, Py_NewRef(text));
+    Py_XSETREF(self->last_stamp, Py_NewRef(stamp));
+    return stamp;
+}
+
+/* The line's Event, or NULL: hand the line to the reference (any error on the way is dropped with it, the
+   reference meets it again). *candidate is set to 0 for a line that is no candidate (no event, no rejection). */
+static PyObject *fast_event(Loop *self, PyObject *line, PyObject *default_host, PyObject *ingested, int *candidate)
+{
+    PyObject *data = NULL, *text = NULL, *match = NULL, *groups = NULL, *key = NULL, *stamp = NULL;
+    PyObject *kind_reason = NULL, *port = NULL, *destination_port = NULL, *repeat = NULL, *pid = NULL;
+    PyObject *priority = NULL;
+    PyObject *file = NULL, *offset = NULL, *line_host = NULL, *line_time = NULL, *event = NULL;
+    PyObject *fields[N_FIELDS];
+    *candidate = 1;
+
+    PyObject *oversize = line_field(self, line, L_OVERSIZE);
+    int is_oversize = oversize == NULL ? -1 : oversize == Py_False ? 0 : truthy(oversize);
+    Py_XDECREF(oversize);
+    if (is_oversize != 0 || (data = line_field(self, line, L_DATA)) == NULL || !PyBytes_CheckExact(data)
+        || PyBytes_GET_SIZE(data) > self->max_line_bytes) {
+        goto done;
+    }
+    const char *s = PyBytes_AS_STRING(data);
+    size_t n = (size_t)PyBytes_GET_SIZE(data); /* not negative: a bytes object's size */
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) { /* text.rstrip("\r\n") */
+        n--;
+    }
+    if (!is_candidate(s, n)) {
+        *candidate = 0;
+        goto done;
+    }
+    if (s[0] == '{' || (text = PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, NULL)) == NULL
+        || PyUnicode_GET_LENGTH(text) > self->max_line_bytes) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < self->npatterns && match == NULL; i++) {
+        if ((match = PyObject_Vectorcall(self->patterns[i].match, &text, 1, NULL)) == NULL) {
+            goto done;
+        }
+        if (match == Py_None) {
+            Py_CLEAR(match);
+            continue;
+        }
+        if ((groups = PyObject_Vectorcall(self->groups, &match, 1, NULL)) == NULL || !PyTuple_CheckExact(groups)) {
+            goto done;
+        }
+        for (int f = 0; f < N_FIELDS; f++) {
+            Py_ssize_t at = self->patterns[i].pick[f];
+            fields[f] = at >= 0 && at < PyTuple_GET_SIZE(groups) ? PyTuple_GET_ITEM(groups, at) : Py_None;
+        }
+    }
+    if (match == NULL) { /* no pattern: the reference diagnoses it */
+        goto done;
+    }
+    /* _event's checks, in its order; each failure is a Rejection the reference makes */
+    if ((fields[F_REPEAT] == Py_None) != (fields[F_REPEAT_CLOSE] == Py_None)) {
+        goto done;
+    }
+    PyObject *phrase = fields[F_PHRASE], *scope = fields[F_SCOPE];
+    if (fields[F_IP] != Py_None && (port = checked_port(fields[F_IP], fields[F_PORT])) == NULL) {
+        goto done;
+    }
+    if (fields[F_DESTINATION_IP] != Py_None) {
+        if ((destination_port = checked_port(fields[F_DESTINATION_IP], fields[F_DESTINATION_PORT])) == NULL) {
+            goto done;
+        }
+        phrase = fields[F_INTERNAL_PHRASE];
+        scope = fields[F_DESTINATION_SCOPE];
+    }
+    PyObject *qname = fields[F_QNAME];
+    if (qname != Py_None && (!PyUnicode_Check(qname) || PyUnicode_GET_LENGTH(qname) > self->max_qname_chars)) {
+        goto done;
+    }
+    int log_time = truthy(fields[F_LOG_TIME]);
+    PyObject *time_text = log_time > 0 ? fields[F_LOG_TIME] : fields[F_NAMED_TIME];
+    int has_time = log_time < 0 ? -1 : truthy(time_text);
+    if (has_time < 0 || (has_time && !PyUnicode_Check(time_text))) {
+        goto done;
+    }
+    if ((stamp = has_time ? timestamp(self, time_text) : Py_NewRef(Py_None)) == NULL) {
+        goto done;
+    }
+    if ((key = PyTuple_Pack(2, phrase, fields[F_REASON_TEXT])) == NULL) {
+        goto done;
+    }
+    /* held: reading a Line subclass's attribute below may run code that clears the cache */
+    kind_reason = Py_XNewRef(PyDict_GetItemWithError(self->reasons, key));
+    if (kind_reason == NULL || !PyTuple_CheckExact(kind_reason) || PyTuple_GET_SIZE(kind_reason) != 2) {
+        goto done; /* a text not seen yet: the reference classifies it and fills the cache */
+    }
+    int has = 0;
+    if ((fields[F_REPEAT] != Py_None && (has = truthy(fields[F_REPEAT])) < 0)
+        || (repeat = has ? to_int(fields[F_REPEAT]) : PyLong_FromLong(1)) == NULL) {
+        goto done;
+    }
+    if ((has = truthy(fields[F_PID])) < 0 || (has && (pid = to_int(fields[F_PID])) == NULL)) {
+        goto done;
+    }
+    if ((has = truthy(fields[F_PRIORITY])) < 0 || (has && (priority = to_int(fields[F_PRIORITY])) == NULL)) {
+        goto done;
+    }
+    int message = truthy(fields[F_BIND_MESSAGE]);
+    int syslog_severity = truthy(fields[F_SYSLOG_SEVERITY]);
+    int event_host = truthy(fields[F_HOST]);
+    if (message < 0 || syslog_severity < 0 || event_host < 0) {
+        goto done;
+    }
+    /* the provenance parse_line adds */
+    if ((file = line_field(self, line, L_FILE)) == NULL || (offset = line_field(self, line, L_OFFSET)) == NULL
+        || (line_host = line_field(self, line, L_HOST)) == NULL || (line_time = line_field(self, line, L_TIME)) == NULL) {
+        goto done;
+    }
+    PyObject *host = fields[F_HOST];
+    if (!event_host) {
+        int has_line_host = truthy(line_host);
+        if (has_line_host < 0) {
+            goto done;
+        }
+        host = has_line_host ? line_host : default_host;
+    }
+    int has_stamp = truthy(stamp);
+    if (has_stamp < 0 || (event = self->event_type->tp_alloc(self->event_type, 0)) == NULL) {
+        goto done;
+    }
+    PyObject *values[N_EVENT] = {
+        [E_MESSAGE_KIND] = PyTuple_GET_ITEM(kind_reason, 0),
+        [E_REASON] = PyTuple_GET_ITEM(kind_reason, 1),
+        [E_REASON_TEXT] = fields[F_REASON_TEXT],
+        [E_MESSAGE] = message ? fields[F_BIND_MESSAGE] : self->empty,
+        [E_ORIGINAL] = text,
+        [E_TIMESTAMP] = has_stamp ? stamp : line_time,
+        [E_TIMESTAMP_VALID] = stamp != Py_None || time_text == Py_None ? Py_True : Py_False,
+        [E_CLIENT_IP] = fields[F_IP],
+        [E_CLIENT_PORT] = port ? port : Py_None,
+        [E_SCOPE] = scope,
+        [E_CLIENT_PTR] = fields[F_CLIENT_PTR],
+        [E_QNAME] = qname,
+        [E_VIEW] = fields[F_VIEW],
+        [E_SIGNER] = fields[F_SIGNER],
+        [E_NETMGR_PTR] = fields[F_NETMGR_PTR],
+        [E_ZONE] = fields[F_ZONE],
+        [E_ZONE_CLASS] = fields[F_ZONE_CLASS],
+        [E_REPEAT_COUNT] = repeat,
+        [E_HOST] = host,
+        [E_PROGRAM] = fields[F_PROGRAM],
+        [E_PID] = pid ? pid : Py_None,
+        [E_CATEGORY] = fields[F_CATEGORY],
+        [E_SEVERITY] = fields[F_SEVERITY],
+        [E_PRIORITY] = priority ? priority : Py_None,
+        [E_FACILITY] = fields[F_FACILITY],
+        [E_SYSLOG_SEVERITY] = syslog_severity ? fields[F_SYSLOG_SEVERITY] : fields[F_ASL_LEVEL],
+        [E_CONTAINER] = fields[F_CONTAINER],
+        [E_FILE] = file,
+        [E_OFFSET] = offset,
+        [E_FIRST_SEEN] = Py_None,
+        [E_LAST_SEEN] = Py_None,
+        [E_ROLLUP_WINDOW] = Py_None,
+        [E_INGESTED] = ingested,
+        [E_DESTINATION_IP] = fields[F_DESTINATION_IP],
+        [E_DESTINATION_PORT] = destination_port ? destination_port : Py_None,
+    };
+    for (int i = 0; i < N_EVENT; i++) {
+        *(PyObject **)((char *)event + self->event_offset[i]) = Py_NewRef(values[i]);
+    }
+done:
+    if (event == NULL) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(data);
+    Py_XDECREF(text);
+    Py_XDECREF(match);
+    Py_XDECREF(groups);
+    Py_XDECREF(key);
+    Py_XDECREF(kind_reason);
+    Py_XDECREF(stamp);
+    Py_XDECREF(port);
+    Py_XDECREF(destination_port);
+    Py_XDECREF(repeat);
+    Py_XDECREF(pid);
+    Py_XDECREF(priority);
+    Py_XDECREF(file);
+    Py_XDECREF(offset);
+    Py_XDECREF(line_host);
+    Py_XDECREF(line_time);
+    return event;
+}
+
+/* Loop(lines, default_host, ingested) -> (events, [(rejection, line), ...]), as transforms.pure_loop. */
+static PyObject *Loop_call(Loop *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *lines, *default_host, *ingested;
+    static char *keywords[] = {"lines", "default_host", "ingested", NULL};
+    if (self->fallback == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Loop was not initialized");
+        return NULL;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO", keywords, &lines, &default_host, &ingested)) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(lines, "lines: a sequence of Line");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *events = PyList_New(0), *rejected = PyList_New(0);
+    if (events == NULL || rejected == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *line = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i)); /* the fallback may run any code */
+        int candidate;
+        PyObject *result = fast_event(self, line, default_host, ingested, &candidate);
+        if (result == NULL && candidate) {
+            PyObject *call[3] = {line, default_host, ingested};
+            result = PyObject_Vectorcall(self->fallback, call, 3, NULL);
+            if (result == NULL) {
+                Py_DECREF(line);
+                goto fail;
+            }
+        }
+        int status = 0;
+        if (result != NULL && result != Py_None) {
+            if (PyObject_TypeCheck(result, self->event_type)) {
+                status = PyList_Append(events, result);
+            } else {
+                PyObject *pair = PyTuple_Pack(2, result, line);
+                status = pair == NULL ? -1 : PyList_Append(rejected, pair);
+                Py_XDECREF(pair);
+            }
+        }
+        Py_XDECREF(result);
+        Py_DECREF(line);
+        if (status < 0) {
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    PyObject *pair = PyTuple_Pack(2, events, rejected);
+    Py_DECREF(events);
+    Py_DECREF(rejected);
+    return pair;
+fail:
+    Py_DECREF(seq);
+    Py_XDECREF(events);
+    Py_XDECREF(rejected);
+    return NULL;
+}
+
+static PyTypeObject LoopType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "named_senderr.parse._named_fast.Loop",
+    .tp_doc = PyDoc_STR("Loop(*, fallback, patterns, ...)(lines, default_host, ingested): see parse/fast.py"),
+    .tp_basicsize = sizeof(Loop),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Loop_init,
+    .tp_dealloc = (destructor)Loop_dealloc,
+    .tp_traverse = (traverseproc)Loop_traverse,
+    .tp_clear = (inquiry)Loop_clear,
+    .tp_call = (ternaryfunc)Loop_call,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "named_senderr.parse._named_fast",
+    .m_doc = PyDoc_STR("ParseLines' loop in C on the happy path; every other line goes to the Python reference."),
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__named_fast(void)
+{
+    if (PyType_Ready(&LoopType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Loop", (PyObject *)&LoopType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
