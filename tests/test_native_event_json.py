@@ -17,16 +17,16 @@ import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from named_senderr.event import _ACTIONS, Event, _shared, ecs_json_reference
-from named_senderr.native import PURE_PYTHON_ENV, load
+from named_senderr.native import PURE_PYTHON_ENV
 from named_senderr.reasons import hints_for
 from tests.corpus import REAL_NAMED, load_cases
+from tests.native import compiled
 from tests.parsing import make_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,21 +39,9 @@ NUMBER_FIELDS = ("client_port", "pid", "priority", "offset", "destination_port")
 SPECIAL = "".join(map(chr, range(0x20))) + '"\\/\x7f\x80\xe9\xff\u0100\u07ff\u0800\u2028\u2029\ufffd\uffff\U00010000\U0001f600\U0010ffff'  # fmt: skip
 
 
-def compiled() -> ModuleType:
-    """The built extension, as event.py loads it."""
-    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
-        pytest.skip(f"{PURE_PYTHON_ENV} asks for the pure-Python reference alone")
-    module = load("named_senderr._event_json")
-    if module is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("named_senderr._event_json was not built, and CI has a C compiler: see pip's build output")
-        pytest.skip("named_senderr._event_json was not built (no C compiler at install); pip install -e . builds it")
-    return module
-
-
 @pytest.fixture(scope="module")
 def fast() -> Callable[..., bytes]:
-    return compiled().ecs_json
+    return compiled("named_senderr._event_json").ecs_json
 
 
 def outcome(encode: Callable[..., bytes], *args: object, **kwargs: object) -> bytes | tuple[type, tuple]:
@@ -294,7 +282,7 @@ def test_encoding_keeps_memory_flat(fast):
 @pytest.mark.parametrize("module", ["named_senderr.event", "named_senderr.engine.printing",
                                     "named_senderr.sinks.elasticsearch"])  # fmt: skip
 def test_every_caller_of_ecs_json_gets_the_compiled_encoder_when_it_was_built(module):
-    assert importlib.import_module(module).ecs_json is compiled().ecs_json
+    assert importlib.import_module(module).ecs_json is compiled("named_senderr._event_json").ecs_json
 
 
 def test_pure_python_env_gives_every_caller_the_reference():

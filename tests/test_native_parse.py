@@ -9,7 +9,6 @@ whose machine has a compiler.
 from __future__ import annotations
 
 import functools
-import importlib
 import io
 import os
 import random
@@ -36,6 +35,7 @@ from named_senderr.parse.fast import compiled_loop
 from named_senderr.parse.named import MAX_LINE_BYTES, MAX_QNAME_CHARS, Rejection
 from named_senderr.telemetry import Stats
 from tests.corpus import DATA, REAL_NAMED, load_cases
+from tests.native import compiled
 from tests.parsing import make_parser
 
 MODULE = "named_senderr.parse._named_fast"
@@ -47,13 +47,7 @@ HOSTILE = settings(max_examples=300, deadline=None, suppress_health_check=[Healt
 
 @pytest.fixture(scope="module")
 def fast() -> ModuleType:
-    try:
-        return importlib.import_module(MODULE)
-    except ImportError as exc:
-        message = f"{MODULE} is not built here ({exc}); pip install -e . with a C compiler builds it"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    return compiled(MODULE)
 
 
 @dataclass
