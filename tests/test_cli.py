@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import pty
@@ -206,3 +207,16 @@ def test_parse_prints_the_same_events_with_or_without_stats_and_counts_lines_for
     assert plain.returncode == counted.returncode == 0
     assert plain.stdout == counted.stdout and len(plain.stdout.splitlines()) == 2000
     assert b"104,001 lines" in counted.stderr and b"undecodable lines   1" in counted.stderr
+
+
+def test_the_command_as_its_own_process_collects_cycles_less_often(tmp_path):
+    script = "import gc, sys; from named_senderr.cli import main; main(); print(gc.get_threshold(), file=sys.stderr)"
+    argv = [sys.executable, "-c", script, "parse", os.devnull]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "(50000, 20, 100)"
+
+
+def test_a_caller_in_the_same_process_keeps_its_collector():
+    before = gc.get_threshold()
+    assert main(["parse", os.devnull]) == 0
+    assert gc.get_threshold() == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -62,10 +63,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def collect_less_often() -> None:
+    """Events and lines hold no cycles: each is freed by its reference count once its batch is written.
+
+    The cyclic collector still walks every young object each 700 allocations, a tenth of ``parse``'s CPU on a
+    log of send errors: what start-up made is frozen out of its sight, and it runs 50,000 allocations apart.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; ``argv`` given (a caller in the same process, tests): its collector is left alone."""
+    own_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(command).parse_args(argv)
+    if own_process:
+        collect_less_often()
     try:
         return args.run(args)
     except ConfigError as exc:
