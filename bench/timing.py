@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import IO
 
 HERE = Path(__file__).resolve().parent
-NAMED_SENDERR = [sys.executable, "-m", "named_senderr"]
+# The command users run, installed beside this Python (``python -m`` would add runpy's start-up).
+_SCRIPT = Path(sys.executable).with_name("named-senderr")
+NAMED_SENDERR = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "named_senderr"]
 
 
 @dataclass(frozen=True)
