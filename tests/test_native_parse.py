@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -31,8 +32,9 @@ from named_senderr.engine.transforms import ParseLines, parse_line
 from named_senderr.event import Event
 from named_senderr.lines import Line
 from named_senderr.native import PURE_PYTHON_ENV
+from named_senderr.parse import fast as fast_py
 from named_senderr.parse.fast import compiled_loop
-from named_senderr.parse.named import MAX_LINE_BYTES, MAX_QNAME_CHARS, Rejection
+from named_senderr.parse.named import FIELDS, MAX_LINE_BYTES, MAX_QNAME_CHARS, NamedLineParser, Rejection
 from named_senderr.telemetry import Stats
 from tests.corpus import DATA, REAL_NAMED, load_cases
 from tests.native import compiled
@@ -278,3 +280,126 @@ def test_parse_prints_the_same_bytes_on_both_loops(fast: ModuleType, tmp_path: P
         summary = re.sub(rb" in [0-9.]+ s \([0-9,]+ lines/s\)", b"", done.stderr)  # the clock's part
         outputs.append((done.stdout, summary, rejects.read_bytes()))
     assert outputs[0] == outputs[1] and outputs[0][0].count(b"\n") > 1000
+
+
+# PCRE2 (where the module was built with it): printable-ASCII lines are matched by its JIT on the same sources.
+
+
+@pytest.fixture(scope="module")
+def pcre2(fast: ModuleType) -> ModuleType:
+    if not fast.PCRE2:
+        message = f"{MODULE} was built without PCRE2 (libpcre2-dev, tests/setup-tools installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return fast
+
+
+def pcre2_loop(parser: NamedLineParser) -> Any:  # the C Loop, with its PCRE2 counters
+    with mock.patch.dict(os.environ, {PURE_PYTHON_ENV: "0"}):
+        loop = compiled_loop(parser, functools.partial(parse_line, parser))
+    assert loop is not None
+    return loop
+
+
+def test_pcre2_matches_every_pattern_on_ascii_lines(pcre2: ModuleType) -> None:
+    parser = make_parser()
+    loop = pcre2_loop(parser)
+    assert (loop.pcre2_patterns, loop.pcre2_refused) == (len(parser.patterns), ())
+    events, _ = loop(generated(2000, 1.0, "9.18"), None, INGESTED)
+    assert loop.pcre2_lines == len(events) == 2000
+
+
+def test_lines_with_other_bytes_keep_re(pcre2: ModuleType) -> None:
+    """A non-ASCII byte, a control character: Python's \\s and PCRE2's differ there, so re matches them."""
+    loop = pcre2_loop(make_parser())
+    seed = SEEDS[-4]  # a named-native line, ASCII
+    lines = [Line(seed.replace(b"(api", b"(\xc3\xa9pi")), Line(seed.replace(b" send failed", b"\x1c send failed"))]
+    loop([*lines, Line(seed)], None, INGESTED)
+    assert loop.pcre2_lines == 1
+
+
+def test_a_pattern_pcre2_refuses_stays_on_re_and_is_said_once(
+    pcre2: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    fast_py.say_refused.cache_clear()
+    with mock.patch.object(fast_py, "pcre2_source", lambda regex: regex.pattern + "("):  # unbalanced: refused
+        loops = [pcre2_loop(make_parser()) for _ in range(2)]
+        assert_alike(chunks(generated(2000, 1.0, "9.11")))
+    assert loops[0].pcre2_patterns == 0 and len(loops[0].pcre2_refused) == len(make_parser().patterns)
+    said = [r.getMessage() for r in caplog.records if "stays on Python's re" in r.getMessage()]
+    assert len(said) == len(make_parser().patterns) and "PCRE2 refused it" in said[0], said
+
+
+def test_pcre2_source_passes_only_syntax_both_engines_read_alike() -> None:
+    assert all(fast_py.pcre2_source(regex) == regex.pattern for regex in make_parser().patterns)
+    refused = [r"a\b", r"a\Z", r"\x41", r"(?i)a", r"(?P<x>a)(?P=x)", r"(?#c)a", "é"]
+    assert [fast_py.pcre2_source(re.compile(source)) for source in refused] == [None] * len(refused)
+    assert fast_py.pcre2_source(re.compile("a", re.IGNORECASE)) is None
+
+
+# ASCII-only hostile input: every byte printable or a tab, so both engines are hit on the same line.
+ASCII_SEEDS = [raw for raw in SEEDS if raw.isascii() and all(b >= 0x20 or b == 9 for b in raw)]
+ASCII_JUNK = st.text(alphabet=[*map(chr, range(0x20, 0x7F)), "\t"], max_size=20)
+PIECES = [
+    " ", "\t", "  ", "(", ")", "\\", "\\(", ":", ": ", "'", '"', "[", "]", "#", "@", "%", "/", "#53", "::",
+    "view ", "view a:b: ", "view in:ternal: c: ", "message repeated 3 times: [ ", "message repeated 12 times: [",
+    "transfer of 'example.com/IN': ", "transfer of 'a b/CH': ", "internal_send: ", "internal_send: 192.0.2.1#53: ",
+    "error sending response: ", "send failed: ", "send exceeded maximum size: ", "sending zone data: ", "send: ",
+    "Sending UDP messages failed: ", "netmgr 0x7f: ", "client @0x1 ", "client ", "(no-peer)", "/key k\\ ey ",
+    "%eth0", "debug 3: ", "security: ", "error: ", "MESSAGE=", "host unreachable", "would block",
+]  # fmt: skip
+
+
+def ascii_mutation(raw: bytes, at: int, piece: str, junk: str, how: int) -> bytes:
+    at %= len(raw) + 1
+    text = [piece, junk, piece + junk][how % 3].encode()
+    if how % 2:
+        return raw[:at] + text + raw[at + len(text) :]  # overwritten
+    return raw[:at] + text + raw[at:]  # inserted
+
+
+@st.composite
+def ascii_hostile_lines(draw: st.DrawFn) -> Line:
+    raw = draw(st.sampled_from(ASCII_SEEDS))
+    for _ in range(draw(st.integers(0, 4))):
+        piece, junk = draw(st.sampled_from(PIECES)), draw(ASCII_JUNK)
+        raw = ascii_mutation(raw, draw(st.integers(0, 400)), piece, junk, draw(st.integers(0, 5)))
+    if draw(st.booleans()):
+        raw = raw.rsplit(b": ", 1)[0] + b": " + draw(st.sampled_from([b"host unreachable", b"would block"]))
+    return Line(raw, "a.log", draw(st.integers(0, 10**6)))
+
+
+@HOSTILE
+@given(st.lists(ascii_hostile_lines(), min_size=1, max_size=12))
+def test_ascii_hostile_batches_parse_alike(pcre2: ModuleType, lines: list[Line]) -> None:
+    assert_alike([[Line(raw) for raw in SEEDS], lines, lines], host="default.example")
+
+
+def re_fields(regex: re.Pattern[str], text: str) -> tuple[str | None, ...] | None:
+    found = regex.match(text)
+    return None if found is None else tuple(found.group(n) if n in regex.groupindex else None for n in FIELDS)
+
+
+def test_pcre2_fields_equal_re_fields_on_every_pattern(pcre2: ModuleType) -> None:
+    """Match or not, every field: each pattern on ASCII lines mutated at random, and on the seeds of every kind."""
+    parser = make_parser()
+    loop, rng = pcre2_loop(parser), random.Random(14)
+    lines = [*ASCII_SEEDS, *generated_bytes()]
+    for _ in range(20000):
+        raw = rng.choice(lines[:40])
+        for _ in range(rng.randrange(4)):
+            junk = "".join(rng.choice(" \t()\\:'\"[]#@%/.-aZ09") for _ in range(rng.randrange(8)))
+            raw = ascii_mutation(raw, rng.randrange(400), rng.choice(PIECES), junk, rng.randrange(6))
+        lines.append(raw)
+    matched = [0] * len(parser.patterns)
+    for raw in lines:
+        for index, regex in enumerate(parser.patterns):
+            expected = re_fields(regex, raw.decode())
+            assert loop.pcre2_fields(index, raw) == expected, (index, raw)
+            matched[index] += expected is not None
+    assert min(matched) > 0, matched  # every pattern met lines it matches, and lines it does not
+
+
+def generated_bytes() -> list[bytes]:
+    return [line.data.rstrip(b"\r\n") for line in generated(2000, 0.5, "9.18")]

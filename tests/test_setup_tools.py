@@ -42,7 +42,14 @@ def test_without_root_it_installs_nothing_and_names_each_missing_tool_with_its_p
         result = run_without_root(Path(folder))
     assert result.returncode == 0 and "id: command not found" not in result.stderr, result.stderr
     assert "not root with apt-get, so nothing installed" in result.stderr
-    for tool, package in {"lua5.4": "lua5.4", "ruby": "ruby", "chromium": "chromium", "mvn": "maven"}.items():
+    packages = {
+        "lua5.4": "lua5.4",
+        "ruby": "ruby",
+        "chromium": "chromium",
+        "mvn": "maven",
+        "pcre2-config": "libpcre2-dev",
+    }
+    for tool, package in packages.items():
         assert f"tests/setup-tools: {tool} missing (Debian package: {package}" in result.stderr, result.stderr
 
 

@@ -7,6 +7,13 @@ parser's cache. Every other line is handed to the Python reference
 (transforms.parse_line) for that line alone, so a rare case can never come out
 differently; this file never builds a Rejection. parse/fast.py names every Python
 object this module reads and hands them over once per parser.
+
+Built with PCRE2 (setup.py defines NAMED_SENDERR_PCRE2 where libpcre2-dev is
+installed), a line whose bytes are all printable ASCII or tabs is matched by
+PCRE2's JIT on the same pattern sources: there Python's str-pattern classes
+(\s, \d, \w) and PCRE2's agree, and fast.py hands over only sources whose
+syntax means the same in both. Every other line, a pattern PCRE2 refuses, and
+any PCRE2 error (its JIT stack, its match limit) keep Python's re.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -14,6 +21,11 @@ object this module reads and hands them over once per parser.
 
 #include <arpa/inet.h>
 #include <string.h>
+
+#ifdef NAMED_SENDERR_PCRE2
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#endif
 
 /* named.FIELDS, in its order: the captures _event reads. */
 enum {
@@ -52,6 +64,10 @@ static const char *const LINE_NAMES[N_LINE] = {"data", "file", "offset", "host",
 typedef struct {
     PyObject *match;            /* the pattern's bound match() */
     Py_ssize_t pick[N_FIELDS];  /* index of each field in match.groups(), -1 where the pattern has no such capture */
+#ifdef NAMED_SENDERR_PCRE2
+    pcre2_code *code;           /* the same source, JIT-compiled; NULL where the pattern stays on re */
+    pcre2_match_data *data;
+#endif
 } Pattern;
 
 typedef struct {
@@ -70,6 +86,9 @@ typedef struct {
     int started;           /* __init__ ran (a second run would leak the first's references) */
     Pattern *patterns;
     Py_ssize_t npatterns;
+    Py_ssize_t pcre2_patterns; /* patterns on PCRE2 */
+    Py_ssize_t pcre2_lines;    /* lines a PCRE2 pattern matched */
+    PyObject *pcre2_refused;   /* why each pattern that stays on re does (a tuple of str) */
     Py_ssize_t max_line_bytes;
     Py_ssize_t max_qname_chars;
     Py_ssize_t event_offset[N_EVENT];
@@ -113,9 +132,81 @@ static int same_names(PyObject *given, const char *const *names, Py_ssize_t n, c
     return 0;
 }
 
+#ifdef NAMED_SENDERR_PCRE2
+/* Why ``source`` cannot go to PCRE2 (a new str), or NULL with pattern->code set; NULL with an error set on one. */
+static PyObject *pcre2_refusal(Pattern *pattern, PyObject *source)
+{
+    Py_ssize_t size;
+    const char *text = PyUnicode_AsUTF8AndSize(source, &size);
+    if (text == NULL) {
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(source)) {
+        return PyUnicode_FromString("its source is not ASCII");
+    }
+    int error;
+    PCRE2_SIZE at;
+    PCRE2_UCHAR message[256];
+    pattern->code = pcre2_compile((PCRE2_SPTR)text, (PCRE2_SIZE)size, PCRE2_ANCHORED, &error, &at, NULL);
+    if (pattern->code == NULL || (error = pcre2_jit_compile(pattern->code, PCRE2_JIT_COMPLETE)) < 0) {
+        pcre2_get_error_message(error, message, sizeof(message));
+        return PyUnicode_FromFormat("PCRE2 refused it: %s", (const char *)message);
+    }
+    /* the group numbers must be re's: groups() and the ovector then say the same thing */
+    for (int f = 0; f < N_FIELDS; f++) {
+        int number = pcre2_substring_number_from_name(pattern->code, (PCRE2_SPTR)FIELD_NAMES[f]);
+        if ((number < 0 ? -1 : number - 1) != pattern->pick[f]) {
+            return PyUnicode_FromFormat("PCRE2 numbers its group %s otherwise", FIELD_NAMES[f]);
+        }
+    }
+    if ((pattern->data = pcre2_match_data_create_from_pattern(pattern->code, NULL)) == NULL) {
+        PyErr_NoMemory();
+    }
+    return NULL;
+}
+#endif
+
+/* Put the pattern on PCRE2 where it can be, else note why not in ``refused``. */
+static int use_pcre2(Loop *self, Pattern *pattern, PyObject *source, Py_ssize_t index, PyObject *refused)
+{
+    if (source == Py_None) {
+        return 0;
+    }
+    if (!PyUnicode_Check(source)) {
+        PyErr_Format(PyExc_TypeError, "patterns[%zd]: its source is a str or None", index);
+        return -1;
+    }
+#ifdef NAMED_SENDERR_PCRE2
+    PyObject *why = pcre2_refusal(pattern, source);
+    if (why == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    if (why == NULL) {
+        self->pcre2_patterns++;
+        return 0;
+    }
+    pcre2_code_free(pattern->code); /* NULL is fine */
+    pattern->code = NULL;
+#else
+    (void)pattern;
+    (void)self;
+    PyObject *why = PyUnicode_FromString("_named_fast was built without PCRE2 (libpcre2-dev)");
+#endif
+    PyObject *line = why == NULL ? NULL : PyUnicode_FromFormat("pattern %zd stays on Python's re: %U", index, why);
+    Py_XDECREF(why);
+    int status = line == NULL ? -1 : PyList_Append(refused, line);
+    Py_XDECREF(line);
+    return status;
+}
+
 static int read_patterns(Loop *self, PyObject *patterns)
 {
-    PyObject *seq = PySequence_Fast(patterns, "patterns: a sequence of (match, picks)");
+    PyObject *refused = PyList_New(0);
+    if (refused == NULL) {
+        return -1;
+    }
+    self->pcre2_refused = refused; /* a list while it fills, a tuple once read */
+    PyObject *seq = PySequence_Fast(patterns, "patterns: a sequence of (match, picks, source or None)");
     if (seq == NULL) {
         return -1;
     }
@@ -127,8 +218,8 @@ static int read_patterns(Loop *self, PyObject *patterns)
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *match, *picks;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OO!", &match, &PyTuple_Type, &picks)) {
+        PyObject *match, *picks, *source;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "OO!O", &match, &PyTuple_Type, &picks, &source)) {
             Py_DECREF(seq);
             return -1;
         }
@@ -147,9 +238,15 @@ static int read_patterns(Loop *self, PyObject *patterns)
         }
         pattern->match = Py_NewRef(match);
         self->npatterns = i + 1;
+        if (use_pcre2(self, pattern, source, i, refused) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
     }
     Py_DECREF(seq);
-    return 0;
+    self->pcre2_refused = PyList_AsTuple(refused);
+    Py_DECREF(refused);
+    return self->pcre2_refused == NULL ? -1 : 0;
 }
 
 static int Loop_init(Loop *self, PyObject *args, PyObject *kwargs)
@@ -233,6 +330,7 @@ static int Loop_clear(Loop *self)
     Py_CLEAR(self->empty);
     Py_CLEAR(self->last_time);
     Py_CLEAR(self->last_stamp);
+    Py_CLEAR(self->pcre2_refused);
     for (int i = 0; i < N_LINE; i++) {
         Py_CLEAR(self->names[i]);
     }
@@ -246,6 +344,12 @@ static void Loop_dealloc(Loop *self)
 {
     PyObject_GC_UnTrack(self);
     Loop_clear(self);
+#ifdef NAMED_SENDERR_PCRE2
+    for (Py_ssize_t i = 0; i < self->npatterns; i++) {
+        pcre2_match_data_free(self->patterns[i].data);
+        pcre2_code_free(self->patterns[i].code);
+    }
+#endif
     PyMem_Free(self->patterns);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -338,6 +442,55 @@ static int same_ascii(PyObject *a, PyObject *b)
            && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), n) == 0;
 }
 
+#ifdef NAMED_SENDERR_PCRE2
+/* Every byte printable ASCII or a tab: there PCRE2 without UTF/UCP and Python's str patterns read alike. */
+static int plain_ascii(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c > 0x7e) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* PCRE2's match of the line: 1 with *groups a new tuple of FIELDS' values (None where unset, as re gives), 0 for
+   no match, -1 with an error set, -2 where re must decide (a PCRE2 error such as its JIT stack's limit). */
+static int pcre2_fields(Pattern *pattern, const char *s, size_t n, PyObject **groups)
+{
+    int found = pcre2_jit_match(pattern->code, (PCRE2_SPTR)s, n, 0, 0, pattern->data, NULL);
+    if (found == PCRE2_ERROR_NOMATCH) {
+        return 0;
+    }
+    if (found <= 0) {
+        return -2;
+    }
+    /* copied before any allocation: a collection it starts may run code that matches again */
+    const PCRE2_SIZE *ovector = pcre2_get_ovector_pointer(pattern->data);
+    PCRE2_SIZE start[N_FIELDS], end[N_FIELDS];
+    for (int f = 0; f < N_FIELDS; f++) {
+        Py_ssize_t group = pattern->pick[f] + 1;
+        start[f] = group > 0 && group < found ? ovector[2 * group] : PCRE2_UNSET;
+        end[f] = start[f] == PCRE2_UNSET ? 0 : ovector[2 * group + 1];
+    }
+    if ((*groups = PyTuple_New(N_FIELDS)) == NULL) {
+        return -1;
+    }
+    for (int f = 0; f < N_FIELDS; f++) {
+        PyObject *value = start[f] == PCRE2_UNSET ? Py_NewRef(Py_None) : PyUnicode_New(end[f] - start[f], 127);
+        if (value == NULL) {
+            return -1;
+        }
+        if (value != Py_None) {
+            memcpy(PyUnicode_1BYTE_DATA(value), s + start[f], end[f] - start[f]);
+        }
+        PyTuple_SET_ITEM(*groups, f, value);
+    }
+    return 1;
+}
+#endif
+
 /* TimestampNormalizer.to_rfc3339(text): named's print-time from its cache as to_rfc3339 builds it, anything else
    (and a miss, which fills the cache) by calling it. A new reference to a str or None, NULL on an error. */
 static PyObject *timestamp(Loop *self, PyObject *text)
@@ -412,7 +565,29 @@ static PyObject *fast_event(Loop *self, PyObject *line, PyObject *default_host, 
         || PyUnicode_GET_LENGTH(text) > self->max_line_bytes) {
         goto done;
     }
+#ifdef NAMED_SENDERR_PCRE2
+    int plain = plain_ascii(s, n);
+#endif
     for (Py_ssize_t i = 0; i < self->npatterns && match == NULL; i++) {
+#ifdef NAMED_SENDERR_PCRE2
+        if (plain && self->patterns[i].code != NULL) {
+            int found = pcre2_fields(&self->patterns[i], s, n, &groups);
+            if (found == 1) {
+                self->pcre2_lines++;
+                match = Py_NewRef(Py_True); /* matched: ends the search */
+                for (int f = 0; f < N_FIELDS; f++) {
+                    fields[f] = PyTuple_GET_ITEM(groups, f);
+                }
+                break;
+            }
+            if (found == -1) {
+                goto done;
+            }
+            if (found == 0) {
+                continue;
+            }
+        }
+#endif
         if ((match = PyObject_Vectorcall(self->patterns[i].match, &text, 1, NULL)) == NULL) {
             goto done;
         }
@@ -624,6 +799,46 @@ fail:
     return NULL;
 }
 
+/* Loop.pcre2_fields(index, data): PCRE2's FIELDS for one plain-ASCII line (None: no match), for the tests that
+   hold them against re's. ValueError where that pattern or line is not PCRE2's to match. */
+static PyObject *Loop_pcre2_fields(Loop *self, PyObject *args)
+{
+    Py_ssize_t index;
+    const char *s;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "ny#", &index, &s, &n)) {
+        return NULL;
+    }
+#ifdef NAMED_SENDERR_PCRE2
+    if (index >= 0 && index < self->npatterns && self->patterns[index].code != NULL && plain_ascii(s, (size_t)n)) {
+        PyObject *groups = NULL;
+        int found = pcre2_fields(&self->patterns[index], s, (size_t)n, &groups);
+        if (found >= 0) {
+            return found ? groups : Py_NewRef(Py_None);
+        }
+        Py_XDECREF(groups);
+        if (found == -1) {
+            return NULL;
+        }
+    }
+#endif
+    PyErr_Format(PyExc_ValueError, "pattern %zd does not match this line with PCRE2 (of %zd on it)", index,
+                 self->pcre2_patterns);
+    return NULL;
+}
+
+static PyMethodDef Loop_methods[] = {
+    {"pcre2_fields", (PyCFunction)Loop_pcre2_fields, METH_VARARGS, "PCRE2's FIELDS for one line, or None"},
+    {NULL},
+};
+
+static PyMemberDef Loop_members[] = {
+    {"pcre2_patterns", T_PYSSIZET, offsetof(Loop, pcre2_patterns), READONLY, "patterns matched by PCRE2's JIT"},
+    {"pcre2_lines", T_PYSSIZET, offsetof(Loop, pcre2_lines), READONLY, "lines a PCRE2 pattern matched"},
+    {"pcre2_refused", T_OBJECT, offsetof(Loop, pcre2_refused), READONLY, "why each other pattern stays on re"},
+    {NULL},
+};
+
 static PyTypeObject LoopType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "named_senderr.parse._named_fast.Loop",
@@ -636,6 +851,8 @@ static PyTypeObject LoopType = {
     .tp_traverse = (traverseproc)Loop_traverse,
     .tp_clear = (inquiry)Loop_clear,
     .tp_call = (ternaryfunc)Loop_call,
+    .tp_members = Loop_members,
+    .tp_methods = Loop_methods,
 };
 
 static struct PyModuleDef module = {
@@ -654,7 +871,13 @@ PyMODINIT_FUNC PyInit__named_fast(void)
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(m, "Loop", (PyObject *)&LoopType) < 0) {
+#ifdef NAMED_SENDERR_PCRE2
+    PyObject *pcre2 = Py_True;
+#else
+    PyObject *pcre2 = Py_False;
+#endif
+    if (PyModule_AddObjectRef(m, "Loop", (PyObject *)&LoopType) < 0
+        || PyModule_AddObjectRef(m, "PCRE2", pcre2) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -5,11 +5,18 @@ hands every other line to ``fallback`` (engine/transforms.parse_line), the
 reference, for that line alone. It reads the parser's own caches (the reasons of
 the texts seen, the timestamp heads converted) and calls ``to_rfc3339`` on a
 miss, so both paths share one state and give one result.
+
+Where it was built with PCRE2, the loop matches printable-ASCII lines with
+PCRE2's JIT on each pattern's source that ``pcre2_source`` passes: only syntax
+that reads the same in PCRE2 and in Python's ``re`` on such lines. A pattern
+PCRE2 refuses stays on ``re``, said once in the log.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import re
 from collections.abc import Callable
 
@@ -22,6 +29,34 @@ Fallback = Callable[[Line, str | None, str], Event | Rejection | None]
 # (lines, default host, ingested) -> (events, [(rejection, its line), ...])
 Loop = Callable[[list[Line], str | None, str], tuple[list[Event], list[tuple[Rejection, Line]]]]
 
+log = logging.getLogger(__name__)
+# After a backslash: punctuation means itself, and these classes match the same ASCII characters in both engines.
+SAME_ESCAPES = frozenset("sSdDwW") | frozenset("\\.[](){}|*+?^$/-#%@:'\" ")
+SAME_GROUPS = ("(?:", "(?P<", "(?=", "(?!", "(?<=", "(?<!")
+
+
+def pcre2_source(regex: re.Pattern[str]) -> str | None:
+    """The source of ``regex`` for PCRE2, or None where it has flags, escapes or groups PCRE2 could read otherwise."""
+    source = regex.pattern
+    if regex.flags != re.UNICODE or not source.isascii():
+        return None
+    at = 0
+    while at < len(source):
+        if source[at] == "\\":
+            if source[at + 1 : at + 2] not in SAME_ESCAPES:  # "" at the end is not in it
+                return None
+            at += 2
+            continue
+        if source.startswith("(?", at) and not source.startswith(SAME_GROUPS, at):
+            return None
+        at += 1
+    return source
+
+
+@functools.cache
+def say_refused(why: str) -> None:
+    log.warning("parse loop: %s", why)
+
 
 def compiled_loop(parser: NamedLineParser, fallback: Fallback) -> Loop | None:
     """The C loop for ``parser``, or None: not built, the pure path asked for, or a parser of another kind."""
@@ -30,9 +65,10 @@ def compiled_loop(parser: NamedLineParser, fallback: Fallback) -> Loop | None:
         return None
     loop: Loop = fast.Loop(
         fallback=fallback,
-        # each pattern's bound match() and, per FIELDS name, its index in match.groups() (-1: no such capture)
+        # each pattern's bound match(), per FIELDS name its index in match.groups() (-1: no such capture), its source
         patterns=[
-            (regex.match, tuple(regex.groupindex.get(name, 0) - 1 for name in FIELDS)) for regex in parser.patterns
+            (regex.match, tuple(regex.groupindex.get(name, 0) - 1 for name in FIELDS), pcre2_source(regex))
+            for regex in parser.patterns
         ],
         groups=re.Match.groups,
         reasons=parser._reasons,
@@ -45,4 +81,7 @@ def compiled_loop(parser: NamedLineParser, fallback: Fallback) -> Loop | None:
         max_line_bytes=MAX_LINE_BYTES,
         max_qname_chars=MAX_QNAME_CHARS,
     )
+    if fast.PCRE2:
+        for why in loop.pcre2_refused:  # type: ignore[attr-defined]
+            say_refused(why)
     return loop
