@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from named_senderr.sources.files import FileSource
-from named_senderr.sources.read_ahead import read_ahead
+from named_senderr.sources.read_ahead import ReadAhead
 from named_senderr.telemetry import Stats
 from tests.polling import wait_until
 
 
 def test_items_come_out_in_the_order_they_were_made() -> None:
-    assert list(read_ahead(iter(range(1000)))) == list(range(1000))
+    assert list(ReadAhead(iter(range(1000)))) == list(range(1000))
 
 
 def test_an_error_of_the_reader_is_raised_after_the_items_before_it() -> None:
@@ -26,7 +26,7 @@ def test_an_error_of_the_reader_is_raised_after_the_items_before_it() -> None:
 
     seen = []
     with pytest.raises(OSError, match="disk gone"):
-        for item in read_ahead(items()):
+        for item in ReadAhead(items()):
             seen.append(item)
     assert seen == [1, 2]
 
@@ -39,8 +39,9 @@ def test_the_reader_runs_at_most_depth_items_ahead() -> None:
             made.append(i)
             yield i
 
-    ahead = read_ahead(items(), depth=2)
-    assert next(ahead) == 0
+    ahead = ReadAhead(items(), depth=2)
+    taken = iter(ahead)
+    assert next(taken) == 0
     wait_until(lambda: len(made) >= 4)  # 0 taken, 1 and 2 waiting, 3 in the reader's hand
     threading.Event().wait(0.2)  # were it unbounded, it would have made all 100 by now
     assert len(made) == 4
@@ -56,8 +57,9 @@ def test_stopping_early_ends_the_reader_and_runs_its_cleanup() -> None:
         finally:
             cleaned.set()
 
-    ahead = read_ahead(items())
-    assert next(ahead) == 0
+    ahead = ReadAhead(items())
+    taken = iter(ahead)
+    assert next(taken) == 0
     ahead.close()
     assert cleaned.is_set()
     assert not any(thread.name == "read-ahead" for thread in threading.enumerate())

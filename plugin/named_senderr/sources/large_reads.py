@@ -35,20 +35,23 @@ def large_read_candidate_lines(
     strip_bom: bool = True,
     count_lines: bool = True,
     read_size: int = READ_SIZE,
+    offset: int = 0,
+    json_lines: bool | None = None,
 ) -> Iterator[Found]:
     """What ``candidate_lines`` yields for ``stream``, read ``read_size`` bytes at a time.
 
     One buffer serves every read (``readinto``): a fresh megabyte per read would cost a page fault
-    per 4 KiB, more system time than the reading itself.
+    per 4 KiB, more system time than the reading itself. ``offset``: where in its file ``stream`` is, a
+    line's start (a part of a file read by another thread); ``json_lines``: what the file's first block
+    said, for a part that does not hold it.
     """
     find = find or default_finder()
     buf = bytearray(MAX_LINE_BYTES + read_size)
     view = memoryview(buf)
     kept = 0  # buf[:kept]: the unfinished last line of the previous read
-    read_end = 0  # stream offset after the last read
+    read_end = offset  # stream offset after the last read
     skipping = False  # inside a line over the limit, already counted: drop up to its newline
-    json_lines: bool | None = None
-    ticked = 0
+    ticked = -(-offset // BLOCK_SIZE)  # the block holding ``offset`` is the part before's to tick
     while True:
         try:
             size = stream.readinto(view[kept : kept + read_size])  # type: ignore[attr-defined]

@@ -1,11 +1,11 @@
 """Read the next batches of a file while the pipeline works on this one.
 
 Reading and scanning a plain file (``readinto`` and hyperscan) run without
-the GIL, so a second thread doing them overlaps with parsing and writing on
-the other core: a mixed log's wall time becomes the longer of the two, not
-their sum. At most ``depth`` batches wait, so memory stays flat in file size.
-The batches, and any error of the reader, come out in the order the reader
-made them; closing the iterator early stops the reader and closes its file.
+the GIL, so a thread doing them overlaps with parsing and writing on the
+other core: a mixed log's wall time becomes the longer of the two, not their
+sum. At most ``depth`` batches wait, so memory stays flat in file size. The
+batches, and any error of the reader, come out in the order the reader made
+them; ``close`` (also on leaving early) stops the reader and closes its file.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 DEPTH = 2
@@ -27,45 +27,53 @@ class _End:
         self.error = error
 
 
-def read_ahead(items: Iterator[T], depth: int = DEPTH) -> Iterator[T]:
-    """``items``, produced by a thread of their own up to ``depth`` ahead of the caller."""
-    ready: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
-    stopped = threading.Event()
+class ReadAhead(Generic[T]):
+    """``items``, produced by a thread of their own, started at once, up to ``depth`` ahead of the caller."""
 
-    def put(item: T | _End) -> bool:
-        while not stopped.is_set():
+    def __init__(self, items: Iterator[T], depth: int = DEPTH) -> None:
+        self._items = items
+        self._ready: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()
+        self._reader = threading.Thread(target=self._produce, name="read-ahead", daemon=True)
+        self._reader.start()
+
+    def __iter__(self) -> Iterator[T]:
+        try:
+            while True:
+                item = self._ready.get()
+                if isinstance(item, _End):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the reader (its ``finally`` runs in its thread) and wait for it."""
+        self._stopped.set()
+        self._reader.join()
+
+    def _put(self, item: T | _End) -> bool:
+        while not self._stopped.is_set():
             try:
-                ready.put(item, timeout=_POLL)
+                self._ready.put(item, timeout=_POLL)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def _produce(self) -> None:
         try:
-            for item in items:
-                if not put(item):
+            for item in self._items:
+                if not self._put(item):
                     return
         except BaseException as exc:  # handed to the caller, raised there
-            put(_End(exc))
+            self._put(_End(exc))
             return
         finally:
-            if stopped.is_set():
-                close = getattr(items, "close", None)
+            if self._stopped.is_set():
+                close = getattr(self._items, "close", None)
                 if close is not None:
                     close()  # a generator's ``finally`` closes its file in this thread
-        put(_End(None))
-
-    reader = threading.Thread(target=produce, name="read-ahead", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = ready.get()
-            if isinstance(item, _End):
-                if item.error is not None:
-                    raise item.error
-                return
-            yield item
-    finally:
-        stopped.set()
-        reader.join()
+        self._put(_End(None))
