@@ -13,10 +13,8 @@ import importlib
 import os
 import subprocess
 import sys
-import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -27,9 +25,20 @@ from named_senderr.native import PURE_PYTHON_ENV
 from named_senderr.reasons import hints_for
 from tests.corpus import REAL_NAMED, load_cases
 from tests.native import compiled
-from tests.parsing import make_parser
+from tests.native_events import (
+    FIELDS,
+    ODD,
+    client_event,
+    counted,
+    generated_events,
+    memory_growth,
+    outcome,
+    overridden,
+    parsed,
+    repeat,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+MODULE = "named_senderr._event_json"
 INGEST = "2026-01-01T00:00:00.000Z"
 TEXT_FIELDS = ("timestamp", "client_ip", "scope", "client_ptr", "qname", "view", "signer", "netmgr_ptr", "zone",
                "zone_class", "host", "program", "category", "severity", "facility", "syslog_severity", "container",
@@ -41,32 +50,7 @@ SPECIAL = "".join(map(chr, range(0x20))) + '"\\/\x7f\x80\xe9\xff\u0100\u07ff\u08
 
 @pytest.fixture(scope="module")
 def fast() -> Callable[..., bytes]:
-    return compiled("named_senderr._event_json").ecs_json
-
-
-def outcome(encode: Callable[..., bytes], *args: object, **kwargs: object) -> bytes | tuple[type, tuple]:
-    """The bytes, or the exception's type and arguments: what a caller of either encoder sees."""
-    try:
-        return encode(*args, **kwargs)
-    except Exception as error:
-        return type(error), error.args
-
-
-def parsed(lines: list[bytes]) -> list[Event]:
-    parser = make_parser()
-    return [e for line in lines if isinstance(e := parser.parse_bytes(line), Event)]
-
-
-CLIENT_LINE = (
-    "Feb 02 02:02:02 ns1 named[2222]: 21-Oct-2021 10:22:33.123 client: warning: "
-    "client @0x7f8e3001c9a0 192.0.2.53#5300/key k1 (example.com): view ext: error sending response: would block"
-)
-
-
-def client_event(**changes: object) -> Event:
-    return dataclasses.replace(
-        make_parser().parse(CLIENT_LINE), **{"file": "/var/log/named.log", "offset": 4096} | changes
-    )
+    return compiled(MODULE).ecs_json
 
 
 @pytest.mark.parametrize("newline", [False, True])
@@ -87,10 +71,7 @@ def test_compiled_bytes_equal_the_reference_on_every_event_of_the_real_named_log
 
 @pytest.mark.parametrize("bind", ["9.11", "9.18"])
 def test_compiled_bytes_equal_the_reference_on_every_event_of_a_generated_log(fast, bind, tmp_path):
-    log = tmp_path / "named.log"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "generate_log.py"), "--lines", "5000", "--error-rate", "0.5",
-                    "--bind", bind, "-o", str(log)], check=True)  # fmt: skip
-    events = parsed(log.read_bytes().splitlines())
+    events = generated_events(bind, tmp_path)
     assert len(events) > 1000
     for e in events:
         assert fast(e, INGEST) == ecs_json_reference(e, INGEST), e.original
@@ -125,22 +106,8 @@ def test_compiled_outcome_equals_the_reference_whatever_fields_and_text(
     assert outcome(fast, e, INGEST, newline) == outcome(ecs_json_reference, e, INGEST, newline)
 
 
-class Text(str):
-    """A str subclass: orjson encodes it, the C encoder leaves it to the reference."""
-
-
-class Number(int):
-    """An int subclass: likewise."""
-
-
-FIELDS = [field.name for field in dataclasses.fields(Event)]
-_odd = (st.floats(allow_nan=False) | st.booleans() | st.integers(2**63 - 2, 2**65) | st.integers(-(2**65), -(2**63) + 2)
-        | st.builds(Text, st.text(max_size=5)) | st.builds(Number, st.integers(0, 99)) | st.lists(st.integers(), max_size=2)
-        | st.just("") | st.just(0) | st.none() | st.text(max_size=5) | st.sampled_from(["unknown", *_ACTIONS]))  # fmt: skip
-
-
 @settings(max_examples=500, deadline=None)
-@given(odd=st.dictionaries(st.sampled_from(FIELDS), _odd, min_size=1, max_size=4), ingest_time=_odd | st.just(INGEST))
+@given(odd=st.dictionaries(st.sampled_from(FIELDS), ODD, min_size=1, max_size=4), ingest_time=ODD | st.just(INGEST))
 def test_compiled_outcome_equals_the_reference_for_values_of_any_type_in_any_field(fast, odd, ingest_time):
     e = dataclasses.replace(client_event(), **odd)
     assert outcome(fast, e, ingest_time) == outcome(ecs_json_reference, e, ingest_time)
@@ -180,16 +147,7 @@ def test_an_unset_slot_raises_the_references_attribute_error(fast):
 
 
 def test_a_subclass_of_event_is_encoded_as_the_reference_does(fast):
-    class Overridden(Event):
-        @property
-        def message(self) -> str:
-            return "overridden"
-
-        @message.setter
-        def message(self, value: str) -> None:
-            Event.message.__set__(self, value)  # the slot holds the value; the reference reads the property
-
-    e = Overridden(**{name: getattr(client_event(), name) for name in FIELDS})
+    e = overridden()
     assert b'"message":"overridden"' in fast(e, INGEST)
     assert fast(e, INGEST) == ecs_json_reference(e, INGEST)
 
@@ -248,41 +206,25 @@ LEAK_EVENTS = [
 ]
 
 
-def encode_repeatedly(fast: Callable[..., bytes], events: list[Event], rounds: int) -> None:
-    for _ in range(rounds):
-        for e in events:
-            outcome(fast, e, INGEST, True)
-
-
 def test_encoding_keeps_every_reference_count(fast):
     events = [client_event(**changes) for changes in LEAK_EVENTS]
-    encode_repeatedly(fast, events, 2)  # the memo and the reference's cache fill on the first rounds
-    # The shared parts too; singletons and small ints are the whole interpreter's: their counts move on their own.
-    held = [value for value in (*events, *(getattr(e, name) for e in events for name in FIELDS), *_shared.values())
-            if not (value is None or isinstance(value, bool) or (isinstance(value, int) and -5 <= value <= 256))]  # fmt: skip
+    repeat(fast, events, 2, INGEST, True)  # the memo and the reference's cache fill on the first rounds
+    held = counted((*events, *(getattr(e, name) for e in events for name in FIELDS), *_shared.values()))
     before = [sys.getrefcount(value) for value in held]
-    encode_repeatedly(fast, events, 2000)
+    repeat(fast, events, 2000, INGEST, True)
     assert [sys.getrefcount(value) for value in held] == before
 
 
 def test_encoding_keeps_memory_flat(fast):
     events = [client_event(**changes) for changes in LEAK_EVENTS]
-    encode_repeatedly(fast, events, 2)
-    tracemalloc.start()
-    try:
-        encode_repeatedly(fast, events, 100)
-        before = tracemalloc.get_traced_memory()[0]
-        encode_repeatedly(fast, events, 5000)  # 30,000 calls: a leaked document each would be about 30 MB
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert grown < 100_000
+    # 30,000 calls: a leaked document each would be about 30 MB.
+    assert memory_growth(lambda rounds: repeat(fast, events, rounds, INGEST, True), 5000) < 100_000
 
 
 @pytest.mark.parametrize("module", ["named_senderr.event", "named_senderr.engine.printing",
                                     "named_senderr.sinks.elasticsearch"])  # fmt: skip
 def test_every_caller_of_ecs_json_gets_the_compiled_encoder_when_it_was_built(module):
-    assert importlib.import_module(module).ecs_json is compiled("named_senderr._event_json").ecs_json
+    assert importlib.import_module(module).ecs_json is compiled(MODULE).ecs_json
 
 
 def test_pure_python_env_gives_every_caller_the_reference():

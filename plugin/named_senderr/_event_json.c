@@ -1,4 +1,4 @@
-/* named_senderr._event_json: event.ecs_json_reference in C, byte for byte.
+/* named_senderr._event_json: event.ecs_json_reference and event.to_flat_reference in C.
  *
  * ecs_json(event, ingest_time, newline=False) writes the ECS document of one
  * Event the way orjson.dumps(to_ecs(...)) would.  It reads the Event's slots
@@ -8,6 +8,13 @@
  * surrogate, an unset slot, a subclass of Event, an error from the shared part)
  * hands the whole call to the Python reference, which encodes or raises exactly
  * as it always did.
+ *
+ * to_flat(event) builds the flat record as a copy of a template dict that holds
+ * every key in the reference's order (None for each value), then sets the values
+ * that are not None: the same keys in the same order, the slots' own objects as
+ * values, the hint from reasons.hint (memoized by kind and reason).  A subclass
+ * of Event, an unset slot, a kind or reason that is not exactly str, or an error
+ * from hint hands the call to the reference in the same way.
  *
  * Not safe without the GIL: the scratch buffer is shared, which holds only
  * because no Python code runs while it is written.  Single-phase init, so a
@@ -29,16 +36,37 @@ enum field {
     F_CLIENT_IP, F_CLIENT_PORT, F_SCOPE, F_CLIENT_PTR, F_QNAME, F_VIEW, F_SIGNER, F_NETMGR_PTR, F_ZONE,
     F_ZONE_CLASS, F_REPEAT_COUNT, F_HOST, F_PROGRAM, F_PID, F_CATEGORY, F_SEVERITY, F_PRIORITY,
     F_SYSLOG_SEVERITY, F_CONTAINER, F_FILE, F_OFFSET, F_ROLLUP_WINDOW, F_INGESTED, F_DESTINATION_IP,
-    F_DESTINATION_PORT, F_COUNT
+    F_DESTINATION_PORT, F_COUNT,
+    /* Read by to_flat only (a rollup's window): ecs_json's loop over F_COUNT leaves them alone. */
+    F_FIRST_SEEN = F_COUNT, F_LAST_SEEN, F_ALL
 };
 
-static const char *const FIELD_NAMES[F_COUNT] = {
+static const char *const FIELD_NAMES[F_ALL] = {
     "message_kind", "reason", "reason_text", "message", "original", "timestamp", "timestamp_valid",
     "client_ip", "client_port", "scope", "client_ptr", "qname", "view", "signer", "netmgr_ptr", "zone",
     "zone_class", "repeat_count", "host", "program", "pid", "category", "severity", "priority",
     "syslog_severity", "container", "file", "offset", "rollup_window", "ingested", "destination_ip",
-    "destination_port",
+    "destination_port", "first_seen", "last_seen",
 };
+
+/* The flat record's keys in the reference's order and the field each holds; F_HINT: reasons.hint's text. */
+#define F_HINT F_ALL
+static const struct {
+    const char *key;
+    int field;
+} FLAT_KEYS[] = {
+    {"timestamp", F_TIMESTAMP}, {"reason", F_REASON}, {"reason_text", F_REASON_TEXT}, {"hint", F_HINT},
+    {"client_ip", F_CLIENT_IP}, {"client_port", F_CLIENT_PORT}, {"scope", F_SCOPE}, {"qname", F_QNAME},
+    {"view", F_VIEW}, {"signer", F_SIGNER}, {"client_ptr", F_CLIENT_PTR}, {"message_kind", F_MESSAGE_KIND},
+    {"repeat_count", F_REPEAT_COUNT}, {"host", F_HOST}, {"program", F_PROGRAM}, {"pid", F_PID},
+    {"category", F_CATEGORY}, {"severity", F_SEVERITY}, {"file", F_FILE}, {"offset", F_OFFSET},
+    {"message", F_MESSAGE}, {"zone", F_ZONE}, {"zone_class", F_ZONE_CLASS}, {"destination_ip", F_DESTINATION_IP},
+    {"destination_port", F_DESTINATION_PORT},
+    /* A rollup's three, appended when rollup_window is not None. */
+    {"count", F_REPEAT_COUNT}, {"first_seen", F_FIRST_SEEN}, {"last_seen", F_LAST_SEEN},
+};
+#define N_FLAT_KEYS (sizeof(FLAT_KEYS) / sizeof(FLAT_KEYS[0]))
+#define N_PLAIN_KEYS (N_FLAT_KEYS - 3)
 
 /* The bind section's optional keys, in the reference's order (_BIND_KEYS). */
 #define KEY(lit) lit, sizeof(lit) - 1
@@ -71,12 +99,23 @@ typedef struct {
     PyObject *kind, *reason, *text, *part; /* strong references; part NULL: empty */
 } Memo;
 
+/* Hints by (kind, reason): a handful of pairs in a log. */
+#define HINT_MEMO_SIZE 64
+typedef struct {
+    PyObject *kind, *reason, *hint; /* strong references; hint NULL: empty */
+} HintMemo;
+
 typedef struct {
     PyTypeObject *event_type; /* exactly this type takes the fast path; subclasses go to the reference */
     PyObject *shared_part;    /* event._shared_part: the bytes after event.original, for shared_part() */
     PyObject *reference;      /* event.ecs_json_reference */
-    Py_ssize_t offsets[F_COUNT];
+    PyObject *hint;           /* reasons.hint(reason, message_kind) */
+    PyObject *flat_reference; /* event.to_flat_reference */
+    PyObject *flat_keys[N_FLAT_KEYS]; /* FLAT_KEYS' names, interned */
+    PyObject *flat_template;          /* every plain key of the flat record in order, each None */
+    Py_ssize_t offsets[F_ALL];
     Memo memo[MEMO_SIZE];
+    HintMemo hints[HINT_MEMO_SIZE];
     char *buf;
     size_t cap;
 } State;
@@ -463,7 +502,8 @@ static int put_document(Writer *w, PyObject *event, PyObject *ingest_time, PyObj
     return put_rest(w, f);
 }
 
-static PyObject *fall_back(State *st, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* The call handed to the Python reference (ecs_json's or to_flat's) as it was made. */
+static PyObject *fall_back(PyObject *reference, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     /* Keep what must not be swallowed (KeyboardInterrupt, SystemExit); the reference raises anything else again. */
     if (PyErr_Occurred()) {
@@ -471,7 +511,7 @@ static PyObject *fall_back(State *st, PyObject *const *args, Py_ssize_t nargs, P
             return NULL;
         PyErr_Clear();
     }
-    return PyObject_Vectorcall(st->reference, args, (size_t)nargs, kwnames);
+    return PyObject_Vectorcall(reference, args, (size_t)nargs, kwnames);
 }
 
 static PyObject *ecs_json(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -485,7 +525,7 @@ static PyObject *ecs_json(PyObject *module, PyObject *const *args, Py_ssize_t na
     PyObject *newline = nargs > 2 ? args[2] : Py_False;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs > 3)
-        return fall_back(st, args, nargs, kwnames); /* the reference says what is wrong */
+        return fall_back(st->reference, args, nargs, kwnames); /* the reference says what is wrong */
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
         if (nargs < 3 && PyUnicode_CompareWithASCIIString(name, "newline") == 0)
@@ -495,19 +535,19 @@ static PyObject *ecs_json(PyObject *module, PyObject *const *args, Py_ssize_t na
         else if (nargs < 1 && PyUnicode_CompareWithASCIIString(name, "event") == 0)
             event = value;
         else
-            return fall_back(st, args, nargs, kwnames);
+            return fall_back(st->reference, args, nargs, kwnames);
     }
     if (event == NULL || ingest_time == NULL || Py_TYPE(event) != st->event_type)
-        return fall_back(st, args, nargs, kwnames);
+        return fall_back(st->reference, args, nargs, kwnames);
     /* Everything that may run Python code comes before the slots are read. */
     int end_line = PyObject_IsTrue(newline);
     if (end_line < 0)
-        return fall_back(st, args, nargs, kwnames);
+        return fall_back(st->reference, args, nargs, kwnames);
     PyObject *kind = *(PyObject **)((char *)event + st->offsets[F_MESSAGE_KIND]);
     PyObject *reason = *(PyObject **)((char *)event + st->offsets[F_REASON]);
     PyObject *text = *(PyObject **)((char *)event + st->offsets[F_REASON_TEXT]);
     if (kind == NULL || reason == NULL || text == NULL)
-        return fall_back(st, args, nargs, kwnames);
+        return fall_back(st->reference, args, nargs, kwnames);
     /* Held across shared_part(): on a miss it runs Python code, which may change the event. */
     Py_INCREF(kind);
     Py_INCREF(reason);
@@ -517,7 +557,7 @@ static PyObject *ecs_json(PyObject *module, PyObject *const *args, Py_ssize_t na
     Py_DECREF(reason);
     Py_DECREF(text);
     if (part == NULL)
-        return fall_back(st, args, nargs, kwnames);
+        return fall_back(st->reference, args, nargs, kwnames);
     Writer w = {st->buf, st->buf ? st->buf + st->cap : NULL, st};
     int failed = put_document(&w, event, ingest_time, part) < 0
                  || (end_line ? PUT_LIT(&w, "}\n") : PUT_LIT(&w, "}")) < 0;
@@ -528,20 +568,108 @@ static PyObject *ecs_json(PyObject *module, PyObject *const *args, Py_ssize_t na
         st->buf = NULL;
         st->cap = 0;
     }
-    return result ? result : fall_back(st, args, nargs, kwnames);
+    return result ? result : fall_back(st->reference, args, nargs, kwnames);
+}
+
+/* The hint for (kind, reason), both exact and ready strs: a new reference, or NULL with reasons.hint's error.
+ * hint reads constant tables, so a text it gave once is kept; an error is never kept (the reference raises
+ * it again). */
+static PyObject *hint_of(State *st, PyObject *kind, PyObject *reason)
+{
+    Py_hash_t hashes[] = {PyObject_Hash(kind), PyObject_Hash(reason)};
+    if (hashes[0] == -1 || hashes[1] == -1)
+        return NULL;
+    size_t slot = ((size_t)hashes[0] ^ (size_t)hashes[1] * 1000003) % HINT_MEMO_SIZE;
+    HintMemo *m = &st->hints[slot];
+    if (m->hint != NULL && same(m->kind, kind) && same(m->reason, reason))
+        return Py_NewRef(m->hint);
+    PyObject *args[] = {reason, kind};
+    PyObject *hint = PyObject_Vectorcall(st->hint, args, 2, NULL);
+    if (hint == NULL || !PyUnicode_CheckExact(hint))
+        return hint; /* anything but a str is handed on, never kept: freeing it later could run code */
+    m = &st->hints[slot];
+    Py_XSETREF(m->kind, Py_NewRef(kind)); /* strs: freeing them runs no code */
+    Py_XSETREF(m->reason, Py_NewRef(reason));
+    Py_XSETREF(m->hint, Py_NewRef(hint));
+    return hint;
+}
+
+/* The flat record filled from the event's slots, or NULL (no exception kept): take the reference path.
+ * The copy is made before any slot is read: allocating it may collect garbage, and a finalizer may change
+ * the event.  From the first slot read to the return, setting a str key of the copy runs no Python code. */
+static PyObject *flat_record(State *st, PyObject *event, PyObject *hint)
+{
+    PyObject *flat = PyDict_Copy(st->flat_template);
+    if (flat == NULL)
+        return NULL;
+    PyObject *window = *(PyObject **)((char *)event + st->offsets[F_ROLLUP_WINDOW]);
+    size_t keys = window != Py_None ? N_FLAT_KEYS : N_PLAIN_KEYS; /* a rollup's three appended, in order */
+    for (size_t i = 0; i < keys; i++) {
+        int field = FLAT_KEYS[i].field;
+        PyObject *v = field == F_HINT ? hint : *(PyObject **)((char *)event + st->offsets[field]);
+        /* An unset slot: the reference raises AttributeError.  A plain key whose value is None is so already. */
+        if (window == NULL || v == NULL
+            || ((v != Py_None || i >= N_PLAIN_KEYS) && PyDict_SetItem(flat, st->flat_keys[i], v) < 0)) {
+            Py_DECREF(flat);
+            return NULL;
+        }
+    }
+    return flat;
+}
+
+static PyObject *to_flat(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *st = state_of(module);
+    if (st->flat_reference == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "named_senderr._event_json: bind() was not called");
+        return NULL;
+    }
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) || Py_TYPE(args[0]) != st->event_type)
+        return fall_back(st->flat_reference, args, nargs, kwnames); /* the reference says what is wrong */
+    PyObject *event = args[0];
+    PyObject *kind = *(PyObject **)((char *)event + st->offsets[F_MESSAGE_KIND]);
+    PyObject *reason = *(PyObject **)((char *)event + st->offsets[F_REASON]);
+    if (kind == NULL || reason == NULL || !PyUnicode_CheckExact(kind) || !PyUnicode_CheckExact(reason)
+        || ready(kind) < 0 || ready(reason) < 0)
+        return fall_back(st->flat_reference, args, nargs, kwnames);
+    /* Held across hint_of(): on a miss it runs Python code, which may change the event. */
+    Py_INCREF(kind);
+    Py_INCREF(reason);
+    PyObject *hint = hint_of(st, kind, reason);
+    Py_DECREF(kind);
+    Py_DECREF(reason);
+    if (hint == NULL)
+        return fall_back(st->flat_reference, args, nargs, kwnames);
+    PyObject *flat = flat_record(st, event, hint);
+    Py_DECREF(hint);
+    return flat ? flat : fall_back(st->flat_reference, args, nargs, kwnames);
 }
 
 static int clear(PyObject *module);
 
-/* bind(Event, shared_part, reference): what ecs_json reads and falls back to, from event.py. */
+/* The flat record's plain keys in order, each None: what to_flat copies. */
+static PyObject *new_flat_template(PyObject *const *keys)
+{
+    PyObject *template = PyDict_New();
+    for (size_t i = 0; template != NULL && i < N_PLAIN_KEYS; i++) {
+        if (PyDict_SetItem(template, keys[i], Py_None) < 0)
+            Py_CLEAR(template);
+    }
+    return template;
+}
+
+/* bind(Event, shared_part, reference, hint, flat_reference): what ecs_json and to_flat read and fall back to,
+ * from event.py. */
 static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyCallable_Check(args[1]) || !PyCallable_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "bind(event_type, shared_part, reference)");
+    if (nargs != 5 || !PyType_Check(args[0]) || !PyCallable_Check(args[1]) || !PyCallable_Check(args[2])
+        || !PyCallable_Check(args[3]) || !PyCallable_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "bind(event_type, shared_part, reference, hint, flat_reference)");
         return NULL;
     }
-    Py_ssize_t offsets[F_COUNT];
-    for (int i = 0; i < F_COUNT; i++) {
+    State *st = state_of(module);
+    Py_ssize_t offsets[F_ALL];
+    for (int i = 0; i < F_ALL; i++) {
         PyObject *descr = PyObject_GetAttrString(args[0], FIELD_NAMES[i]);
         if (descr == NULL)
             return NULL;
@@ -554,20 +682,36 @@ static PyObject *bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return PyErr_Format(PyExc_TypeError, "%R.%s is not a slot: Event must stay a slots dataclass", args[0],
                                 FIELD_NAMES[i]);
     }
-    State *st = state_of(module);
-    clear(module); /* a memo of another shared_part goes too */
+    PyObject *keys[N_FLAT_KEYS] = {NULL}, *template = NULL;
+    for (size_t i = 0; i < N_FLAT_KEYS; i++) {
+        if ((keys[i] = PyUnicode_InternFromString(FLAT_KEYS[i].key)) == NULL)
+            goto failed;
+    }
+    if ((template = new_flat_template(keys)) == NULL)
+        goto failed;
+    clear(module); /* the memos of another shared_part and hint go too */
     st->event_type = (PyTypeObject *)Py_NewRef(args[0]);
     st->shared_part = Py_NewRef(args[1]);
     st->reference = Py_NewRef(args[2]);
+    st->hint = Py_NewRef(args[3]);
+    st->flat_reference = Py_NewRef(args[4]);
+    memcpy(st->flat_keys, keys, sizeof(keys)); /* their references move to the state */
+    st->flat_template = template;
     memcpy(st->offsets, offsets, sizeof(offsets));
     Py_RETURN_NONE;
+failed:
+    for (size_t i = 0; i < N_FLAT_KEYS; i++)
+        Py_XDECREF(keys[i]);
+    return NULL;
 }
 
 static PyMethodDef METHODS[] = {
     {"ecs_json", (PyCFunction)(void (*)(void))ecs_json, METH_FASTCALL | METH_KEYWORDS,
      "ecs_json(event, ingest_time, newline=False) -> bytes: event.ecs_json_reference, byte for byte."},
+    {"to_flat", (PyCFunction)(void (*)(void))to_flat, METH_FASTCALL | METH_KEYWORDS,
+     "to_flat(event) -> dict: event.to_flat_reference, the same keys in the same order and the same values."},
     {"bind", (PyCFunction)(void (*)(void))bind, METH_FASTCALL,
-     "bind(event_type, shared_part, reference): done once by event.py at import."},
+     "bind(event_type, shared_part, reference, hint, flat_reference): done once by event.py at import."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -577,6 +721,9 @@ static int traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->event_type);
     Py_VISIT(st->shared_part);
     Py_VISIT(st->reference);
+    Py_VISIT(st->hint);
+    Py_VISIT(st->flat_reference);
+    Py_VISIT(st->flat_template);
     return 0;
 }
 
@@ -586,6 +733,16 @@ static int clear(PyObject *module)
     Py_CLEAR(st->event_type);
     Py_CLEAR(st->shared_part);
     Py_CLEAR(st->reference);
+    Py_CLEAR(st->hint);
+    Py_CLEAR(st->flat_reference);
+    Py_CLEAR(st->flat_template);
+    for (size_t i = 0; i < N_FLAT_KEYS; i++)
+        Py_CLEAR(st->flat_keys[i]);
+    for (int i = 0; i < HINT_MEMO_SIZE; i++) {
+        Py_CLEAR(st->hints[i].kind);
+        Py_CLEAR(st->hints[i].reason);
+        Py_CLEAR(st->hints[i].hint);
+    }
     for (int i = 0; i < MEMO_SIZE; i++) {
         Py_CLEAR(st->memo[i].kind);
         Py_CLEAR(st->memo[i].reason);
@@ -605,7 +762,8 @@ static void free_module(void *module)
 }
 
 static struct PyModuleDef MODULE = {
-    PyModuleDef_HEAD_INIT, "named_senderr._event_json", "event.ecs_json_reference in C, byte for byte.",
+    PyModuleDef_HEAD_INIT, "named_senderr._event_json",
+    "event.ecs_json_reference in C, byte for byte, and event.to_flat_reference, key for key.",
     sizeof(State), METHODS, NULL, traverse, clear, free_module,
 };
 

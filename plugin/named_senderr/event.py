@@ -5,14 +5,16 @@
 plain dicts of JSON types, built field by field so the hot path stays cheap.
 ``ecs_json`` is ``orjson.dumps(to_ecs(...))`` byte for byte without the dict:
 the parts every event of a message kind and reason shares are encoded once.
-It is the C encoder (_event_json.c) where that was built, else the Python
-``ecs_json_reference``, which the C one mirrors and hands every rare case to.
+Both ``ecs_json`` and ``to_flat`` are the C ones (_event_json.c) where that was
+built, else the Python ``ecs_json_reference`` and ``to_flat_reference``, which
+the C ones mirror and hand every rare case to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Protocol
 
 import orjson
@@ -94,7 +96,7 @@ class Event:
     destination_port: int | None = None
 
 
-def to_flat(event: Event) -> dict:
+def to_flat_reference(event: Event) -> dict:
     """The flat record: the same keys on every event, None where absent (rollups add three)."""
     flat = {
         "timestamp": event.timestamp,
@@ -286,13 +288,20 @@ class EcsJson(Protocol):
     def __call__(self, event: Event, ingest_time: str, newline: bool = False) -> bytes: ...
 
 
-def _chosen_ecs_json() -> EcsJson:
-    """The C encoder where it was built (named_senderr/native.py), bound to what it reads and falls back to."""
+class ToFlat(Protocol):
+    """What callers see as ``to_flat``: either builder, the same call."""
+
+    def __call__(self, event: Event) -> dict: ...
+
+
+def _compiled() -> ModuleType | None:
+    """The C module where it was built (named_senderr/native.py), bound to what it reads and falls back to."""
     compiled = load("named_senderr._event_json")
-    if compiled is None:
-        return ecs_json_reference
-    compiled.bind(Event, _shared_part, ecs_json_reference)
-    return compiled.ecs_json
+    if compiled is not None:
+        compiled.bind(Event, _shared_part, ecs_json_reference, hint, to_flat_reference)
+    return compiled
 
 
-ecs_json = _chosen_ecs_json()
+_native = _compiled()
+ecs_json: EcsJson = ecs_json_reference if _native is None else _native.ecs_json
+to_flat: ToFlat = to_flat_reference if _native is None else _native.to_flat

@@ -18,7 +18,7 @@ from prometheus_client import Histogram
 
 from named_senderr.engine.contracts import Delivery, Source, Stage
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
-from named_senderr.engine.printing import Warn, renderer
+from named_senderr.engine.printing import Warn, line_encoder, renderer
 from named_senderr.engine.runner import Runner, SourceCounters
 from named_senderr.engine.topology import Topology
 from named_senderr.engine.transforms import ParseLines, command_line_stages
@@ -144,7 +144,8 @@ def run_pipeline(
         queue: DiskQueue | None = None
         if direct:
             assert stream is not None
-            delivery = StreamDelivery(stream, renderer(config.sinks[0].format))
+            form = config.sinks[0].format
+            delivery = StreamDelivery(stream, renderer(form), line=line_encoder(form))
         else:
             sinks = sinks if sinks is not None else open_sinks(config, stack)
             for sink in sinks:  # before the lanes count into them: each batch a sink settles is timed

@@ -17,11 +17,16 @@ _BATCH = 512
 
 
 class NdjsonWriter:
-    """Buffers encoded lines and writes them in batches; stdout carries data only."""
+    """Buffers encoded lines and writes them in batches; stdout carries data only.
+
+    The lines are copied into one buffer as they come: orjson's results each keep a buffer of their own, and
+    holding a batch of them costs several times their encoding.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._pending: list[bytes] = []
+        self._pending = bytearray()
+        self._lines = 0  # in _pending
 
     def write_all(self, records: Iterable[dict]) -> None:
         dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
@@ -29,16 +34,20 @@ class NdjsonWriter:
 
     def write_lines(self, lines: Iterable[bytes]) -> None:
         """Lines already encoded, each ending in a newline."""
-        pending = self._pending
+        pending, count = self._pending, self._lines
         for line in lines:
-            pending.append(line)
-            if len(pending) >= _BATCH:  # written in parts: a large batch's lines are never all held at once
+            pending += line
+            count += 1
+            if count >= _BATCH:  # written in parts: a large batch's lines are never all held at once
+                self._lines = count
                 self.flush()
+                pending, count = self._pending, self._lines
+        self._lines = count
 
     def flush(self) -> None:
         if self._pending:
-            self._stream.write(b"".join(self._pending))
-            self._pending.clear()
+            self._stream.write(self._pending)
+            self._pending, self._lines = bytearray(), 0  # a new one: the stream may keep what it was given
         self._stream.flush()
 
 
