@@ -57,9 +57,25 @@ def test_a_pattern_cache_file_made_from_other_definitions_is_not_used(tmp_path, 
     """The cache file is named by a CRC of the definitions: a collision must be a miss, never a wrong pattern."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     right = [p.regex.pattern for p in load_line_patterns()]
-    (cache_file,) = (tmp_path / "named-senderr").glob("patterns-v2-*.json")
+    (cache_file,) = (tmp_path / "named-senderr").glob("patterns-v3-*.json")
     forged = json.loads(cache_file.read_text())
     forged["definitions"]["NAMED_SENDERR_OTHER"] = "other"
-    forged["expanded"] = dict.fromkeys(forged["expanded"], "forged")
+    forged["prepared"] = {name: {**entry, "source": "forged"} for name, entry in forged["prepared"].items()}
     cache_file.write_text(json.dumps(forged))
     assert [p.regex.pattern for p in load_line_patterns()] == right
+
+
+def test_a_pattern_cache_entry_of_the_wrong_shape_is_a_miss(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    right = [(p.source, p.groupindex, p.groups) for p in load_line_patterns()]
+    (cache_file,) = (tmp_path / "named-senderr").glob("patterns-v3-*.json")
+    broken = json.loads(cache_file.read_text())
+    first = next(iter(broken["prepared"]))
+    broken["prepared"][first]["groups"] = "many"
+    cache_file.write_text(json.dumps(broken))
+    assert [(p.source, p.groupindex, p.groups) for p in load_line_patterns()] == right
+
+
+def test_each_pattern_knows_its_captures_as_re_numbers_them():
+    for pattern in load_line_patterns():
+        assert (pattern.groupindex, pattern.groups) == (dict(pattern.regex.groupindex), pattern.regex.groups)

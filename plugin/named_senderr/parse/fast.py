@@ -23,6 +23,7 @@ from collections.abc import Callable
 from named_senderr import native
 from named_senderr.event import Event
 from named_senderr.lines import Line
+from named_senderr.parse.grok import LinePattern
 from named_senderr.parse.named import FIELDS, MAX_LINE_BYTES, MAX_QNAME_CHARS, NamedLineParser, Rejection
 
 Fallback = Callable[[Line, str | None, str], Event | Rejection | None]
@@ -35,10 +36,9 @@ SAME_ESCAPES = frozenset("sSdDwW") | frozenset("\\.[](){}|*+?^$/-#%@:'\" ")
 SAME_GROUPS = ("(?:", "(?P<", "(?=", "(?!", "(?<=", "(?<!")
 
 
-def pcre2_source(regex: re.Pattern[str]) -> str | None:
-    """The source of ``regex`` for PCRE2, or None where it has flags, escapes or groups PCRE2 could read otherwise."""
-    source = regex.pattern
-    if regex.flags != re.UNICODE or not source.isascii():
+def pcre2_source(source: str) -> str | None:
+    """``source`` for PCRE2, or None where it has escapes or groups PCRE2 could read otherwise (or inline flags)."""
+    if not source.isascii():
         return None
     at = 0
     while at < len(source):
@@ -53,6 +53,21 @@ def pcre2_source(regex: re.Pattern[str]) -> str | None:
     return source
 
 
+def lazy_match(pattern: LinePattern) -> Callable[[str], re.Match[str] | None]:
+    """``pattern.regex.match``, compiling only if a line ever needs ``re`` (PCRE2 serves every ASCII one)."""
+
+    def match(text: str) -> re.Match[str] | None:
+        return pattern.regex.match(text)
+
+    return match
+
+
+def _for_loop(pattern: LinePattern, pcre2: bool) -> tuple[Callable, tuple[int, ...], str | None]:
+    source = pcre2_source(pattern.source) if pcre2 else None
+    match = lazy_match(pattern) if source is not None else pattern.regex.match
+    return match, tuple(pattern.groupindex.get(name, 0) - 1 for name in FIELDS), source
+
+
 @functools.cache
 def say_refused(why: str) -> None:
     log.warning("parse loop: %s", why)
@@ -65,11 +80,8 @@ def compiled_loop(parser: NamedLineParser, fallback: Fallback) -> Loop | None:
         return None
     loop: Loop = fast.Loop(
         fallback=fallback,
-        # each pattern's bound match(), per FIELDS name its index in match.groups() (-1: no such capture), its source
-        patterns=[
-            (regex.match, tuple(regex.groupindex.get(name, 0) - 1 for name in FIELDS), pcre2_source(regex))
-            for regex in parser.patterns
-        ],
+        # each pattern's match(), per FIELDS name its index in match.groups() (-1: no such capture), its PCRE2 source
+        patterns=[_for_loop(pattern, fast.PCRE2) for pattern in parser.patterns],
         groups=re.Match.groups,
         reasons=parser._reasons,
         time_cache=parser.timestamps._cache,

@@ -80,14 +80,14 @@ _CACHE_LIMIT = 4096
 class _Compiled:
     """A pattern and how to pick ``FIELDS`` out of ``match.groups() + (None,)`` in one C call."""
 
-    regex: re.Pattern[str]
+    pattern: LinePattern
     pick: Callable[[tuple], tuple]
 
 
 def _compile(pattern: LinePattern) -> _Compiled:
-    index = pattern.regex.groupindex
-    absent = pattern.regex.groups  # the None appended after the last group
-    return _Compiled(pattern.regex, operator.itemgetter(*(index.get(name, absent + 1) - 1 for name in FIELDS)))
+    index = pattern.groupindex
+    absent = pattern.groups  # the None appended after the last group
+    return _Compiled(pattern, operator.itemgetter(*(index.get(name, absent + 1) - 1 for name in FIELDS)))
 
 
 class NamedLineParser:
@@ -96,7 +96,7 @@ class NamedLineParser:
     def __init__(self, timestamps: TimestampNormalizer, patterns: list[LinePattern] | None = None) -> None:
         self.timestamps = timestamps
         self._compiled = [_compile(p) for p in (patterns or load_line_patterns())]
-        self.patterns = [c.regex for c in self._compiled]
+        self.patterns = [c.pattern for c in self._compiled]
         # (phrase, reason_text) -> (message kind, reason): a storm logs a handful of texts again and again.
         self._reasons: dict[tuple[str | None, str], tuple[str, str]] = {}
 
@@ -126,7 +126,7 @@ class NamedLineParser:
 
     def _match(self, text: str, original: str) -> Event | Rejection:
         for compiled in self._compiled:
-            m = compiled.regex.match(text)
+            m = compiled.pattern.regex.match(text)
             if m is not None:
                 return self._event(compiled.pick((*m.groups(), None)), original)
         return diagnose(original)
