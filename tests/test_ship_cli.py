@@ -16,6 +16,8 @@ import pytest
 
 from named_senderr.cli import main
 from named_senderr.cli.parse import sample_path
+from named_senderr.engine.shipping import check_dead_letter
+from named_senderr.errors import ConfigError
 from named_senderr.settings.ship import DEFAULT_DEAD_LETTER
 from tests.faults import FaultServer, Reply, Request, bulk_answer
 from tests.polling import wait_until
@@ -82,6 +84,26 @@ def test_exit_status_is_1_for_an_unreadable_input(tmp_path: Path) -> None:
 def test_dead_letter_in_a_missing_directory_is_refused_before_sending(tmp_path: Path, capsys) -> None:
     code = main(["ship", "--sample", "--to", "stdout:", "--dead-letter", str(tmp_path / "no" / "dl.ndjson")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_the_start_check_never_removes_a_dead_letter_file_another_process_writes(tmp_path: Path) -> None:
+    """Workers sharing a dead-letter path: one's start must not unlink the empty file another just opened."""
+    shared = tmp_path / "dead.ndjson"
+    with open(shared, "ab") as other_worker:
+        check_dead_letter(shared)
+        assert shared.exists()
+        other_worker.write(b'{"refused": 1}\n')
+    assert shared.read_bytes() == b'{"refused": 1}\n'
+
+
+def test_the_start_check_makes_no_dead_letter_file(tmp_path: Path) -> None:
+    check_dead_letter(tmp_path / "dead.ndjson")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dead_letter_directory_nothing_can_be_written_in_is_refused() -> None:
+    with pytest.raises(ConfigError, match="cannot write"):
+        check_dead_letter(Path("/proc/self/dead.ndjson"))  # not even root creates files there
 
 
 @pytest.mark.parametrize("answer", [Reply(401, b'{"error":{"reason":"unable to authenticate user [shipper]"}}'),

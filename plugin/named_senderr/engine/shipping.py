@@ -6,6 +6,7 @@ Every option of the transform chain (privacy, rollup) and of the runner
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -223,13 +224,13 @@ def check_dead_letter(path: Path) -> None:
         raise ConfigError(f"dead_letter {path} is a directory; name a file, e.g. {path / 'dead-letter.ndjson'}")
     if not directory.is_dir():
         raise ConfigError(f"dead_letter {path}: directory {directory} does not exist; create it or choose another path")
+    # An existing file is opened as it will be; a missing one is not made (it is, when something is refused):
+    # a nameless file in its directory tests that. Nothing here removes a file another process may be writing.
     try:
-        with open(path, "ab"):
+        with open(path, "ab") if path.exists() else tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
         raise ConfigError(f"dead_letter {path}: cannot write ({exc.strerror}); choose another path") from None
-    if path.stat().st_size == 0:
-        path.unlink()  # created only to test; made again when something is refused
 
 
 def ship_samples(result: ShipResult, queue: DiskQueue | None, sources: list[Source]) -> Iterator[Sample]:
