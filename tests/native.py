@@ -12,7 +12,7 @@ from named_senderr import native
 
 def compiled(name: str) -> ModuleType:
     """The compiled module ``name``; skipped where it was not built, or where the pure-Python path is asked for."""
-    if os.environ.get(native.PURE_PYTHON_ENV, "") not in ("", "0"):
+    if native.pure_python():
         pytest.skip(f"{native.PURE_PYTHON_ENV} is set: the pure-Python reference runs alone")
     module = native.load(name)
     if module is None:

@@ -15,9 +15,14 @@ from types import ModuleType
 PURE_PYTHON_ENV = "NAMED_SENDERR_PURE_PYTHON"
 
 
+def pure_python() -> bool:
+    """``NAMED_SENDERR_PURE_PYTHON`` asks for the Python reference alone (any value but empty or 0)."""
+    return os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0")
+
+
 def load(name: str) -> ModuleType | None:
     """The compiled module ``name``, or None: not built here, or the pure-Python path asked for."""
-    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+    if pure_python():
         return None
     try:
         return importlib.import_module(name)

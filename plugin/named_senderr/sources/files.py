@@ -15,7 +15,7 @@ from named_senderr.errors import InputError
 from named_senderr.lines import Batch, Emit, Line
 from named_senderr.parse.named import MAX_LINE_BYTES
 from named_senderr.sources.large_reads import READ_SIZE, large_read_candidate_lines
-from named_senderr.sources.log_file import BLOCK_SIZE, BOM, InputSource, candidate_lines
+from named_senderr.sources.log_file import BLOCK_SIZE, BOM, InputSource, candidate_lines, starts_json
 from named_senderr.sources.read_ahead import ReadAhead
 from named_senderr.telemetry import Stats
 
@@ -62,10 +62,11 @@ class FileSource:
         stream = source.open()
         try:
             on_block = self.progress(source) if self.progress else None
-            middle = _middle(stream, self.split_size) if _is_plain_file(stream) else None
+            plain = _is_plain_file(stream)
+            middle = _middle(stream, self.split_size) if plain else None
             if middle is not None:
                 yield from self._read_halves(source, stream, middle, on_block)
-            elif _is_plain_file(stream):  # a file on disk is read ahead in a thread of its own
+            elif plain:  # a file on disk is read ahead in a thread of its own
                 yield from ReadAhead(self._batches(source, large_read_candidate_lines(
                     stream, self.stats, on_block, count_lines=self.count_lines)))  # fmt: skip
             else:  # gzip, stdin and pipes keep the block reader's pace; a pipe may block, and is read here
@@ -81,7 +82,7 @@ class FileSource:
         self, source: InputSource, stream: BinaryIO, middle: int, on_block: Callable[[], None] | None
     ) -> Iterator[Batch]:
         """A large file as two halves, each read and scanned by a thread of its own; batches still in order."""
-        json_lines = _starts_json(stream)
+        json_lines = starts_json(os.pread(stream.fileno(), BLOCK_SIZE, 0).removeprefix(BOM))  # as one reader decides
         second = open(source.name, "rb", buffering=0)  # noqa: SIM115 - closed below
         try:
             second.seek(middle)
@@ -137,12 +138,6 @@ def _middle(stream: BinaryIO, split_size: int) -> int | None:
     if newline == -1 or size // 2 + newline + 1 >= size:
         return None  # a line over the limit holds the middle: one reader sees it whole
     return size // 2 + newline + 1
-
-
-def _starts_json(stream: BinaryIO) -> bool:
-    """What the large reader decides from a file's first block: a log of JSON lines (journald, docker)."""
-    head = os.pread(stream.fileno(), BLOCK_SIZE, 0)
-    return head.removeprefix(BOM).lstrip()[:1] == b"{"
 
 
 def _add_reading(total: Stats, part: Stats) -> None:

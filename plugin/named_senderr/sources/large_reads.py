@@ -19,7 +19,7 @@ from typing import BinaryIO
 from named_senderr import native
 from named_senderr.errors import InputError
 from named_senderr.parse.named import MAX_LINE_BYTES
-from named_senderr.sources.log_file import BLOCK_SIZE, BOM, default_finder, has_needle, is_undecodable
+from named_senderr.sources.log_file import BLOCK_SIZE, BOM, default_finder, has_needle, is_undecodable, starts_json
 from named_senderr.sources.phrase_scan import Finder
 from named_senderr.telemetry import Stats
 
@@ -71,7 +71,7 @@ def large_read_candidate_lines(
                 on_block()
             ticked = -(-read_end // BLOCK_SIZE)
         if json_lines is None:
-            json_lines = buf[start : min(top, BLOCK_SIZE)].lstrip()[:1] == b"{"
+            json_lines = starts_json(buf[start : min(top, BLOCK_SIZE)])
         if skipping:
             newline = buf.find(b"\n", 0, top)
             if newline == -1:

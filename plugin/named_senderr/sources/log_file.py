@@ -104,7 +104,7 @@ def candidate_lines(
         if on_block is not None:
             on_block()
         if json_lines is None:
-            json_lines = block.lstrip()[:1] == b"{"
+            json_lines = starts_json(block)
         stats.bytes += len(block)
         start = 0
         if pending or oversize:
@@ -188,6 +188,11 @@ def default_finder() -> Finder:
     if _finder is None:
         _finder = best_finder()
     return _finder
+
+
+def starts_json(head: bytes | bytearray) -> bool:
+    """A file's first block (its byte-order mark left out) says a log of JSON lines: journald, docker."""
+    return head.lstrip()[:1] == b"{"
 
 
 def has_needle(line: bytes) -> bool:
