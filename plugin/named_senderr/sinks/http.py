@@ -112,6 +112,9 @@ class HttpClient:
             return Reply(0, error=redact(f"connection cut: {exc or type(exc).__name__}"))
         except httpx.TransportError as exc:
             return Reply(0, error=redact(f"{type(exc).__name__}: {exc}"))
+        # httpx's response and its stream refer to each other; that cycle holds the request and its body (megabytes)
+        # until the cyclic collector runs, which cli.collect_less_often makes rare. Cut it: the body goes now.
+        response.stream = httpx.ByteStream(b"")
         retry_after = _retry_after(response.headers.get("Retry-After"))
         return Reply(response.status_code, response.content, retry_after, credentials=self.credentials)
 
