@@ -24,7 +24,7 @@ from pathlib import Path
 
 from named_senderr.errors import ConfigError
 from named_senderr.event import Event
-from named_senderr.normalize.network import client_network
+from named_senderr.normalize.network import network_text
 
 REDACTED = "redacted"
 
@@ -68,7 +68,7 @@ class Privacy:
             digest = keyed_digest(self.key, address.encode())
             return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
         assert self.prefixes is not None  # apply() calls this only to hash or to truncate
-        return str(client_network(address, *self.prefixes).network_address)
+        return network_text(address, *self.prefixes)
 
     def _qname(self, qname: str) -> str | None:
         if self.qname_mode == "drop":

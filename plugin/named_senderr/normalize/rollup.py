@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from named_senderr.event import Event
-from named_senderr.normalize.network import client_network
+from named_senderr.normalize.network import network_text
 from named_senderr.normalize.timestamp import to_epoch_ns
 
 
@@ -47,7 +47,7 @@ class _Group:
 
 
 def network_address(address: str | None) -> str | None:
-    return None if address is None else str(client_network(address).network_address)
+    return None if address is None else network_text(address)
 
 
 def parse_window(text: str) -> float:
