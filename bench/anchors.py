@@ -202,7 +202,8 @@ def ship_rows(args: argparse.Namespace, errors: Path, binary: str | None) -> lis
                 lost[name] = max(lost[name], args.errors_lines - count)
                 stored_rates[name].append(min(count, args.errors_lines) / done.wall)
                 httpx.delete(f"{server.url}/{target}", timeout=60).raise_for_status()
-        retried = fluent_bit_retrying(args, errors, server, es_output) if binary and args.fluent_bit_retries else []
+        retrying = binary is not None and args.fluent_bit_retries
+        retried = fluent_bit_retrying(str(binary), args, errors, server.url, es_output) if retrying else []
     finally:
         server.stop()
     ours = timing.Best(tuple(runs["ship"]))
@@ -247,7 +248,7 @@ def ship_rows(args: argparse.Namespace, errors: Path, binary: str | None) -> lis
 
 
 def fluent_bit_retrying(
-    args: argparse.Namespace, errors: Path, server, es_output: str
+    binary: str, args: argparse.Namespace, errors: Path, url: str, es_output: str
 ) -> list[tuple[str, timing.Run, int]]:
     """Fluent Bit told never to give up (60 s of grace to finish): what it stores then, once each setting."""
     import httpx
@@ -259,9 +260,9 @@ def fluent_bit_retrying(
         target = f"bench-fluent-bit-{len(results)}-retrying"
         options = "".join(f"\n    {option.strip()}" for option in setting.split(","))
         config = fluent_bit_config(args.workdir, errors, f"{es_output} {target}{options}", parser=False, grace=60)
-        done = timing.run([str(fluent_bit_binary()), "-c", str(config)])
-        results.append((setting, done, ship_bench.stored("elasticsearch", server.url, target)))
-        httpx.delete(f"{server.url}/{target}", timeout=60).raise_for_status()
+        done = timing.run([binary, "-c", str(config)])
+        results.append((setting, done, ship_bench.stored("elasticsearch", url, target)))
+        httpx.delete(f"{url}/{target}", timeout=60).raise_for_status()
     return results
 
 
