@@ -8,7 +8,6 @@ errors, 113 MB for 80,000, 138 MB for 320,000) although it takes 2,000 at a time
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from tests.kafka_workers import by_host, produce, start_worker, worker_config
@@ -16,12 +15,7 @@ from tests.polling import wait_until
 from tests.servers.kafka import new_topic
 from tests.test_backpressure import generated
 from tests.test_durability import terminate
-
-
-def high_water_mb(process: subprocess.Popen[bytes]) -> float:
-    """The peak resident memory of a running process so far, from the kernel (VmHWM)."""
-    status = Path(f"/proc/{process.pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+from tests.test_queue_faults import peak_rss_mb
 
 
 def worker_rss(kafka_bootstrap: str, tmp_path: Path, events: int) -> float:
@@ -34,7 +28,7 @@ def worker_rss(kafka_bootstrap: str, tmp_path: Path, events: int) -> float:
     try:
         printed = tmp_path / "worker.stdout"
         wait_until(lambda: printed.read_bytes().count(b"\n") == events, timeout=60)
-        peak = high_water_mb(worker)
+        peak = peak_rss_mb(worker.pid)
     finally:
         assert terminate(worker) == 0, (tmp_path / "worker.stderr").read_text()
     return peak

@@ -22,7 +22,7 @@ from tests.test_backpressure import generated
 from tests.test_ship_victorialogs import count
 
 
-def peak_rss_mb(argv: list[str]) -> float:
+def finished_peak_rss_mb(argv: list[str]) -> float:
     """The peak resident memory of a whole ``argv`` process, from the kernel; exits 0 or the test fails."""
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert child.stderr is not None
@@ -37,7 +37,7 @@ def ship_rss(victorialogs_url: str, log: Path) -> tuple[float, str]:
     job = f"memory-{uuid.uuid4().hex[:8]}"
     url = f"victorialogs+{victorialogs_url}?job={job}"
     ship = [sys.executable, "-m", "named_senderr", "ship", str(log), "--timezone", "UTC", "--no-progress"]
-    return peak_rss_mb([*ship, "--to", url]), job
+    return finished_peak_rss_mb([*ship, "--to", url]), job
 
 
 def test_shipping_four_times_the_events_takes_no_more_memory(victorialogs_url: str, tmp_path: Path) -> None:
