@@ -68,6 +68,8 @@ def collect_less_often() -> None:
 
     The cyclic collector still walks every young object each 700 allocations, a tenth of ``parse``'s CPU on a
     log of send errors: what start-up made is frozen out of its sight, and it runs 50,000 allocations apart.
+    A cycle that holds large data is then kept long: cut it where it is made (sinks/http.py does for httpx),
+    and a whole-process test shows it (tests/test_ship_memory.py).
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
