@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import re
 from collections.abc import Callable
 
@@ -30,7 +29,6 @@ Fallback = Callable[[Line, str | None, str], Event | Rejection | None]
 # (lines, default host, ingested) -> (events, [(rejection, its line), ...])
 Loop = Callable[[list[Line], str | None, str], tuple[list[Event], list[tuple[Rejection, Line]]]]
 
-log = logging.getLogger(__name__)
 # After a backslash: punctuation means itself, and these classes match the same ASCII characters in both engines.
 SAME_ESCAPES = frozenset("sSdDwW") | frozenset("\\.[](){}|*+?^$/-#%@:'\" ")
 SAME_GROUPS = ("(?:", "(?P<", "(?=", "(?!", "(?<=", "(?<!")
@@ -70,7 +68,9 @@ def _for_loop(pattern: LinePattern, pcre2: bool) -> tuple[Callable, tuple[int, .
 
 @functools.cache
 def say_refused(why: str) -> None:
-    log.warning("parse loop: %s", why)
+    import logging  # only here: importing it at start cost every short run 4 ms
+
+    logging.getLogger(__name__).warning("parse loop: %s", why)
 
 
 def compiled_loop(parser: NamedLineParser, fallback: Fallback) -> Loop | None:
