@@ -34,6 +34,7 @@ setup(
             "named_senderr.parse._named_fast", ["plugin/named_senderr/parse/_named_fast.c"], optional=True, **pcre2()
         ),
         Extension("named_senderr.sources._hit_lines", ["plugin/named_senderr/sources/_hit_lines.c"], optional=True),
+        Extension("named_senderr.sources._phrase_scan", ["plugin/named_senderr/sources/_phrase_scan.c"], optional=True),
         Extension("named_senderr.sinks._ids", ["plugin/named_senderr/sinks/_ids.c"], optional=True),
     ]
 )

@@ -1,8 +1,10 @@
 """Find the send-error phrases in a block of bytes, as fast as this machine allows.
 
-Hyperscan (SIMD multi-literal search, x86-64 Linux wheels) finds all phrases
-in one pass; elsewhere ``bytes.find`` runs once per needle. Both return the
-same hits: the tests run each against the other.
+The C ``find_phrases`` (sources/_phrase_scan.c, built where a compiler is at
+hand) finds all needles in one pass without the GIL, from their common anchor
+``send``/``Send``; else Hyperscan (SIMD multi-literal search, x86-64 Linux
+wheels) does, imported only then; elsewhere ``bytes.find`` runs once per
+needle. All return the same hits: the tests run each against the other.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-# Supersets of the parser's candidate markers, as the file reader searches them.
+from named_senderr import native
+
+# Supersets of the parser's candidate markers, as the file reader searches them; each holds "send" or "Send".
 NEEDLES = (
     b"error sending",
     b"send failed",
@@ -71,5 +75,18 @@ def make_hyperscan_finder() -> Finder | None:
     return find
 
 
+def make_native_finder() -> Finder | None:
+    """The C one-pass finder, or None when it was not built (or the pure-Python path is asked for)."""
+    compiled = native.load("named_senderr.sources._phrase_scan")
+    if compiled is None:
+        return None
+    find_phrases = compiled.find_phrases
+
+    def find(block: bytes, start: int, end: int) -> list[int]:
+        return find_phrases(block, start, end, NEEDLES)
+
+    return find
+
+
 def best_finder() -> Finder:
-    return make_hyperscan_finder() or find_with_bytes
+    return make_native_finder() or make_hyperscan_finder() or find_with_bytes
