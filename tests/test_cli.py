@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 
+from named_senderr import native
 from named_senderr.cli import main
 from named_senderr.cli.progress import MIN_SIZE
 from tests.polling import wait_until
@@ -123,6 +124,20 @@ def test_parse_does_not_import_the_shipping_and_protocol_libraries():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=True)
     assert result.stdout.decode().strip() == "[]"
+
+
+def test_parse_imports_neither_privacy_nor_rollup_nor_hyperscan_unless_needed():
+    """Without --client-ip, --qname and --rollup their modules stay unloaded; the C finder leaves hyperscan out."""
+    code = (
+        "import sys\n"
+        "from named_senderr.cli import main\n"
+        "main(['parse', '/dev/null'])\n"
+        "print(sorted(m for m in ('named_senderr.normalize.privacy', 'named_senderr.normalize.rollup', 'hyperscan')"
+        " if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=True)
+    expected = "['hyperscan']" if native.load("named_senderr.sources._phrase_scan") is None else "[]"
+    assert result.stdout.decode().strip() == expected
 
 
 def test_parse_applies_privacy_before_printing():

@@ -11,7 +11,8 @@ import orjson
 from named_senderr.engine.delivery import SinkLanes
 from named_senderr.engine.runner import Runner
 from named_senderr.engine.shipping import run_ship
-from named_senderr.engine.transforms import ParseLines, Rollup
+from named_senderr.engine.stages import Rollup
+from named_senderr.engine.transforms import ParseLines
 from named_senderr.lines import Batch, Emit, Line
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser

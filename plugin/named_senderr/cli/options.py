@@ -38,15 +38,22 @@ def add_delivery_options(parser: argparse.ArgumentParser) -> None:
     add_privacy_options(parser)
 
 
-def delivery_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The values of ``add_delivery_options`` as overrides for ``settings.loading.load_ship_config``."""
+def rollup_window(args: argparse.Namespace) -> float | None:
+    """``--rollup`` in seconds; the rollup module is imported only when the option is given."""
+    if not args.rollup:
+        return None
     from named_senderr.normalize.rollup import parse_window
 
+    return parse_window(args.rollup)
+
+
+def delivery_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The values of ``add_delivery_options`` as overrides for ``settings.loading.load_ship_config``."""
     return {
         "dead_letter": args.dead_letter,
         "client_ip": args.client_ip,
         "qname": args.qname,
-        "rollup": parse_window(args.rollup) if args.rollup else None,
+        "rollup": rollup_window(args),
         "metrics": args.metrics,
         "queue.dir": args.queue_dir,
         "queue.max_bytes": args.queue_max_bytes,

@@ -7,10 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from named_senderr.cli.options import add_privacy_options
+from named_senderr.cli.options import add_privacy_options, rollup_window
 from named_senderr.cli.progress import progress_factory
 from named_senderr.engine.printing import run_parse
-from named_senderr.normalize.rollup import parse_window
 from named_senderr.settings.parse import FORMATS, ParseConfig
 from named_senderr.sources.files import SAMPLE_LOG
 from named_senderr.telemetry import Stats
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         client_ip=args.client_ip,
         qname=args.qname,
-        rollup=parse_window(args.rollup) if args.rollup else None,
+        rollup=rollup_window(args),
         count_lines=args.stats,
     )
     started = time.perf_counter()

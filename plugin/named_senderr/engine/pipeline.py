@@ -28,8 +28,8 @@ from named_senderr.engine.contracts import Source
 from named_senderr.engine.graph import transform_order
 from named_senderr.engine.printing import Warn
 from named_senderr.engine.shipping import ShipResult, new_result, run_pipeline
+from named_senderr.engine.stages import RollupConfig, TransformConfig, stages
 from named_senderr.engine.topology import Node, Topology
-from named_senderr.engine.transforms import RollupConfig, TransformConfig, stages
 from named_senderr.errors import ConfigError
 from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
 from named_senderr.normalize.rollup import parse_window

@@ -2,26 +2,22 @@
 
 Parsing turns raw lines into events and is the one place where a rejected
 candidate is counted and, with a rejects file, kept: whatever the source, a
-rejected line never travels on as an event. Privacy and rollup are stages in
-the sense of ``contracts.Stage``: privacy rewrites each event, rollup holds
-events in time windows and says which source batches it still holds.
+rejected line never travels on as an event. Privacy and rollup follow as
+stages (engine/stages.py), built only when asked.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
 import orjson
 
 from named_senderr.engine.contracts import Stage
-from named_senderr.errors import ConfigError
 from named_senderr.event import Event, ingest_now
 from named_senderr.lines import Line
-from named_senderr.normalize.privacy import PrivacyConfig, compile_privacy
-from named_senderr.normalize.rollup import Windows
 from named_senderr.parse.fast import Loop, compiled_loop
 from named_senderr.parse.named import MAX_LINE_BYTES, NamedLineParser, Rejection
 from named_senderr.telemetry import Stats
@@ -103,94 +99,18 @@ def oversize(head: bytes) -> Rejection:
     return Rejection("line_too_long", detail, head[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace"))
 
 
-@dataclass
-class Rewrite:
-    """A stage that rewrites every event and holds none (privacy)."""
-
-    apply: Callable[[Event], Event]
-
-    def process(self, events: list[Event], seq: int) -> list[Event]:
-        return [self.apply(event) for event in events]
-
-    def rollback(self) -> None:
-        """It keeps nothing."""
-
-    def flush(self, final: bool) -> list[Event]:
-        return []
-
-    def oldest_held(self) -> int | None:
-        return None
-
-
-@dataclass
-class Rollup:
-    """One event per server x reason x client network x window; windows close as time moves on.
-
-    A source that falls silent would keep its last windows open for ever: they are closed once no event came
-    for ``window`` seconds of the clock (``flush``), and all of them at the end.
-    """
-
-    window: float
-    clock: Callable[[], float]
-    _windows: Windows = field(init=False)
-    _last_event: float = field(init=False, default=0.0)
-    _last_before: float = field(init=False, default=0.0)  # ``_last_event`` before the last ``process``
-
-    def __post_init__(self) -> None:
-        self._windows = Windows(self.window)
-
-    def process(self, events: list[Event], seq: int) -> list[Event]:
-        done: list[Event] = []
-        self._windows.begin()
-        self._last_before = self._last_event
-        for event in events:
-            done.extend(self._windows.add(event, seq))
-        if events:
-            self._last_event = self.clock()
-        return done
-
-    def rollback(self) -> None:
-        self._windows.undo()
-        self._last_event = self._last_before
-
-    def flush(self, final: bool) -> list[Event]:
-        if final or self.clock() - self._last_event >= self.window:
-            return self._windows.close()
-        return []
-
-    def oldest_held(self) -> int | None:
-        return self._windows.oldest_seq()
-
-
-@dataclass(frozen=True)
-class RollupConfig:
-    """``[transforms.NAME] type = "rollup"``: the window in seconds (``--rollup`` on the command line)."""
-
-    window: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.window < 1:
-            raise ConfigError(f'window {self.window:g} s: a rollup needs 1 s or more, e.g. window = "60s"')
-
-
-TransformConfig = PrivacyConfig | RollupConfig
-
-
-def stages(transforms: Sequence[TransformConfig], clock: Callable[[], float]) -> list[Stage]:
-    """The stages in the order given (``run --config`` follows its ``inputs``); privacy keys are read now."""
-    built: list[Stage] = []
-    for config in transforms:
-        if isinstance(config, RollupConfig):
-            built.append(Rollup(config.window, clock))
-        elif (privacy := compile_privacy(config)) is not None:
-            built.append(Rewrite(privacy))
-    return built
-
-
 def command_line_stages(
     client_ip: str | None, qname: str | None, window: float | None, clock: Callable[[], float]
 ) -> list[Stage]:
-    """The options every command takes: privacy first (so rollup groups by the reduced address), then rollup."""
+    """The options every command takes: privacy first (so rollup groups by the reduced address), then rollup.
+
+    Their modules are imported only when an option asks for one: ``parse`` without them starts sooner.
+    """
+    if client_ip is None and qname is None and window is None:
+        return []
+    from named_senderr.engine.stages import RollupConfig, TransformConfig, stages
+    from named_senderr.normalize.privacy import PrivacyConfig
+
     transforms: list[TransformConfig] = [PrivacyConfig(client_ip, qname)]
     transforms += [RollupConfig(window)] if window is not None else []
     return stages(transforms, clock)
