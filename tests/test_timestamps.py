@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from named_senderr.errors import ConfigError
-from named_senderr.normalize.timestamp import resolve_zone
+from named_senderr.normalize.timestamp import _utc, _utc_minute, _utc_second, resolve_zone
 from tests.parsing import make_normalizer
 
 
@@ -98,3 +100,34 @@ def test_event_with_impossible_date_is_kept_and_flagged():
     event = make_parser().parse("99-Bad-9999 99:99:99.999 client 192.0.2.1#53: error sending response: unset")
     assert event.client_ip == "192.0.2.1"
     assert event.timestamp is None and event.timestamp_valid is False
+
+
+ZONES_WITH_CHANGES = ("Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Africa/Monrovia", "Asia/Kathmandu")
+# Local times of offset changes in those zones: to and from summer time, a half-hour shift, offsets with seconds.
+CHANGES = [datetime(2026, 3, 29, 2), datetime(2026, 10, 25, 3), datetime(2026, 3, 8, 2), datetime(2026, 11, 1, 2),
+           datetime(2026, 4, 5, 2), datetime(2026, 10, 4, 2), datetime(1972, 1, 7), datetime(1986, 1, 1)]  # fmt: skip
+NEAR_CHANGES = st.builds(
+    lambda change, minutes: change + timedelta(minutes=minutes), st.sampled_from(CHANGES), st.integers(-180, 180)
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from(ZONES_WITH_CHANGES),
+    st.one_of(NEAR_CHANGES, st.datetimes(min_value=datetime(1880, 1, 1), max_value=datetime(2040, 12, 31))),
+    st.sampled_from([0, 1, 29, 30, 59, 60, 61]),
+)
+def test_a_minute_converted_once_gives_each_second_its_own_conversion(zone_name: str, moment: datetime, second: int):
+    """Across changes to and from summer time, half-hour shifts and offsets with seconds (Monrovia until 1972)."""
+    zone = resolve_zone(zone_name)
+    args = (moment.year, moment.month, moment.day, f"{moment.hour:02d}", f"{moment.minute:02d}", f"{second:02d}")
+    reference = _utc_second(moment.year, moment.month, moment.day, moment.hour, moment.minute, second, zone)
+    assert _utc(*args, zone) == reference
+
+
+def test_minutes_beside_a_change_of_offset_convert_exactly_and_seconds_offsets_each_second_alone():
+    zone = resolve_zone("Europe/Berlin")
+    assert _utc_minute(2026, 3, 29, 1, 59, zone) == "2026-03-29T00:59"
+    assert _utc(2026, 3, 29, "01", "59", "59", zone) == "2026-03-29T00:59:59"
+    assert _utc(2026, 3, 29, "03", "00", "00", zone) == "2026-03-29T01:00:00"
+    assert _utc_minute(1971, 6, 1, 12, 0, resolve_zone("Africa/Monrovia")) is None  # offset -0:44:30

@@ -153,11 +153,37 @@ def _fixed_offset(offset: str) -> tzinfo:
 
 
 def _utc(year: int, month: int, day: int, hour: str, minute: str, second: str, zone: tzinfo) -> str | None:
+    seconds = int(second)
+    if seconds < 60 and (head := _utc_minute(year, month, day, int(hour), int(minute), zone)) is not None:
+        return f"{head}:{seconds:02d}"
+    return _utc_second(year, month, day, int(hour), int(minute), seconds, zone)
+
+
+def _utc_second(year: int, month: int, day: int, hour: int, minute: int, second: int, zone: tzinfo) -> str | None:
+    """One local second in UTC, or None when it is no time: the reference of the minute's shortcut."""
     try:
-        moment = datetime(year, month, day, int(hour), int(minute), int(second), tzinfo=zone)
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=zone)
     except ValueError:
         return None  # 99-Bad-9999 99:99:99: keep the event, flag the time
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@lru_cache(maxsize=4096)
+def _utc_minute(year: int, month: int, day: int, hour: int, minute: int, zone: tzinfo) -> str | None:
+    """``YYYY-MM-DDTHH:MM`` in UTC of a local minute whose 60 seconds all share it, else None.
+
+    A log with a few send errors a second misses the per-second cache on most lines; a conversion costs
+    microseconds, a minute's is made once. None when the minute is no time, holds a change of offset, or
+    the offset has seconds (local mean time before 1900): each second is converted alone then.
+    """
+    try:
+        first = datetime(year, month, day, hour, minute, 0, tzinfo=zone).astimezone(UTC)
+        last = datetime(year, month, day, hour, minute, 59, tzinfo=zone).astimezone(UTC)
+    except ValueError:
+        return None
+    if first.second != 0 or last - first != timedelta(seconds=59):
+        return None
+    return first.strftime("%Y-%m-%dT%H:%M")
 
 
 def to_epoch_ns(timestamp: str) -> int:
