@@ -60,20 +60,20 @@ class Outcome:
     stats: Stats
 
 
-def run(batches: list[list[Line]], compiled: bool, host: str | None) -> Outcome:
+def run(batches: list[list[Line]], compiled: bool, host: str | None, zone: str = "UTC") -> Outcome:
     """The batches through one fresh ParseLines on the compiled loop or on the Python one."""
     rejected: list[tuple[Rejection, Line]] = []
     rejects, stats = io.BytesIO(), Stats()
     with mock.patch.dict(os.environ, {PURE_PYTHON_ENV: "0" if compiled else "1"}):
-        parse = ParseLines(make_parser(), stats, host, rejects, lambda r, line: rejected.append((r, line)))
+        parse = ParseLines(make_parser(zone), stats, host, rejects, lambda r, line: rejected.append((r, line)))
     assert (type(parse._loop).__name__ == "Loop") == compiled
     events = [event for batch in batches for event in parse(batch)]
     return Outcome(events, rejected, rejects.getvalue(), stats)
 
 
-def assert_alike(batches: list[list[Line]], host: str | None = None) -> None:
+def assert_alike(batches: list[list[Line]], host: str | None = None, zone: str = "UTC") -> None:
     with mock.patch.object(transforms, "ingest_now", lambda: INGESTED):  # one clock for both runs
-        compiled, pure = run(batches, True, host), run(batches, False, host)
+        compiled, pure = run(batches, True, host, zone), run(batches, False, host, zone)
     assert compiled.events == pure.events
     assert [r for r, _ in compiled.rejected] == [r for r, _ in pure.rejected]
     assert all(a is b for (_, a), (_, b) in zip(compiled.rejected, pure.rejected, strict=True))
@@ -214,6 +214,20 @@ MUTATIONS: list[Callable[[bytes, int, bytes], bytes]] = [
     lambda raw, n, junk: raw[: n % (len(raw) + 1)],  # cut short
     lambda raw, n, junk: raw[: n % (len(raw) + 1)] + junk + raw[n % (len(raw) + 1) + len(junk) :],  # overwritten
 ]
+
+
+# Minutes beside changes of offset: to and from summer time in Berlin, and Monrovia's offset with seconds.
+MINUTES = ["29-Mar-2026 01:59", "29-Mar-2026 02:00", "29-Mar-2026 03:00", "25-Oct-2026 02:30", "01-Jan-1971 12:00",
+           "21-Nov-2026 04:48", "21-nov-2026 04:48", "31-Feb-2026 04:48"]  # fmt: skip
+SECONDS = ["00", "07", "59", "60", "99", "5a", "٣٧"]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Africa/Monrovia"])
+def test_seconds_the_loop_has_not_seen_are_built_from_their_minute_alike(fast: ModuleType, zone: str) -> None:
+    """Each minute's first line converts it; the loop builds the other seconds from it, 60 and more refused."""
+    error = b"client @0x7f 192.0.2.1#53 (example.com): error sending response: would block"
+    lines = [Line(f"{minute}:{second}.123 ".encode() + error) for minute in MINUTES for second in SECONDS]
+    assert_alike([lines, lines[::-1]], zone=zone)
 
 
 @st.composite

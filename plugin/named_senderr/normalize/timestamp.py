@@ -72,6 +72,9 @@ class TimestampNormalizer:
         self.zone = zone
         self.now = now or datetime.now(UTC)
         self._cache: dict[str, str | None] = {}
+        # named's print-time up to the minute -> that minute in UTC (None: convert each second alone); the
+        # compiled loop (parse/_named_fast.c) builds a second it has not seen from it, without calling in here
+        self._minutes: dict[str, str | None] = {}
         self._last_text: str | None = None
         self._last_result: str | None = None
 
@@ -93,10 +96,14 @@ class TimestampNormalizer:
 
     def _convert(self, head: str) -> str | None:
         if m := _NAMED.fullmatch(head):
-            day, month_name, year, hour, minute, second, _ = m.groups()
+            day, month_name, year, hour, minute, second, fraction = m.groups()
             month = MONTHS.get(month_name.lower())
             if month is None:
                 return None
+            if fraction is None:  # head ends in ":SS"
+                if len(self._minutes) > 4096:
+                    self._minutes.clear()
+                self._minutes[head[:-3]] = _utc_minute(int(year), month, int(day), int(hour), int(minute), self.zone)
             return self._local(int(year), month, int(day), hour, minute, second)
         if m := _ISO.fullmatch(head):
             year, month_digits, day, hour, minute, second, _, offset = m.groups()

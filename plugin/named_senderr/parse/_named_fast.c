@@ -76,6 +76,7 @@ typedef struct {
     PyObject *groups;      /* re.Match.groups */
     PyObject *reasons;     /* parser._reasons: (phrase, reason_text) -> (kind, reason) */
     PyObject *time_cache;  /* TimestampNormalizer._cache: head -> base or None */
+    PyObject *time_minutes; /* TimestampNormalizer._minutes: head up to the minute -> its UTC minute or None */
     PyObject *to_rfc3339;
     PyTypeObject *event_type;
     PyTypeObject *line_type;
@@ -251,17 +252,19 @@ static int read_patterns(Loop *self, PyObject *patterns)
 
 static int Loop_init(Loop *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"fallback", "patterns", "groups", "reasons", "time_cache", "to_rfc3339", "event",
-                               "event_fields", "line", "fields", "max_line_bytes", "max_qname_chars", NULL};
-    PyObject *fallback, *patterns, *groups, *reasons, *time_cache, *to_rfc3339, *event_fields, *fields;
+    static char *keywords[] = {"fallback", "patterns", "groups", "reasons", "time_cache", "time_minutes",
+                               "to_rfc3339", "event", "event_fields", "line", "fields", "max_line_bytes",
+                               "max_qname_chars", NULL};
+    PyObject *fallback, *patterns, *groups, *reasons, *time_cache, *time_minutes, *to_rfc3339, *event_fields, *fields;
     PyTypeObject *event_type, *line_type;
     if (self->started) {
         PyErr_SetString(PyExc_TypeError, "a Loop is initialized once");
         return -1;
     }
     self->started = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO!O!OO!OO!Onn", keywords, &fallback, &patterns, &groups,
-                                     &PyDict_Type, &reasons, &PyDict_Type, &time_cache, &to_rfc3339, &PyType_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO!O!O!OO!OO!Onn", keywords, &fallback, &patterns, &groups,
+                                     &PyDict_Type, &reasons, &PyDict_Type, &time_cache, &PyDict_Type,
+                                     &time_minutes, &to_rfc3339, &PyType_Type,
                                      &event_type, &event_fields, &PyType_Type, &line_type, &fields,
                                      &self->max_line_bytes, &self->max_qname_chars)) {
         return -1;
@@ -295,6 +298,7 @@ static int Loop_init(Loop *self, PyObject *args, PyObject *kwargs)
     self->groups = Py_NewRef(groups);
     self->reasons = Py_NewRef(reasons);
     self->time_cache = Py_NewRef(time_cache);
+    self->time_minutes = Py_NewRef(time_minutes);
     self->to_rfc3339 = Py_NewRef(to_rfc3339);
     self->event_type = (PyTypeObject *)Py_NewRef(event_type);
     self->line_type = (PyTypeObject *)Py_NewRef(line_type);
@@ -307,6 +311,7 @@ static int Loop_traverse(Loop *self, visitproc visit, void *arg)
     Py_VISIT(self->groups);
     Py_VISIT(self->reasons);
     Py_VISIT(self->time_cache);
+    Py_VISIT(self->time_minutes);
     Py_VISIT(self->to_rfc3339);
     Py_VISIT(self->event_type);
     Py_VISIT(self->line_type);
@@ -324,6 +329,7 @@ static int Loop_clear(Loop *self)
     Py_CLEAR(self->groups);
     Py_CLEAR(self->reasons);
     Py_CLEAR(self->time_cache);
+    Py_CLEAR(self->time_minutes);
     Py_CLEAR(self->to_rfc3339);
     Py_CLEAR(self->event_type);
     Py_CLEAR(self->line_type);
@@ -491,6 +497,38 @@ static int pcre2_fields(Pattern *pattern, const char *s, size_t n, PyObject **gr
 }
 #endif
 
+/* A second not in the cache, built from its minute as timestamp._utc does: f"{minute}:{SS}.{fraction}Z" for two
+   ASCII digits SS below 60. NULL without an exception: ask to_rfc3339 (a minute not seen, or to be converted
+   second by second). */
+static PyObject *from_minute(Loop *self, PyObject *text, const Py_UCS1 *chars, Py_ssize_t n)
+{
+    if (n < 8 || chars[n - 6] < '0' || chars[n - 6] > '5' || chars[n - 5] < '0' || chars[n - 5] > '9') {
+        return NULL;
+    }
+    PyObject *key = PyUnicode_Substring(text, 0, n - 7);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *minute = PyDict_GetItemWithError(self->time_minutes, key); /* borrowed */
+    Py_DECREF(key);
+    if (minute == NULL || !PyUnicode_CheckExact(minute) || !PyUnicode_IS_ASCII(minute)) {
+        return NULL; /* an error stays set for the caller */
+    }
+    Py_ssize_t size = PyUnicode_GET_LENGTH(minute);
+    PyObject *stamp = PyUnicode_New(size + 8, 127);
+    if (stamp == NULL) {
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(stamp);
+    memcpy(out, PyUnicode_1BYTE_DATA(minute), size);
+    out[size] = ':';
+    memcpy(out + size + 1, chars + n - 6, 2); /* SS */
+    out[size + 3] = '.';
+    memcpy(out + size + 4, chars + n - 3, 3);
+    out[size + 7] = 'Z';
+    return stamp;
+}
+
 /* TimestampNormalizer.to_rfc3339(text): named's print-time from its cache as to_rfc3339 builds it, anything else
    (and a miss, which fills the cache) by calling it. A new reference to a str or None, NULL on an error. */
 static PyObject *timestamp(Loop *self, PyObject *text)
@@ -524,6 +562,8 @@ static PyObject *timestamp(Loop *self, PyObject *text)
             out[size] = '.';
             memcpy(out + size + 1, chars + n - 3, 3);
             out[size + 4] = 'Z';
+        } else if (base == NULL && (stamp = from_minute(self, text, chars, n)) == NULL && PyErr_Occurred()) {
+            return NULL;
         }
     }
     if (stamp == NULL && (stamp = PyObject_CallOneArg(self->to_rfc3339, text)) == NULL) {

@@ -85,6 +85,7 @@ def compiled_loop(parser: NamedLineParser, fallback: Fallback) -> Loop | None:
         groups=re.Match.groups,
         reasons=parser._reasons,
         time_cache=parser.timestamps._cache,
+        time_minutes=parser.timestamps._minutes,
         to_rfc3339=parser.timestamps.to_rfc3339,
         event=Event,
         event_fields=tuple(field.name for field in dataclasses.fields(Event)),
