@@ -140,6 +140,20 @@ def test_parse_imports_neither_privacy_nor_rollup_nor_hyperscan_unless_needed():
     assert result.stdout.decode().strip() == expected
 
 
+def test_ship_imports_prometheus_client_only_for_metrics(tmp_path):
+    """The endpoint's library is loaded for --metrics alone: every other start of a delivering command is shorter."""
+    code = (
+        "import sys\n"
+        "from named_senderr.cli import main\n"
+        f"main(['ship', '/dev/null', '--to', 'stdout:', '--dead-letter', {str(tmp_path / 'dead')!r}] + sys.argv[1:])\n"
+        "print('prometheus_client' in sys.modules, file=sys.stderr)\n"
+    )
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=True)
+    served = subprocess.run([sys.executable, "-c", code, "--metrics", "127.0.0.1:0"], capture_output=True, timeout=60)
+    assert plain.stderr.decode().splitlines()[-1] == "False"
+    assert served.stderr.decode().splitlines()[-1] == "True", served.stderr.decode()
+
+
 def test_parse_applies_privacy_before_printing():
     result = run(
         "parse", "--format", "flat", "--client-ip", "truncate:/24,/56", "--qname", "drop", stdin=(ERROR + "\n").encode()

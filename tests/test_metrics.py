@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from named_senderr.engine.shipping import ShipResult, new_result, run_pipeline, run_ship
 from named_senderr.errors import ConfigError
 from named_senderr.lines import Batch, Emit, Line
-from named_senderr.metrics import Sample, SampleCollector, parse_address, serve_metrics
+from named_senderr.metrics import Sample, parse_address
+from named_senderr.metrics_endpoint import SampleCollector, serve_metrics
 from named_senderr.settings.loading import load_ship_config
 from named_senderr.settings.ship import BatchConfig, QueueConfig, ShipConfig, SinkConfig
 from tests.polling import wait_until

@@ -13,9 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
-
-from prometheus_client import Histogram
+from typing import TYPE_CHECKING, BinaryIO
 
 from named_senderr.engine.contracts import Delivery, Source, Stage
 from named_senderr.engine.delivery import QueueLanes, SinkLanes
@@ -26,7 +24,7 @@ from named_senderr.engine.transforms import ParseLines, command_line_stages
 from named_senderr.errors import ConfigError
 from named_senderr.event import ingest_now
 from named_senderr.lines import Line
-from named_senderr.metrics import Measured, Sample, serve_metrics
+from named_senderr.metrics import Measured, Sample
 from named_senderr.normalize.timestamp import TimestampNormalizer, resolve_zone
 from named_senderr.parse.named import NamedLineParser, Rejection
 from named_senderr.queue.disk import DiskQueue
@@ -42,16 +40,10 @@ from named_senderr.sources.files import FileSource
 from named_senderr.sources.follow import FollowSource
 from named_senderr.telemetry import QueueStats, Stats
 
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
+
 CHECKPOINT = "tail-checkpoint.json"  # in the queue dir: the checkpoint belongs with the events it vouches for
-# Seconds: a bulk request on loopback takes milliseconds, a retried one the backoff's minutes.
-BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
-
-
-def batch_histogram() -> Histogram:
-    """One run's batch latencies per sink; in no registry until ``--metrics`` serves it."""
-    return Histogram("named_senderr_batch_latency_seconds",
-                     "Seconds from a batch's hand-off to its sink until stored, already there or dead-lettered.",
-                     ["sink"], buckets=BATCH_BUCKETS, registry=None)  # fmt: skip
 
 
 @dataclass
@@ -61,7 +53,7 @@ class ShipResult:
     stats: Stats = field(default_factory=Stats)
     sinks: dict[str, SinkCounters] = field(default_factory=dict)
     sources: dict[str, SourceCounters] = field(default_factory=dict)
-    batch_seconds: Histogram = field(default_factory=batch_histogram)
+    batch_seconds: Histogram | None = None  # per sink, with --metrics (prometheus_client is imported only then)
     dead_letter: Path | None = None
     dead_lettered: int = 0
     stopped: bool = False  # reading stopped early because a sink failed
@@ -140,6 +132,10 @@ def run_pipeline(
     durable = config.queue.dir is not None
     dead_letter = DeadLetter(config.dead_letter)
     policy = RetryPolicy.from_config(config.retry)
+    if config.metrics and result.batch_seconds is None:  # prometheus_client is imported only for --metrics
+        from named_senderr.metrics_endpoint import batch_histogram
+
+        result.batch_seconds = batch_histogram()
     with ExitStack() as stack:
         delivery: Delivery
         queue: DiskQueue | None = None
@@ -149,9 +145,12 @@ def run_pipeline(
             delivery = StreamDelivery(stream, renderer(form), line=line_encoder(form))
         else:
             sinks = sinks if sinks is not None else open_sinks(config, stack)
-            for sink in sinks:  # before the lanes count into them: each batch a sink settles is timed
-                observe = result.batch_seconds.labels(sink=sink.name).observe
-                result.sinks.setdefault(sink.name, SinkCounters(settled=observe))
+            for sink in sinks:  # before the lanes count into them: with --metrics each batch settled is timed
+                if result.batch_seconds is None:
+                    result.sinks.setdefault(sink.name, SinkCounters())
+                else:
+                    observe = result.batch_seconds.labels(sink=sink.name).observe
+                    result.sinks.setdefault(sink.name, SinkCounters(settled=observe))
             if durable:
                 assert result.queue is not None
                 lanes = QueueLanes(sinks, config.queue, policy, dead_letter, config.batch, result.sinks, result.queue,
@@ -161,12 +160,14 @@ def run_pipeline(
                 delivery = SinkLanes(sinks, policy, dead_letter, config.batch, result.sinks, clock, sleep, stop=stop,
                                      shutdown_timeout=config.queue.shutdown_timeout, warn=warn)  # fmt: skip
         if config.metrics:
+            from named_senderr.metrics_endpoint import serve_metrics
 
             def collect() -> Iterator[Sample]:  # read at each scrape
                 yield from ship_samples(result, queue, sources)
                 yield from samples() if samples is not None else ()
 
-            server = stack.enter_context(serve_metrics(config.metrics, collect, result.batch_seconds))
+            histograms = () if result.batch_seconds is None else (result.batch_seconds,)
+            server = stack.enter_context(serve_metrics(config.metrics, collect, *histograms))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
         mode = "ab" if durable or endless else "wb"  # a restart keeps what the last run rejected
         buffering = 0 if endless else -1  # an endless run ends killed: each reject is written as it comes
