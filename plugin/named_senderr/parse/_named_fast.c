@@ -75,6 +75,7 @@ typedef struct {
     PyObject *fallback;    /* parse_line(line, default_host, ingested): the reference for one line */
     PyObject *groups;      /* re.Match.groups */
     PyObject *reasons;     /* parser._reasons: (phrase, reason_text) -> (kind, reason) */
+    PyObject *classify;    /* parser.classify(phrase, reason_text): a text not seen yet, into reasons */
     PyObject *time_cache;  /* TimestampNormalizer._cache: head -> base or None */
     PyObject *time_minutes; /* TimestampNormalizer._minutes: head up to the minute -> its UTC minute or None */
     PyObject *to_rfc3339;
@@ -252,18 +253,19 @@ static int read_patterns(Loop *self, PyObject *patterns)
 
 static int Loop_init(Loop *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"fallback", "patterns", "groups", "reasons", "time_cache", "time_minutes",
-                               "to_rfc3339", "event", "event_fields", "line", "fields", "max_line_bytes",
-                               "max_qname_chars", NULL};
-    PyObject *fallback, *patterns, *groups, *reasons, *time_cache, *time_minutes, *to_rfc3339, *event_fields, *fields;
+    static char *keywords[] = {"fallback", "patterns", "groups", "reasons", "classify", "time_cache",
+                               "time_minutes", "to_rfc3339", "event", "event_fields", "line", "fields",
+                               "max_line_bytes", "max_qname_chars", NULL};
+    PyObject *fallback, *patterns, *groups, *reasons, *classify, *time_cache, *time_minutes, *to_rfc3339,
+        *event_fields, *fields;
     PyTypeObject *event_type, *line_type;
     if (self->started) {
         PyErr_SetString(PyExc_TypeError, "a Loop is initialized once");
         return -1;
     }
     self->started = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO!O!O!OO!OO!Onn", keywords, &fallback, &patterns, &groups,
-                                     &PyDict_Type, &reasons, &PyDict_Type, &time_cache, &PyDict_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO!OO!O!OO!OO!Onn", keywords, &fallback, &patterns, &groups,
+                                     &PyDict_Type, &reasons, &classify, &PyDict_Type, &time_cache, &PyDict_Type,
                                      &time_minutes, &to_rfc3339, &PyType_Type,
                                      &event_type, &event_fields, &PyType_Type, &line_type, &fields,
                                      &self->max_line_bytes, &self->max_qname_chars)) {
@@ -297,6 +299,7 @@ static int Loop_init(Loop *self, PyObject *args, PyObject *kwargs)
     self->fallback = Py_NewRef(fallback);
     self->groups = Py_NewRef(groups);
     self->reasons = Py_NewRef(reasons);
+    self->classify = Py_NewRef(classify);
     self->time_cache = Py_NewRef(time_cache);
     self->time_minutes = Py_NewRef(time_minutes);
     self->to_rfc3339 = Py_NewRef(to_rfc3339);
@@ -310,6 +313,7 @@ static int Loop_traverse(Loop *self, visitproc visit, void *arg)
     Py_VISIT(self->fallback);
     Py_VISIT(self->groups);
     Py_VISIT(self->reasons);
+    Py_VISIT(self->classify);
     Py_VISIT(self->time_cache);
     Py_VISIT(self->time_minutes);
     Py_VISIT(self->to_rfc3339);
@@ -328,6 +332,7 @@ static int Loop_clear(Loop *self)
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->groups);
     Py_CLEAR(self->reasons);
+    Py_CLEAR(self->classify);
     Py_CLEAR(self->time_cache);
     Py_CLEAR(self->time_minutes);
     Py_CLEAR(self->to_rfc3339);
@@ -679,8 +684,12 @@ static PyObject *fast_event(Loop *self, PyObject *line, PyObject *default_host, 
     }
     /* held: reading a Line subclass's attribute below may run code that clears the cache */
     kind_reason = Py_XNewRef(PyDict_GetItemWithError(self->reasons, key));
+    if (kind_reason == NULL && !PyErr_Occurred()) { /* a text not seen yet: classified and kept for the next */
+        PyObject *texts[] = {phrase, fields[F_REASON_TEXT]};
+        kind_reason = PyObject_Vectorcall(self->classify, texts, 2, NULL);
+    }
     if (kind_reason == NULL || !PyTuple_CheckExact(kind_reason) || PyTuple_GET_SIZE(kind_reason) != 2) {
-        goto done; /* a text not seen yet: the reference classifies it and fills the cache */
+        goto done; /* an error, or not a pair: the reference meets it again */
     }
     int has = 0;
     if ((fields[F_REPEAT] != Py_None && (has = truthy(fields[F_REPEAT])) < 0)

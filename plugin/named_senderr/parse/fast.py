@@ -84,6 +84,7 @@ def compiled_loop(parser: NamedLineParser, fallback: Fallback) -> Loop | None:
         patterns=[_for_loop(pattern, fast.PCRE2) for pattern in parser.patterns],
         groups=re.Match.groups,
         reasons=parser._reasons,
+        classify=parser.classify,
         time_cache=parser.timestamps._cache,
         time_minutes=parser.timestamps._minutes,
         to_rfc3339=parser.timestamps.to_rfc3339,

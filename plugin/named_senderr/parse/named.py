@@ -164,11 +164,7 @@ class NamedLineParser:
         try:
             kind, reason = self._reasons[phrase, reason_text]
         except KeyError:
-            kind = reasons.KIND_BY_PHRASE[phrase] if phrase else reasons.UDP_SEND_FAILED
-            reason = reasons.classify(reason_text, kind)
-            if len(self._reasons) >= _CACHE_LIMIT:
-                self._reasons.clear()
-            self._reasons[phrase, reason_text] = kind, reason
+            kind, reason = self.classify(phrase, reason_text)
         # Positional, in Event's field order: a third of the cost of keywords on this path.
         return Event(
             kind, reason, reason_text, bind_message or "", original, timestamp,
@@ -180,6 +176,19 @@ class NamedLineParser:
             None, None, None, None, None, None,  # file, offset, first_seen, last_seen, rollup_window, ingested
             destination_ip, destination_port,
         )  # fmt: skip
+
+    def classify(self, phrase: str | None, reason_text: str) -> tuple[str, str]:
+        """The message kind and reason of a (phrase, reason text) not seen yet, kept for the next lines.
+
+        The compiled loop (parse/_named_fast.c) calls it too: a new text costs a classification, not a
+        whole line through the patterns in ``re``.
+        """
+        kind = reasons.KIND_BY_PHRASE[phrase] if phrase else reasons.UDP_SEND_FAILED
+        reason = reasons.classify(reason_text, kind)
+        if len(self._reasons) >= _CACHE_LIMIT:
+            self._reasons.clear()
+        self._reasons[phrase, reason_text] = kind, reason
+        return kind, reason
 
     def _parse_json(self, text: str) -> Event | Rejection:
         """journalctl -o json (MESSAGE, maybe as a byte array) and docker json-file (log)."""
