@@ -166,8 +166,8 @@ def run_pipeline(
                 yield from ship_samples(result, queue, sources)
                 yield from samples() if samples is not None else ()
 
-            histograms = () if result.batch_seconds is None else (result.batch_seconds,)
-            server = stack.enter_context(serve_metrics(config.metrics, collect, *histograms))
+            assert result.batch_seconds is not None  # made above for --metrics
+            server = stack.enter_context(serve_metrics(config.metrics, collect, result.batch_seconds))
             warn(f"metrics on {server.url}/metrics, health on {server.url}/healthz")
         mode = "ab" if durable or endless else "wb"  # a restart keeps what the last run rejected
         buffering = 0 if endless else -1  # an endless run ends killed: each reject is written as it comes
