@@ -34,7 +34,15 @@ setup(
             "named_senderr.parse._named_fast", ["plugin/named_senderr/parse/_named_fast.c"], optional=True, **pcre2()
         ),
         Extension("named_senderr.sources._hit_lines", ["plugin/named_senderr/sources/_hit_lines.c"], optional=True),
-        Extension("named_senderr.sources._phrase_scan", ["plugin/named_senderr/sources/_phrase_scan.c"], optional=True),
+        *(
+            Extension(
+                f"named_senderr.sources.{name}",
+                [f"plugin/named_senderr/sources/{name}.c"],
+                depends=["plugin/named_senderr/sources/_window.h"],
+                optional=True,
+            )
+            for name in ("_line_count", "_phrase_scan")
+        ),
         Extension("named_senderr.sinks._ids", ["plugin/named_senderr/sinks/_ids.c"], optional=True),
     ]
 )

@@ -7,8 +7,7 @@
  * seven phrases scans at a third of this speed, and its import costs more than
  * a whole small file. tests/test_native_phrase_scan.py compares the two.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_window.h"
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -118,15 +117,6 @@ read_phrases(PyObject *items, Phrase *phrases)
     return count;
 }
 
-/* A slice bound as bytes.find reads it: from the end when negative, then clamped to the buffer. */
-static Py_ssize_t
-bound(Py_ssize_t i, Py_ssize_t size)
-{
-    if (i < 0)
-        i += size;
-    return i < 0 ? 0 : i > size ? size : i;
-}
-
 static PyObject *
 find_phrases(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -135,21 +125,16 @@ find_phrases(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "find_phrases(buf, start, end, phrases)");
         return NULL;
     }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
     PyObject *items = PySequence_Tuple(args[3]); /* a list could change while the GIL is released */
     if (items == NULL)
         return NULL;
     Phrase phrases[MAX_PHRASES];
-    Py_ssize_t count = read_phrases(items, phrases);
+    Py_ssize_t count = read_phrases(items, phrases), start, end;
     Py_buffer view;
-    if (count < 0 || PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) { /* held: no resize meanwhile */
+    if (count < 0 || window_get(args, &view, &start, &end) < 0) {
         Py_DECREF(items);
         return NULL;
     }
-    start = bound(start, view.len);
-    end = bound(end, view.len);
     Hits hits = {NULL, 0, 0, 0};
     if (start < end) {
         Py_BEGIN_ALLOW_THREADS

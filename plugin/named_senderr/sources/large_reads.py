@@ -151,8 +151,8 @@ def python_hit_lines(buf: bytearray, start: int, end: int, hits: list[int], base
     return lines
 
 
-_native = native.load("named_senderr.sources._hit_lines")
-hit_lines = python_hit_lines if _native is None else _native.hit_lines
+_native_hits = native.load("named_senderr.sources._hit_lines")
+hit_lines = python_hit_lines if _native_hits is None else _native_hits.hit_lines
 
 
 def _oversize(buf: bytearray, start: int, end: int) -> Iterator[int]:
@@ -167,11 +167,24 @@ def _oversize(buf: bytearray, start: int, end: int) -> Iterator[int]:
             yield line_start
 
 
+def python_count_lines(buf: bytearray, start: int, end: int) -> tuple[int, bool]:
+    """The newlines of ``buf[start:end]`` and whether every byte there is ASCII.
+
+    The C ``count_lines`` (sources/_line_count.c) gives the same pair without holding the GIL;
+    tests/test_native_line_count.py compares the two.
+    """
+    return buf.count(b"\n", start, end), buf.isascii() or bytes(memoryview(buf)[start:end]).isascii()
+
+
+_native_count = native.load("named_senderr.sources._line_count")
+count_lines = python_count_lines if _native_count is None else _native_count.count_lines
+
+
 def _count(view: memoryview, start: int, end: int, stats: Stats) -> None:
     """Count whole lines, and those that are not UTF-8 (lines over the limit are not decoded)."""
-    buf: bytearray = view.obj  # type: ignore[assignment]
-    stats.lines += buf.count(b"\n", start, end)
-    if buf.isascii():  # the whole buffer, old bytes too: one fast test for the usual case
+    newlines, ascii = count_lines(view.obj, start, end)  # type: ignore[arg-type]
+    stats.lines += newlines
+    if ascii:  # the usual case: nothing to decode
         return
     lines = bytes(view[start:end])
     try:
