@@ -13,6 +13,7 @@ compares the two on generated logs.
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -24,6 +25,7 @@ from named_senderr.sources.phrase_scan import Finder
 from named_senderr.telemetry import Stats
 
 READ_SIZE = 16 * BLOCK_SIZE
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
 Found = tuple[int, bytes, bool]
 
 
@@ -173,7 +175,8 @@ def python_count_lines(buf: bytearray, start: int, end: int) -> tuple[int, bool]
     The C ``count_lines`` (sources/_line_count.c) gives the same pair without holding the GIL;
     tests/test_native_line_count.py compares the two.
     """
-    return buf.count(b"\n", start, end), buf.isascii() or bytes(memoryview(buf)[start:end]).isascii()
+    start, end, _ = slice(start, end).indices(len(buf))  # slice bounds, which re's pos and endpos are not
+    return buf.count(b"\n", start, end), buf.isascii() or _NON_ASCII.search(buf, start, end) is None
 
 
 _native_count = native.load("named_senderr.sources._line_count")
